@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
 SAMPLES_FILE = "samples.png"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 # Model names become URL path segments and directory names; they never become arbitrary paths.
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
