@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# End-to-end check of the deployment: build the images, run the compose stack (service replicas
+# behind nginx, Prometheus), generate through the load balancer, and prove that Prometheus scrapes
+# every replica, that every Grafana dashboard panel's PromQL returns data, and that the alert
+# rules load. Tears everything down again, including a Docker engine it had to start.
+#
+#   sudo bash docker/e2e.sh            # from anywhere; needs root only to install or start Docker
+#
+# Installs what is missing from Debian packages (docker.io, docker-compose, prometheus for
+# promtool, debootstrap), builds the python:3.11-slim stand-in (docker/base-image.sh) if that tag
+# is absent, and serves exported/ — or, while exported/ holds no model, a tiny untrained zoo
+# (tests/deploy/tiny_zoo.py, needs numpy + onnx: the project's venv).
+#
+# Env: E2E_TIMEOUT (s, default 600)  E2E_REPLICAS (default: compose.yaml's deploy.replicas = 2)
+#      E2E_LB_PORT (18080)  E2E_PROM_PORT (19090)  E2E_PROJECT (condgen-e2e)
+#      E2E_KEEP=1 leaves the stack (and a Docker engine it started) running for inspection.
+#      PYTHON: interpreter with numpy + onnx for the tiny zoo (default .venv/bin/python, python3)
+# Prints PASS/FAIL lines and closes with "e2e: N passed, M failed"; exits non-zero on any FAIL.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Bound the whole run: re-run this script under timeout(1) once. On expiry the script gets TERM
+# and its trap still tears the stack down.
+E2E_TIMEOUT="${E2E_TIMEOUT:-600}"
+if [[ -z "${_CONDGEN_E2E_BOUNDED:-}" ]]; then
+    export _CONDGEN_E2E_BOUNDED=1
+    exec timeout --kill-after=90 "$E2E_TIMEOUT" bash "$0" "$@"
+fi
+
+START_S=$(date +%s)
+PROJECT="${E2E_PROJECT:-condgen-e2e}"
+LB_PORT="${E2E_LB_PORT:-18080}"
+PROM_PORT="${E2E_PROM_PORT:-19090}"
+BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/condgen-e2e.XXXXXX")"
+chmod 755 "$WORK"
+PASSED=0
+FAILED=0
+DOCKERD_PID=""
+STACK_UP=0
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
+log() { echo "e2e: [$(($(date +%s) - START_S))s] $*"; }
+
+summary() {
+    echo "e2e: wall time $(($(date +%s) - START_S)) s"
+    echo "e2e: $PASSED passed, $FAILED failed"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ $STACK_UP -eq 1 ]]; then
+        if [[ $FAILED -gt 0 || $rc -ne 0 ]]; then
+            log "logs of the stack (last lines):"
+            compose logs --no-color --tail=40 2>&1 | tail -n 150 || true
+        fi
+        if [[ "${E2E_KEEP:-0}" == "1" ]]; then
+            log "E2E_KEEP=1: stack left running (project $PROJECT; lb :$LB_PORT, prometheus :$PROM_PORT)"
+        else
+            log "tearing down the stack"
+            compose down -v --remove-orphans >"$WORK/down.log" 2>&1 || tail -n 20 "$WORK/down.log"
+        fi
+    fi
+    if [[ -n "$DOCKERD_PID" && "${E2E_KEEP:-0}" != "1" ]]; then
+        log "stopping the Docker engine this run started (pid $DOCKERD_PID)"
+        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+        for _ in $(seq 1 30); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
+    fi
+    rm -rf "$WORK"
+    if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
+        if [[ $rc -eq 124 ]]; then
+            fail "e2e ran past E2E_TIMEOUT=${E2E_TIMEOUT}s"
+        else
+            fail "e2e aborted (exit $rc)"
+        fi
+    fi
+    summary
+    if [[ $FAILED -gt 0 ]]; then exit 1; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 124' TERM
+trap 'exit 130' INT
+
+# Stop at the first failure of a step that later steps depend on.
+must() {
+    local what="$1"
+    shift
+    if "$@" >"$WORK/step.log" 2>&1; then
+        pass "$what"
+    else
+        fail "$what"
+        tail -n 40 "$WORK/step.log"
+        exit 1
+    fi
+}
+
+# ---- 1. tools -----------------------------------------------------------------------------------
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+    missing+=(docker-compose)
+fi
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]} from Debian"
+    if [[ $(id -u) -ne 0 ]]; then
+        fail "missing ${missing[*]} and not root: install them (apt-get install ${missing[*]})"
+        exit 1
+    fi
+    must "apt-get install ${missing[*]}" bash -c \
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing[*]}"
+fi
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+else
+    COMPOSE=(docker-compose)
+fi
+compose() {
+    CONDGEN_LB_PORT="$LB_PORT" CONDGEN_PROMETHEUS_PORT="$PROM_PORT" BASE_IMAGE="$BASE_IMAGE" \
+        CONDGEN_IMAGE=condgen:e2e CONDGEN_LB_IMAGE=condgen-lb:e2e \
+        CONDGEN_PROMETHEUS_IMAGE=condgen-prometheus:e2e \
+        "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" "$@"
+}
+COMPOSE_FILES=(-f docker/compose.yaml)
+log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n1))"
+
+# ---- 2. Docker engine ---------------------------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+    if [[ $(id -u) -ne 0 ]]; then
+        fail "no Docker engine reachable and not root to start one"
+        exit 1
+    fi
+    log "starting dockerd"
+    # Own session: a timeout of this script must not kill the engine before the teardown ran.
+    setsid dockerd >"${TMPDIR:-/tmp}/condgen-e2e-dockerd.log" 2>&1 </dev/null &
+    DOCKERD_PID=$!
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+fi
+must "Docker engine reachable ($(docker version --format '{{.Server.Version}}' 2>/dev/null))" docker info
+
+# ---- 3. images ----------------------------------------------------------------------------------
+log "base image $BASE_IMAGE"
+must "base image $BASE_IMAGE present (docker/base-image.sh builds it offline)" \
+    env BASE_IMAGE="$BASE_IMAGE" bash docker/base-image.sh
+log "building condgen, lb and prometheus images"
+must "compose build (service image, nginx, prometheus)" compose build condgen lb prometheus
+size_bytes=$(docker image inspect condgen:e2e --format '{{.Size}}')
+log "service image condgen:e2e: $((size_bytes / 1000000)) MB"
+user=$(docker image inspect condgen:e2e --format '{{.Config.User}}')
+if [[ -n "$user" && "$user" != "0" && "$user" != root && "$user" != 0:* ]]; then
+    pass "service image runs as non-root user ($user)"
+else
+    fail "service image runs as root (User='$user')"
+fi
+if docker run --rm --entrypoint python condgen:e2e -c "import torch" >/dev/null 2>&1; then
+    fail "service image contains torch"
+else
+    pass "service image has no torch"
+fi
+
+# ---- 4. model zoo -------------------------------------------------------------------------------
+if compgen -G "exported/*/model.onnx" >/dev/null; then
+    log "serving the baked-in zoo: $(ls -d exported/*/ | xargs -n1 basename | tr '\n' ' ')"
+else
+    PY="${PYTHON:-}"
+    if [[ -z "$PY" ]]; then
+        if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
+    fi
+    log "exported/ holds no model: serving a tiny untrained zoo built with $PY"
+    must "tiny zoo built (tests/deploy/tiny_zoo.py)" "$PY" tests/deploy/tiny_zoo.py "$WORK/zoo"
+    chmod -R a+rX "$WORK/zoo"
+    cat >"$WORK/compose.zoo.yaml" <<EOF
+services:
+  condgen:
+    volumes:
+      - $WORK/zoo:/models:ro
+EOF
+    COMPOSE_FILES+=(-f "$WORK/compose.zoo.yaml")
+fi
+
+# ---- 5. stack -----------------------------------------------------------------------------------
+scale=()
+[[ -n "${E2E_REPLICAS:-}" ]] && scale=(--scale "condgen=$E2E_REPLICAS")
+log "starting the stack (project $PROJECT)"
+STACK_UP=1
+must "compose up" compose up -d --no-build "${scale[@]}"
+mapfile -t replicas < <(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=condgen")
+want="${E2E_REPLICAS:-2}"
+if [[ ${#replicas[@]} -eq $want ]]; then
+    pass "compose runs $want condgen replicas"
+else
+    fail "compose runs ${#replicas[@]} condgen replicas, expected $want"
+fi
+# The image's HEALTHCHECK (python urllib against /healthz) reports healthy on every replica.
+healthy=0
+for _ in $(seq 1 45); do
+    healthy=0
+    for c in "${replicas[@]}"; do
+        [[ "$(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null)" == healthy ]] && healthy=$((healthy + 1))
+    done
+    [[ $healthy -eq ${#replicas[@]} ]] && break
+    sleep 2
+done
+if [[ ${#replicas[@]} -gt 0 && $healthy -eq ${#replicas[@]} ]]; then
+    pass "HEALTHCHECK reports every replica healthy"
+else
+    fail "HEALTHCHECK: $healthy of ${#replicas[@]} replicas healthy"
+fi
+ro=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}}' "${replicas[@]}" | sort -u | tr '\n' ' ')
+if [[ "$ro" == "true " ]]; then
+    pass "replicas run on a read-only root filesystem"
+else
+    fail "replicas' ReadonlyRootfs: $ro"
+fi
+
+# ---- 6. requests, scrapes, dashboard queries, alert rules ---------------------------------------
+log "checking the running stack"
+budget=$((E2E_TIMEOUT - ($(date +%s) - START_S) - 60))
+[[ $budget -lt 60 ]] && budget=60
+if python3 docker/e2e_check.py --lb "http://127.0.0.1:$LB_PORT" \
+    --prometheus "http://127.0.0.1:$PROM_PORT" --replicas "$want" \
+    --dashboard docker/grafana/dashboards/condgen.json \
+    --timeout "$budget" | tee "$WORK/check.log"; then
+    :
+fi
+PASSED=$((PASSED + $(grep -c '^PASS:' "$WORK/check.log")))
+FAILED=$((FAILED + $(grep -c '^FAIL:' "$WORK/check.log")))
+grep -q '^e2e-check: ' "$WORK/check.log" || fail "docker/e2e_check.py did not finish"
+
+# ---- 7. rule and config files -------------------------------------------------------------------
+if promtool check rules docker/prometheus/alerts.yml >"$WORK/promtool.log" 2>&1; then
+    pass "promtool check rules docker/prometheus/alerts.yml"
+else
+    fail "promtool check rules"; cat "$WORK/promtool.log"
+fi
+if (cd docker/prometheus && promtool test rules alerts.test.yml) >"$WORK/promtool.log" 2>&1; then
+    pass "promtool test rules docker/prometheus/alerts.test.yml"
+else
+    fail "promtool test rules"; cat "$WORK/promtool.log"
+fi
+# The config names the rule file by its in-container path; check a copy that points at the repo's.
+sed "s#/etc/prometheus/alerts.yml#$ROOT/docker/prometheus/alerts.yml#" docker/prometheus/prometheus.yml \
+    >"$WORK/prometheus.yml"
+if promtool check config "$WORK/prometheus.yml" >"$WORK/promtool.log" 2>&1; then
+    pass "promtool check config docker/prometheus/prometheus.yml"
+else
+    fail "promtool check config"; cat "$WORK/promtool.log"
+fi
+exit 0
