@@ -1,0 +1,140 @@
+"""Command line: ``python -m trainer list | train <recipe> | export <checkpoint>``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .recipes import RECIPES
+
+log = logging.getLogger("trainer")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    width = max(len(n) for n in RECIPES)
+    for name, r in sorted(RECIPES.items()):
+        cond = (
+            f"{r.num_classes} classes"
+            if r.conditional
+            else ("labels from data" if r.dataset == "folder" else "unconditional")
+        )
+        print(f"{name:<{width}}  {r.dataset:<13} {r.loss:<8} z={r.z_dim:<4} {r.image_size}px  {cond}")
+        if args.verbose:
+            print(f"{'':<{width}}  {r.description}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+    from .training import TrainConfig, train
+
+    folder_options = {}
+    if args.attributes:
+        folder_options["attributes"] = [a.strip() for a in args.attributes.split(",") if a.strip()]
+    if args.attr_csv:
+        folder_options["attr_csv"] = args.attr_csv
+    cfg = TrainConfig(
+        run_dir=args.run_dir or Path("runs") / args.recipe,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        download=args.download,
+        limit=args.limit,
+        max_steps=args.max_steps,
+        threads=args.threads,
+        resume=not args.restart,
+        folder_options=folder_options,
+    )
+    ckpt, state = train(args.recipe, cfg)
+    print(f"trained {args.recipe}: {state.epoch} epochs, {state.step} steps, {state.seconds:.0f} s → {ckpt}")
+    if args.export_to is not None:
+        dest = export_checkpoint(ckpt, args.export_to)
+        print(f"exported → {dest}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    dest = export_checkpoint(args.checkpoint, args.out, name=args.name)
+    print(f"exported → {dest}")
+    return 0
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from .zoo import build_zoo
+
+    only = [n.strip() for n in args.only.split(",")] if args.only else None
+    results = build_zoo(
+        args.export_to,
+        runs=args.runs,
+        workers=args.workers,
+        only=only,
+        epochs_scale=args.epochs_scale,
+        data_dir=args.data_dir,
+    )
+    failed = [name for name, _, error in results if error]
+    for name, seconds, error in sorted(results):
+        print(f"{name:<24} {seconds / 60:6.1f} min  {error or 'ok'}")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the recipes")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("train", help="train a recipe (resumes from runs/<recipe>/checkpoint.pt)")
+    p.add_argument("recipe", choices=sorted(RECIPES), metavar="recipe")
+    p.add_argument("--epochs", type=int, help="epochs in all (default: the recipe's)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget; stops at an epoch boundary")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=Path, help="IDX directory, or the image folder for 64×64 recipes")
+    p.add_argument("--download", action="store_true", help="fetch the standard files when online")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--run-dir", type=Path, help="default: runs/<recipe>")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--attributes", help="image folders: comma-separated attribute columns as labels")
+    p.add_argument("--attr-csv", type=Path, help="image folders: CelebA-style attribute CSV")
+    p.add_argument("--export-to", type=Path, help="export to DIR/<recipe>/ when training ends")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("zoo", help="train and export the bundled zoo (resumable)")
+    p.add_argument("--workers", type=int, default=2, help="parallel single-threaded trainings")
+    p.add_argument("--only", help="comma-separated recipe names (default: the whole zoo)")
+    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every planned epoch count")
+    p.add_argument("--export-to", type=Path, default=Path("exported"))
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--data-dir", type=Path)
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--out", type=Path, default=Path("exported"))
+    p.add_argument("--name", help="model name (default: the recipe's)")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        log.error("%s", exc)
+        return 2
+    return code
