@@ -245,7 +245,10 @@ def main() -> int:
             try:
                 res = prom_query(prom, expr)
                 vals = finite_values(res)
-                ok_panel, detail = bool(vals), f"{len(res)} series, e.g. {[round(v, 4) for v in vals[:3]]}"
+                # A rate over the load just sent must be above zero somewhere; gauges such as
+                # queue depth may rightly read 0.
+                ok_panel = bool(vals) and (max(vals) > 0 if "rate(" in expr else True)
+                detail = f"{len(res)} series, e.g. {[round(v, 4) for v in vals[:3]]}"
             except Exception as err:
                 ok_panel, detail = False, f"error: {err}"
             if ok_panel or time.monotonic() >= deadline:
