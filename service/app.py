@@ -1,0 +1,440 @@
+"""The HTTP API: ``create_app(settings)`` and the lifespan that owns the models and their batchers.
+
+Request path: schemas (pydantic) -> plan (card checks, seed -> latents) -> batcher (per model,
+one session run per batch on a worker thread) -> encode (PNG / grid / NPY / JSON) -> response.
+Resources are built in the lifespan and handed to routes as FastAPI dependencies; nothing is
+created at import time, so tests can build as many independent apps as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import Body, Depends, FastAPI, Request
+from starlette.responses import FileResponse, Response
+from starlette.types import Message
+
+from service.batcher import DynamicBatcher
+from service.card import SAMPLES_FILE
+from service.config import Settings
+from service.encode import MediaType, json_images, negotiate, npy_bytes, png_of_batch
+from service.errors import (
+    ClientDisconnected,
+    ModelNotReady,
+    NotFound,
+    RequestTimeout,
+    ShuttingDown,
+    Unavailable,
+    UnknownModel,
+    install_error_handlers,
+)
+from service.metrics import UNKNOWN_MODEL, Metrics
+from service.middleware import STATE_MODEL, BodyLimitMiddleware, MetricsMiddleware
+from service.plan import Plan, plan_generate, plan_grid, plan_interpolate
+from service.registry import ModelEntry, ModelRegistry, RunnerFactory, default_runner_factory
+from service.schemas import (
+    GENERATE_EXAMPLES,
+    GRID_EXAMPLES,
+    INTERPOLATE_EXAMPLES,
+    ErrorBody,
+    GenerateRequest,
+    GridRequest,
+    ImagesResponse,
+    InterpolateRequest,
+    ModelsResponse,
+)
+
+logger = logging.getLogger(__name__)
+
+GENERATION_PATHS = frozenset({"/generate", "/grid", "/interpolate"})
+# Responses above this many pixel bytes are encoded on a worker thread: a 64-image grid takes
+# milliseconds of zlib/base64 work that would otherwise stall every other request on the loop.
+# Below it, the thread hop (~50-100 µs) costs more than the encoding.
+INLINE_ENCODE_MAX_BYTES = 32 * 1024
+SEED_HEADER = "X-Condgen-Seed"
+MODEL_HEADER = "X-Condgen-Model"
+
+
+class OrjsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass
+class Resources:
+    """Everything the lifespan owns; routes get it through :func:`get_resources`."""
+
+    settings: Settings
+    registry: ModelRegistry
+    batchers: dict[str, DynamicBatcher]
+    metrics: Metrics
+    closing: bool = False
+
+    def model_status(self, entry: ModelEntry) -> tuple[str, str | None]:
+        if not entry.loaded:
+            return "failed", entry.reason
+        batcher = self.batchers.get(entry.name)
+        if batcher is None:
+            return "not_ready", "no batching worker"
+        if self.closing or batcher.state in {"stopping", "stopped"}:
+            return "not_ready", "shutting down"
+        if not batcher.ready:
+            return "not_ready", batcher.dead_reason or "batching worker is not running"
+        return "ready", None
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources | None = getattr(request.app.state, "resources", None)
+    if resources is None:
+        raise Unavailable("the service is starting; models are not loaded yet", retry_after_s=1.0)
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def _serving(resources: Resources, name: str, request: Request) -> tuple[ModelEntry, DynamicBatcher]:
+    """The entry and batcher for ``name``, or the error a client should see."""
+    entry = resources.registry.get(name)
+    setattr(request.state, STATE_MODEL, name if entry is not None else UNKNOWN_MODEL)
+    if entry is None:
+        known = ", ".join(resources.registry.names[:20]) or "none"
+        raise UnknownModel(f"unknown model {name!r}; known models: {known}")
+    if not entry.loaded or entry.card is None:
+        raise ModelNotReady(f"model {name!r} failed to load: {entry.reason}", retry_after_s=None)
+    if resources.closing:
+        raise ShuttingDown("the service is shutting down")
+    batcher = resources.batchers[name]
+    if not batcher.ready:
+        _, reason = resources.model_status(entry)
+        if reason == "shutting down":
+            raise ShuttingDown(f"model {name!r} is shutting down")
+        raise ModelNotReady(f"model {name!r} is not ready: {reason}", retry_after_s=5.0)
+    return entry, batcher
+
+
+async def _wait_for_disconnect(receive: Any) -> None:
+    """Return when the client disconnects (the body has been read; nothing else arrives)."""
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _await_result(request: Request, future: asyncio.Future[np.ndarray], timeout_s: float) -> np.ndarray:
+    """Wait for the batcher's result; give up on timeout or client disconnect.
+
+    Either way the future is cancelled, so a request still queued is dropped before compute.
+    """
+    watcher: asyncio.Future[Any] = asyncio.ensure_future(_wait_for_disconnect(request.receive))
+    waiters: set[asyncio.Future[Any]] = {future, watcher}
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if future in done:
+        return future.result()
+    future.cancel()
+    if watcher in done:
+        raise ClientDisconnected("client disconnected before the result was ready")
+    raise RequestTimeout(f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0)
+
+
+async def _generate_images(
+    request: Request, batcher: DynamicBatcher, plan: Plan, timeout_s: float
+) -> np.ndarray:
+    future = batcher.submit(plan.z, plan.labels)
+    return await _await_result(request, future, timeout_s)
+
+
+async def _render(
+    plan: Plan, images: np.ndarray, media: MediaType, model: str, settings: Settings
+) -> Response:
+    level = settings.png_compress_level
+
+    def encode() -> bytes:
+        if media is MediaType.PNG:
+            return png_of_batch(images, plan.layout, level)
+        if media is MediaType.NPY:
+            return npy_bytes(images)
+        payload: dict[str, Any] = {
+            "model": model,
+            "shape": list(images.shape),
+            "seed": plan.seed,
+            "layout": list(plan.layout),
+            "images": json_images(images, plan.metadata, level),
+        }
+        if plan.seeds is not None:
+            payload["seeds"] = plan.seeds
+        return orjson.dumps(payload)
+
+    body = encode() if images.nbytes <= INLINE_ENCODE_MAX_BYTES else await asyncio.to_thread(encode)
+    headers = {MODEL_HEADER: model, "Vary": "Accept"}
+    if plan.seed_header is not None:
+        headers[SEED_HEADER] = plan.seed_header
+    return Response(content=body, media_type=str(media), headers=headers)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        404: "Unknown model (type unknown_model).",
+        406: "Unsupported Accept header.",
+        413: "Body larger than max_body_bytes.",
+        422: "Invalid request: the message names the field.",
+        429: "Queue full; see Retry-After.",
+        500: "Inference failed.",
+        503: "Model not ready, or shutting down; see Retry-After.",
+    }.items()
+}
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": ImagesResponse,
+        "description": "PNG (default; a grid when several images), JSON, or NPY, chosen by Accept.",
+        "content": {
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "headers": {
+            SEED_HEADER: {
+                "description": "Seed used (comma-separated pair for /interpolate).",
+                "schema": {"type": "string"},
+            },
+            MODEL_HEADER: {"description": "Model that answered.", "schema": {"type": "string"}},
+        },
+    },
+    **_ERRORS,
+}
+
+
+def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactory | None = None) -> FastAPI:
+    """Build the ASGI app. ``runner_factory`` is the seam for wrapping or replacing model runners."""
+    settings = settings or Settings()
+    factory = runner_factory or default_runner_factory
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = await asyncio.to_thread(ModelRegistry.scan, settings.models_dir, settings, factory)
+        batchers: dict[str, DynamicBatcher] = {}
+        for entry in registry.loaded:
+            assert entry.runner is not None
+            batcher = DynamicBatcher.from_settings(entry.name, entry.runner, settings, metrics)
+            batcher.start()
+            batchers[entry.name] = batcher
+        metrics.register_models(ready=list(batchers), failed=[e.name for e in registry.failed])
+        resources = Resources(settings=settings, registry=registry, batchers=batchers, metrics=metrics)
+        app.state.resources = resources
+        logger.info(
+            "serving %d model(s) from %s: %s%s",
+            len(batchers),
+            settings.models_dir,
+            ", ".join(batchers) or "none",
+            f"; skipped: {', '.join(e.name for e in registry.failed)}" if registry.failed else "",
+        )
+        try:
+            yield
+        finally:
+            resources.closing = True
+            await asyncio.gather(*(b.stop(settings.drain_timeout_s) for b in batchers.values()))
+            logger.info("all batchers stopped")
+
+    app = FastAPI(
+        title="condgen",
+        version="0.1.0",
+        summary="Conditional image generators (GANs and VAE decoders) served from ONNX.",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.resources = None
+    install_error_handlers(app)
+
+    def is_known_model(name: str) -> bool:
+        resources: Resources | None = app.state.resources
+        return resources is not None and name in resources.registry
+
+    # Added innermost first: metrics sees the body limit's 413s too.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        MetricsMiddleware, metrics=metrics, paths=GENERATION_PATHS, is_known_model=is_known_model
+    )
+
+    # ------------------------------------------------------------------ generation
+    @app.post(
+        "/generate",
+        tags=["generate"],
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Generate images for a label and seed (or explicit latents)",
+    )
+    async def generate(
+        request: Request,
+        body: Annotated[GenerateRequest, Body(openapi_examples=GENERATE_EXAMPLES)],
+        resources: ResourcesDep,
+    ) -> Response:
+        entry, batcher = _serving(resources, body.model, request)
+        media = negotiate(request.headers.get("accept"))
+        assert entry.card is not None
+        plan = plan_generate(body, entry.card, resources.settings)
+        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
+        return await _render(plan, images, media, entry.name, resources.settings)
+
+    @app.post(
+        "/grid",
+        tags=["generate"],
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Labels × latents grid: rows are classes, columns share one latent",
+    )
+    async def grid(
+        request: Request,
+        body: Annotated[GridRequest, Body(openapi_examples=GRID_EXAMPLES)],
+        resources: ResourcesDep,
+    ) -> Response:
+        entry, batcher = _serving(resources, body.model, request)
+        media = negotiate(request.headers.get("accept"))
+        assert entry.card is not None
+        plan = plan_grid(body, entry.card, resources.settings)
+        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
+        return await _render(plan, images, media, entry.name, resources.settings)
+
+    @app.post(
+        "/interpolate",
+        tags=["generate"],
+        response_class=Response,
+        responses=IMAGE_RESPONSES,
+        summary="Latent interpolation between two seeds or two latents, at a fixed label",
+    )
+    async def interpolate(
+        request: Request,
+        body: Annotated[InterpolateRequest, Body(openapi_examples=INTERPOLATE_EXAMPLES)],
+        resources: ResourcesDep,
+    ) -> Response:
+        entry, batcher = _serving(resources, body.model, request)
+        media = negotiate(request.headers.get("accept"))
+        assert entry.card is not None
+        plan = plan_interpolate(body, entry.card, resources.settings)
+        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
+        return await _render(plan, images, media, entry.name, resources.settings)
+
+    # ------------------------------------------------------------------ models
+    def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:
+        status, reason = resources.model_status(entry)
+        return {
+            "name": entry.name,
+            "status": status,
+            "reason": reason,
+            "card": entry.card.model_dump(mode="json") if entry.card is not None else None,
+            "samples_url": f"/models/{entry.name}/{SAMPLES_FILE}" if entry.samples_path else None,
+        }
+
+    @app.get("/models", tags=["models"], response_model=ModelsResponse, summary="Every model, with status")
+    async def list_models(resources: ResourcesDep) -> OrjsonResponse:
+        return OrjsonResponse({"models": [_status_json(resources, e) for e in resources.registry]})
+
+    def _entry(resources: Resources, name: str) -> ModelEntry:
+        entry = resources.registry.get(name)
+        if entry is None:
+            raise UnknownModel(
+                f"unknown model {name!r}; known models: {', '.join(resources.registry.names) or 'none'}"
+            )
+        return entry
+
+    @app.get(
+        "/models/{name}", tags=["models"], responses={404: {"model": ErrorBody}}, summary="A model's card"
+    )
+    async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
+        entry = _entry(resources, name)
+        if entry.card is None:
+            raise ModelNotReady(f"model {name!r} failed to load: {entry.reason}", retry_after_s=None)
+        status, _ = resources.model_status(entry)
+        return OrjsonResponse(entry.card.model_dump(mode="json"), headers={"X-Condgen-Model-Status": status})
+
+    @app.get(
+        f"/models/{{name}}/{SAMPLES_FILE}",
+        tags=["models"],
+        response_class=FileResponse,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorBody}},
+        summary="The sample grid committed with the model",
+    )
+    async def get_samples(name: str, resources: ResourcesDep) -> FileResponse:
+        entry = _entry(resources, name)
+        path = entry.samples_path
+        if path is None:
+            raise NotFound(f"model {name!r} has no {SAMPLES_FILE}")
+        return FileResponse(path, media_type="image/png")
+
+    # ------------------------------------------------------------------ operations
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> OrjsonResponse:
+        return OrjsonResponse({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: at least one model ready, workers alive",
+        responses={503: {"description": "Not ready; the body says why, per model."}},
+    )
+    async def readyz(request: Request) -> OrjsonResponse:
+        resources: Resources | None = request.app.state.resources
+        if resources is None:
+            message = "starting: models are not loaded yet"
+            return _readiness(False, message, {}, settings)
+        models = {}
+        for entry in resources.registry:
+            status, reason = resources.model_status(entry)
+            detail: dict[str, Any] = {"status": status, "reason": reason}
+            batcher = resources.batchers.get(entry.name)
+            if batcher is not None:
+                detail.update(
+                    queued_images=batcher.queued_images,
+                    queued_requests=batcher.queued_requests,
+                    session_runs=batcher.session_runs,
+                )
+            models[entry.name] = detail
+        ready = [n for n, d in models.items() if d["status"] == "ready"]
+        if resources.closing:
+            message = "shutting down"
+        elif resources.registry.problem and not ready:
+            message = resources.registry.problem
+        elif not ready:
+            message = "no model is ready: " + "; ".join(f"{n}: {d['reason']}" for n, d in models.items())
+        else:
+            message = f"{len(ready)} of {len(models)} model(s) ready"
+        return _readiness(bool(ready) and not resources.closing, message, models, settings)
+
+    @app.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus metrics")
+    async def metrics_endpoint() -> Response:
+        body, content_type = metrics.render()
+        return Response(content=body, media_type=content_type)
+
+    return app
+
+
+def _readiness(ready: bool, message: str, models: dict[str, Any], settings: Settings) -> OrjsonResponse:
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "not_ready",
+        "message": message,
+        "models_dir": str(settings.models_dir),
+        "models": models,
+    }
+    if ready:
+        return OrjsonResponse(body)
+    # Also the common error shape, so clients that only know that one still read the reason.
+    body["error"] = {"type": "not_ready", "message": message}
+    return OrjsonResponse(body, status_code=503, headers={"Retry-After": "5"})

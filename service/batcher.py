@@ -1,0 +1,441 @@
+"""Dynamic batching: one bounded queue and one worker per model.
+
+Requests (each ``n`` images with their latents and labels) wait in a FIFO queue. The collector
+takes the first request, then keeps filling the batch until it holds ``max_batch_size`` images or
+``max_wait_s`` has passed since that first request arrived, and runs the model ONCE for the whole
+batch on a dedicated worker thread (so the event loop keeps serving). Outputs are checked (one
+image per input row) and split back by request.
+
+* Requests with different ``n`` and labels coalesce freely: a batch is rows, not requests.
+* A request larger than ``max_batch_size`` is sliced across consecutive runs (its later slices
+  lead the next batch), so it can neither deadlock nor starve behind the size limit.
+* Every future gets a result or an exception: a failing run fails exactly its batch
+  (:class:`InferenceFailed`); :meth:`DynamicBatcher.stop` fails what is left (:class:`ShuttingDown`);
+  a crashed collector fails everything pending (:class:`WorkerDied`) and leaves the model not ready.
+* A request whose future was cancelled (client gone, timeout) is dropped before it costs compute.
+* The queue is bounded in images and in requests; a full queue raises :class:`QueueFull` at once,
+  with a Retry-After estimated from recent run times.
+
+``session_runs`` counts runner calls (also exported as ``condgen_session_runs_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from service.config import Settings
+from service.errors import InferenceFailed, ModelNotReady, QueueFull, ServiceError, ShuttingDown, WorkerDied
+from service.metrics import Metrics
+from service.runtime import Runner
+
+logger = logging.getLogger(__name__)
+
+State = Literal["created", "ready", "stopping", "stopped", "dead"]
+
+# Smoothing for the run-time estimate behind Retry-After: about the last 10 runs dominate.
+_EWMA_ALPHA = 0.2
+
+
+@dataclass(eq=False)
+class _Job:
+    z: np.ndarray  # float32 (n, dim)
+    labels: np.ndarray | None  # int64 (n,) or None
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float  # event-loop clock, seconds
+    taken: int = 0  # rows already handed to a batch
+    parts: list[np.ndarray] = field(default_factory=list)
+    wait_observed: bool = False
+    dropped: bool = False
+
+    @property
+    def n(self) -> int:
+        return int(self.z.shape[0])
+
+
+# A batch is a list of (job, first row, end row) slices.
+_Slice = tuple[_Job, int, int]
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        name: str,
+        runner: Runner,
+        *,
+        max_batch_size: int = 64,
+        max_wait_s: float = 0.005,
+        max_queue_images: int = 1024,
+        max_queue_requests: int = 512,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue_images < 1 or max_queue_requests < 1 or max_wait_s < 0:
+            raise ValueError("batch and queue limits must be >= 1 and max_wait_s >= 0")
+        self.name = name
+        self.runner = runner
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue_images = max_queue_images
+        self.max_queue_requests = max_queue_requests
+        self.metrics = metrics
+
+        self.session_runs = 0  # runner calls so far
+        self.images_generated = 0  # images delivered to waiting requests
+        self.dropped_requests = 0  # cancelled before compute
+        self.failed_runs = 0
+        self.dead_reason: str | None = None
+
+        self._state: State = "created"
+        self._queue: deque[_Job] = deque()
+        self._queued_images = 0
+        self._inflight: list[_Slice] = []
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One thread per model: runs of one session never overlap (ORT parallelises inside a run
+        # with its own intra-op threads), and a slow model cannot starve another model's runs.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condgen-{name}")
+        self._run_seconds_ewma: float | None = None
+
+    @classmethod
+    def from_settings(
+        cls, name: str, runner: Runner, settings: Settings, metrics: Metrics | None = None
+    ) -> DynamicBatcher:
+        return cls(
+            name,
+            runner,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_s,
+            max_queue_images=settings.max_queue_images,
+            max_queue_requests=settings.max_queue_requests,
+            metrics=metrics,
+        )
+
+    # ------------------------------------------------------------------ lifecycle and state
+    def start(self) -> None:
+        """Start the collector on the running event loop."""
+        if self._state != "created":
+            raise RuntimeError(f"batcher {self.name!r} was already started")
+        self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
+        self._task.add_done_callback(self._on_collector_done)
+        self._state = "ready"
+        self._idle.set()
+        if self.metrics is not None:
+            self.metrics.model_ready.labels(self.name).set(1)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        return self._state == "ready" and self._task is not None and not self._task.done()
+
+    @property
+    def queued_images(self) -> int:
+        return self._queued_images
+
+    @property
+    def queued_requests(self) -> int:
+        return len(self._queue)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "state": self._state,
+            "queued_images": self._queued_images,
+            "queued_requests": len(self._queue),
+            "session_runs": self.session_runs,
+            "images_generated": self.images_generated,
+            "reason": self.dead_reason,
+        }
+
+    async def stop(self, drain_timeout_s: float = 0.0) -> None:
+        """Refuse new work, let queued work finish for up to ``drain_timeout_s``, fail the rest."""
+        if self._state in {"stopping", "stopped"}:
+            return
+        was_running = self.ready
+        self._state = "stopping"
+        if was_running and drain_timeout_s > 0 and not self._idle.is_set():
+            try:
+                async with asyncio.timeout(drain_timeout_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                logger.warning(
+                    "model %s: %d request(s) still queued after %.1f s of draining; failing them",
+                    self.name,
+                    len(self._queue) + len(self._inflight),
+                    drain_timeout_s,
+                )
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._fail_pending(ShuttingDown(f"model {self.name!r} is shutting down", retry_after_s=1.0))
+        # A run already on the worker thread cannot be interrupted; it finishes and is discarded.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._state = "stopped"
+        if self.metrics is not None:
+            self.metrics.model_ready.labels(self.name).set(0)
+
+    # ------------------------------------------------------------------ producer side
+    def submit(self, z: np.ndarray, labels: np.ndarray | None = None) -> asyncio.Future[np.ndarray]:
+        """Queue ``z`` (float32 n×dim) and ``labels`` (int64 n, or None); returns the result future.
+
+        The future resolves to uint8 ``(n, C, H, W)``. Cancelling it withdraws the request.
+        Raises :class:`QueueFull`, :class:`ModelNotReady` or :class:`ShuttingDown` at once.
+        """
+        if not self.ready:
+            if self._state in {"stopping", "stopped"}:
+                raise ShuttingDown(f"model {self.name!r} is shutting down", retry_after_s=1.0)
+            raise ModelNotReady(
+                f"model {self.name!r} is not ready" + (f": {self.dead_reason}" if self.dead_reason else ""),
+                retry_after_s=5.0,
+            )
+        if z.ndim != 2 or z.shape[0] < 1:
+            raise ValueError(f"z must be (n >= 1, dim), got shape {z.shape}")
+        if labels is not None and labels.shape != (z.shape[0],):
+            raise ValueError(f"labels must have shape ({z.shape[0]},), got {labels.shape}")
+        n = int(z.shape[0])
+        if not self._has_room(n):
+            self._prune()  # cancelled requests still in the queue must not cause a 429
+            if not self._has_room(n):
+                raise QueueFull(
+                    f"model {self.name!r} has {self._queued_images} image(s) in "
+                    f"{len(self._queue)} request(s) queued; try again shortly",
+                    retry_after_s=self._retry_after_s(),
+                )
+        loop = asyncio.get_running_loop()
+        job = _Job(z=z, labels=labels, future=loop.create_future(), enqueued_at=loop.time())
+        job.future.add_done_callback(lambda fut: self._withdraw(job) if fut.cancelled() else None)
+        self._queue.append(job)
+        self._queued_images += n
+        self._idle.clear()
+        self._arrived.set()
+        self._gauge_depth()
+        return job.future
+
+    def _has_room(self, n: int) -> bool:
+        if len(self._queue) >= self.max_queue_requests:
+            return False
+        # A request bigger than the whole bound is still admitted into an empty queue: the
+        # settings keep max_queue_images >= the largest allowed request, this is the safety net.
+        return self._queued_images + n <= self.max_queue_images or not self._queue
+
+    def _withdraw(self, job: _Job) -> None:
+        """A cancelled request leaves the queue at once, so depth and 429s reflect live work."""
+        try:
+            self._queue.remove(job)  # O(queue length); queues are bounded and short
+        except ValueError:
+            return  # already taken into a batch (its rows are discarded) or already failed
+        self._queued_images -= job.n - job.taken
+        self._count_dropped(job)
+        self._gauge_depth()
+        if not self._queue and not self._inflight:
+            self._idle.set()
+
+    def _count_dropped(self, job: _Job) -> None:
+        if not job.dropped:
+            job.dropped = True
+            self.dropped_requests += 1
+
+    def _retry_after_s(self) -> float:
+        per_run = self._run_seconds_ewma if self._run_seconds_ewma is not None else 0.05
+        runs_ahead = self._queued_images / self.max_batch_size + 1
+        return max(1.0, runs_ahead * per_run)
+
+    # ------------------------------------------------------------------ collector
+    async def _collect(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch:
+                await self._run(batch)
+
+    async def _next_batch(self) -> list[_Slice]:
+        while True:
+            self._prune()
+            if self._queue:
+                break
+            self._idle.set()
+            self._arrived.clear()
+            await self._arrived.wait()
+        loop = asyncio.get_running_loop()
+        # The wait is counted from the first request's arrival: requests that queued while the
+        # previous batch ran have waited already and go at once.
+        deadline = self._queue[0].enqueued_at + self.max_wait_s
+        batch: list[_Slice] = []
+        count = 0
+        while True:
+            count = self._take(batch, count)
+            remaining = deadline - loop.time()
+            if count >= self.max_batch_size or remaining <= 0:
+                return batch
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
+            except TimeoutError:
+                count = self._take(batch, count)
+                return batch
+
+    def _take(self, batch: list[_Slice], count: int) -> int:
+        """Move rows from the queue head into ``batch`` until it is full; returns the new size."""
+        while self._queue and count < self.max_batch_size:
+            job = self._queue[0]
+            if job.future.done():  # cancelled while queued
+                self._queue.popleft()
+                self._queued_images -= job.n - job.taken
+                self._count_dropped(job)
+                continue
+            take = min(job.n - job.taken, self.max_batch_size - count)
+            batch.append((job, job.taken, job.taken + take))
+            job.taken += take
+            count += take
+            self._queued_images -= take
+            if job.taken == job.n:
+                self._queue.popleft()
+        self._gauge_depth()
+        return count
+
+    def _prune(self) -> None:
+        """Drop queued requests whose futures are done (cancelled by a client or a timeout)."""
+        if any(job.future.done() for job in self._queue):
+            kept = deque(job for job in self._queue if not job.future.done())
+            for job in self._queue:
+                if job.future.done():
+                    self._count_dropped(job)
+            self._queue = kept
+            self._queued_images = sum(job.n - job.taken for job in kept)
+            self._gauge_depth()
+
+    async def _run(self, batch: list[_Slice]) -> None:
+        live = [s for s in batch if not s[0].future.done()]
+        for job, _, _ in batch:
+            if job.future.cancelled():
+                self._count_dropped(job)
+        if not live:
+            return
+        loop = asyncio.get_running_loop()
+        self._inflight = live
+        now = loop.time()
+        for job, _, _ in live:
+            if not job.wait_observed:
+                job.wait_observed = True
+                if self.metrics is not None:
+                    self.metrics.queue_wait.labels(self.name).observe(now - job.enqueued_at)
+
+        if len(live) == 1 and live[0][1] == 0 and live[0][2] == live[0][0].n:
+            z, labels = live[0][0].z, live[0][0].labels  # one whole request: no copy
+        else:
+            z = np.concatenate([job.z[a:b] for job, a, b in live])
+            labels = (
+                None
+                if live[0][0].labels is None
+                else np.concatenate([job.labels[a:b] for job, a, b in live if job.labels is not None])
+            )
+        rows = int(z.shape[0])
+
+        self.session_runs += 1
+        if self.metrics is not None:
+            self.metrics.session_runs.labels(self.name).inc()
+            self.metrics.batch_size.labels(self.name).observe(rows)
+        started = time.perf_counter()
+        try:
+            out = await loop.run_in_executor(self._executor, self.runner.run, z, labels)
+        except Exception:
+            self.failed_runs += 1
+            logger.exception("model %s: session run failed for a batch of %d image(s)", self.name, rows)
+            self._fail_slices(live, InferenceFailed(f"inference failed for model {self.name!r}"))
+            return
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.inference_duration.labels(self.name).observe(elapsed)
+            self._run_seconds_ewma = (
+                elapsed
+                if self._run_seconds_ewma is None
+                else (1 - _EWMA_ALPHA) * self._run_seconds_ewma + _EWMA_ALPHA * elapsed
+            )
+
+        if not (
+            isinstance(out, np.ndarray) and out.ndim == 4 and out.shape[0] == rows and out.dtype == np.uint8
+        ):
+            self.failed_runs += 1
+            got = f"{type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}".strip()
+            logger.error(
+                "model %s: a batch of %d image(s) returned %s, expected uint8 (%d, C, H, W)",
+                self.name,
+                rows,
+                got,
+                rows,
+            )
+            self._fail_slices(
+                live,
+                InferenceFailed(
+                    f"inference failed for model {self.name!r}: the model returned a malformed batch"
+                ),
+            )
+            return
+
+        offset = 0
+        for job, a, b in live:
+            part = out[offset : offset + (b - a)]
+            offset += b - a
+            if job.future.done():
+                continue
+            job.parts.append(part)
+            if b == job.n:
+                result = job.parts[0] if len(job.parts) == 1 else np.concatenate(job.parts)
+                job.parts = []
+                job.future.set_result(result)
+                self.images_generated += job.n
+                if self.metrics is not None:
+                    self.metrics.images_generated.labels(self.name).inc(job.n)
+        self._inflight = []
+
+    # ------------------------------------------------------------------ failure paths
+    def _fail_slices(self, slices: list[_Slice], error: ServiceError) -> None:
+        for job, _, _ in slices:
+            if not job.future.done():
+                job.future.set_exception(error)
+        self._inflight = []
+
+    def _fail_pending(self, error: ServiceError) -> None:
+        """Resolve every future still waiting (in flight or queued) with ``error``."""
+        pending = [job for job, _, _ in self._inflight] + list(self._queue)
+        self._inflight = []
+        self._queue.clear()
+        self._queued_images = 0
+        for job in pending:
+            if not job.future.done():
+                job.future.set_exception(error)
+        self._gauge_depth()
+        self._idle.set()
+
+    def _on_collector_done(self, task: asyncio.Task[None]) -> None:
+        if self._state in {"stopping", "stopped"}:
+            return
+        if task.cancelled():
+            reason = "batching worker was cancelled"
+        else:
+            exc = task.exception()
+            reason = f"batching worker crashed ({type(exc).__name__})" if exc else "batching worker exited"
+            if exc is not None:
+                logger.error("model %s: %s", self.name, reason, exc_info=exc)
+        self._state = "dead"
+        self.dead_reason = reason
+        logger.error("model %s is no longer ready: %s", self.name, reason)
+        if self.metrics is not None:
+            self.metrics.model_ready.labels(self.name).set(0)
+        self._fail_pending(WorkerDied(f"model {self.name!r} is not ready: {reason}"))
+
+    def _gauge_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.name).set(self._queued_images)

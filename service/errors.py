@@ -1,0 +1,249 @@
+"""One exception hierarchy, one JSON error shape.
+
+Every error a client can see, whether raised by our code, by FastAPI's request validation or by
+Starlette's routing, leaves as::
+
+    {"error": {"type": "<machine-readable kind>", "message": "<one readable sentence>"}}
+
+with the matching HTTP status (and ``Retry-After`` where waiting helps). Messages are written for
+clients: they never carry a stack trace, an exception repr or a file-system path. The full detail
+goes to the server log instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+logger = logging.getLogger(__name__)
+
+ERROR_MEDIA_TYPE = "application/json"
+# Request-scoped state key: the raw model name from a body that failed validation, so the metrics
+# middleware can still attribute the 422 to a known model.
+STATE_REQUESTED_MODEL = "requested_model"
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports to a client."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after_s is None:
+            return {}
+        # Retry-After takes whole seconds; never advertise 0, clients would hammer us.
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class InvalidRequest(ServiceError):
+    status_code = 422
+    error_type = "invalid_request"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    error_type = "not_found"
+
+
+class UnknownModel(NotFound):
+    error_type = "unknown_model"
+
+
+class MethodNotAllowed(ServiceError):
+    status_code = 405
+    error_type = "method_not_allowed"
+
+
+class NotAcceptable(ServiceError):
+    status_code = 406
+    error_type = "not_acceptable"
+
+
+class BodyTooLarge(ServiceError):
+    status_code = 413
+    error_type = "body_too_large"
+
+
+class QueueFull(ServiceError):
+    status_code = 429
+    error_type = "queue_full"
+
+
+class Unavailable(ServiceError):
+    """503 family: the request was fine, the server cannot take it right now."""
+
+    status_code = 503
+    error_type = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = 1.0) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class ModelNotReady(Unavailable):
+    error_type = "model_not_ready"
+
+
+class ShuttingDown(Unavailable):
+    error_type = "shutting_down"
+
+
+class RequestTimeout(Unavailable):
+    error_type = "timeout"
+
+
+class InferenceFailed(ServiceError):
+    """The model's session raised or returned something unusable; detail is in the server log."""
+
+    status_code = 500
+    error_type = "inference_failed"
+
+
+class WorkerDied(ModelNotReady):
+    """The model's batching worker stopped; the model stays not ready until the process restarts.
+
+    A 503 rather than a 500: the request itself was fine, and a readiness probe now fails, so an
+    orchestrator routes the retry to a healthy replica.
+    """
+
+
+class ClientDisconnected(ServiceError):
+    """The client went away before its result was ready. Logged and counted, never sent."""
+
+    # 499 is nginx's "client closed request": it keeps these apart from server errors in metrics.
+    status_code = 499
+    error_type = "client_disconnected"
+
+
+def error_payload(error_type: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"type": error_type, "message": message}}
+
+
+def error_response(
+    status_code: int, error_type: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        content=orjson.dumps(error_payload(error_type, message)),
+        status_code=status_code,
+        media_type=ERROR_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def response_for(exc: ServiceError) -> Response:
+    return error_response(exc.status_code, exc.error_type, exc.message, exc.headers())
+
+
+def _field_path(loc: Sequence[Any], root: str = "body") -> str:
+    """``("body", "z", 0, 3)`` -> ``z[0][3]``; the leading "body" says nothing to a client."""
+    parts = list(loc)
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or root
+
+
+def validation_message(errors: Sequence[Any], root: str = "body", limit: int = 3) -> str:
+    """A readable summary of pydantic errors that names each offending field.
+
+    ``root`` names the whole document when an error has no field (e.g. malformed JSON).
+    """
+    items = []
+    for err in errors[:limit]:
+        if not isinstance(err, Mapping):
+            continue
+        loc = err.get("loc", ())
+        if err.get("type") == "json_invalid":
+            position = loc[-1] if loc and isinstance(loc[-1], int) else None
+            where = f" at character {position}" if position is not None else ""
+            reason = (err.get("ctx") or {}).get("error")
+            items.append(f"{root}: invalid JSON{where}" + (f" ({reason})" if reason else ""))
+            continue
+        field = _field_path(loc, root)
+        msg = str(err.get("msg", "invalid value"))
+        # Pydantic prefixes validator messages with "Value error, "; drop the noise.
+        msg = msg.removeprefix("Value error, ")
+        items.append(f"{field}: {msg}")
+    if len(errors) > limit:
+        items.append(f"... and {len(errors) - limit} more")
+    return "; ".join(items) or "invalid request"
+
+
+_STATUS_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "queue_full",
+    503: "unavailable",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through the one JSON shape."""
+
+    async def on_service_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        if exc.status_code >= 500:
+            logger.warning(
+                "%s %s -> %d %s: %s",
+                request.method,
+                request.url.path,
+                exc.status_code,
+                exc.error_type,
+                exc.message,
+            )
+        return response_for(exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # Let the metrics middleware attribute the failure to the model when the body named one.
+        body = exc.body
+        if isinstance(body, Mapping) and isinstance(body.get("model"), str):
+            setattr(request.state, STATE_REQUESTED_MODEL, body["model"])
+        content_type = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in content_type.lower():
+            message = f"body: send a JSON object with Content-Type: application/json (got {content_type!r})"
+        else:
+            message = validation_message(exc.errors())
+        return error_response(422, "invalid_request", message)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error_type = _STATUS_TYPES.get(exc.status_code, "http_error")
+        if exc.status_code == 404:
+            message = f"no route for {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(exc.status_code, error_type, message, exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal server error; the incident was logged")
+
+    app.add_exception_handler(ServiceError, on_service_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

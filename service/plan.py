@@ -1,0 +1,216 @@
+"""From a validated request and a model card to the exact rows the model will run.
+
+A :class:`Plan` holds the latents (float32 N×dim), the labels (int64 N, or None for unconditional
+models), per-image metadata for JSON responses and the PNG grid layout. Everything that depends on
+the card is checked here and reported as :class:`InvalidRequest` naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.card import ModelCard
+from service.config import Settings
+from service.encode import grid_shape
+from service.errors import InvalidRequest
+from service.latents import interpolate, latent_for, latents_for
+from service.schemas import GenerateRequest, GridRequest, InterpolateRequest
+
+DEFAULT_GRID_COLUMNS = 8
+# Interpolation strips wrap after this many images so long paths stay viewable.
+MAX_STRIP_COLUMNS = 16
+
+SeedSource = Callable[[], int]
+
+
+def random_seed() -> int:
+    """A fresh seed in 0..2**63-1: from the OS's CSPRNG, so concurrent replicas never collide."""
+    return secrets.randbits(63)
+
+
+@dataclass(frozen=True)
+class Plan:
+    z: np.ndarray  # float32 (N, dim)
+    labels: np.ndarray | None  # int64 (N,)
+    metadata: list[dict[str, object]]  # per image, JSON-ready
+    layout: tuple[int, int]  # rows, cols of the PNG grid
+    seed: int | None = None
+    seeds: list[int] | None = None
+
+    @property
+    def n(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def seed_header(self) -> str | None:
+        if self.seed is not None:
+            return str(self.seed)
+        if self.seeds:
+            return ",".join(str(s) for s in self.seeds)
+        return None
+
+
+def _resolve_label(card: ModelCard, label: int | str, field: str) -> int:
+    try:
+        return card.label_id(label)
+    except ValueError as exc:
+        raise InvalidRequest(f"{field}: {exc}") from None
+
+
+def _require_labels(card: ModelCard, given: bool, field: str) -> None:
+    if card.conditional and not given:
+        names = ", ".join(card.labels or [])
+        raise InvalidRequest(
+            f"{field}: model {card.name!r} is conditional; give a class id (0..{card.num_classes - 1}) "
+            f"or name ({names})"
+        )
+    if not card.conditional and given:
+        raise InvalidRequest(f"{field}: model {card.name!r} is unconditional and takes no label")
+
+
+def _explicit_latents(card: ModelCard, vectors: Sequence[Sequence[float]], field: str = "z") -> np.ndarray:
+    dim = card.latent.dim
+    for i, vec in enumerate(vectors):
+        if len(vec) != dim:
+            raise InvalidRequest(
+                f"{field}[{i}]: has {len(vec)} values, model {card.name!r} takes latents of size {dim}"
+            )
+    with np.errstate(over="ignore"):
+        z = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dim)
+    if not np.isfinite(z).all():
+        raise InvalidRequest(f"{field}: values must be finite and fit float32 (|v| < 3.4e38)")
+    return z
+
+
+def _label_name(card: ModelCard, label: int | None) -> str | None:
+    return card.labels[label] if card.labels is not None and label is not None else None
+
+
+def plan_generate(
+    req: GenerateRequest, card: ModelCard, settings: Settings, seed_source: SeedSource = random_seed
+) -> Plan:
+    if req.z is not None:
+        n, n_field = len(req.z), "z"
+    elif req.labels is not None:
+        n, n_field = len(req.labels), "labels"
+    else:
+        n, n_field = req.n or 1, "n"
+    if n > settings.max_n:
+        raise InvalidRequest(f"{n_field}: at most {settings.max_n} images per request, got {n}")
+
+    _require_labels(
+        card, req.label is not None or req.labels is not None, "labels" if req.labels is not None else "label"
+    )
+    label_ids: list[int] | None = None
+    if req.labels is not None:
+        label_ids = [_resolve_label(card, lab, f"labels[{i}]") for i, lab in enumerate(req.labels)]
+    elif req.label is not None:
+        label_ids = [_resolve_label(card, req.label, "label")] * n
+
+    seed: int | None = None
+    if req.z is not None:
+        z = _explicit_latents(card, req.z)
+    else:
+        seed = req.seed if req.seed is not None else seed_source()
+        z = latents_for(seed, n, card.latent.dim, truncation=req.truncation)
+
+    metadata: list[dict[str, object]] = [
+        {
+            "index": i,
+            "label": label_ids[i] if label_ids is not None else None,
+            "label_name": _label_name(card, label_ids[i] if label_ids is not None else None),
+            "seed": seed,
+            "latent_index": i if seed is not None else None,
+        }
+        for i in range(n)
+    ]
+    labels = np.asarray(label_ids, dtype=np.int64) if label_ids is not None else None
+    return Plan(z=z, labels=labels, metadata=metadata, layout=grid_shape(n), seed=seed)
+
+
+def plan_grid(
+    req: GridRequest, card: ModelCard, settings: Settings, seed_source: SeedSource = random_seed
+) -> Plan:
+    if not card.conditional:
+        raise InvalidRequest(
+            f"model: {card.name!r} is unconditional; a grid is labels × latents. "
+            "Use POST /generate with n for a grid of an unconditional model"
+        )
+    if req.labels is not None:
+        row_labels = [_resolve_label(card, lab, f"labels[{i}]") for i, lab in enumerate(req.labels)]
+    else:
+        row_labels = list(range(card.num_classes))
+    cols = len(req.z) if req.z is not None else (req.columns or DEFAULT_GRID_COLUMNS)
+    total = len(row_labels) * cols
+    if total > settings.max_grid_images:
+        raise InvalidRequest(
+            f"columns: {len(row_labels)} rows × {cols} columns = {total} images, "
+            f"more than the limit of {settings.max_grid_images}"
+        )
+    seed: int | None = None
+    if req.z is not None:
+        column_z = _explicit_latents(card, req.z)
+    else:
+        seed = req.seed if req.seed is not None else seed_source()
+        column_z = latents_for(seed, cols, card.latent.dim, truncation=req.truncation)
+    # Same latent down each column, so the figure reads label (rows) versus style (columns).
+    z = np.tile(column_z, (len(row_labels), 1))
+    labels = np.repeat(np.asarray(row_labels, dtype=np.int64), cols)
+    metadata: list[dict[str, object]] = []
+    for r, label in enumerate(row_labels):
+        for c in range(cols):
+            metadata.append(
+                {
+                    "index": r * cols + c,
+                    "label": label,
+                    "label_name": _label_name(card, label),
+                    "seed": seed,
+                    "latent_index": c if seed is not None else None,
+                    "row": r,
+                    "column": c,
+                }
+            )
+    return Plan(z=z, labels=labels, metadata=metadata, layout=(len(row_labels), cols), seed=seed)
+
+
+def plan_interpolate(
+    req: InterpolateRequest, card: ModelCard, settings: Settings, seed_source: SeedSource = random_seed
+) -> Plan:
+    if req.steps > settings.max_grid_images:
+        raise InvalidRequest(f"steps: at most {settings.max_grid_images}, got {req.steps}")
+    _require_labels(card, req.label is not None, "label")
+    label = _resolve_label(card, req.label, "label") if req.label is not None else None
+
+    seeds: list[int] | None = None
+    if req.z is not None:
+        z0, z1 = _explicit_latents(card, req.z)
+    else:
+        seeds = list(req.seeds) if req.seeds is not None else [seed_source(), seed_source()]
+        # Each end is image 0 of its seed: exactly what /generate returns for that seed and n=1.
+        z0 = latent_for(seeds[0], 0, card.latent.dim, req.truncation)
+        z1 = latent_for(seeds[1], 0, card.latent.dim, req.truncation)
+    z = interpolate(z0, z1, req.steps, spherical=req.spherical)
+    steps = req.steps
+    metadata: list[dict[str, object]] = []
+    for i in range(steps):
+        end_seed = None
+        if seeds is not None and i in (0, steps - 1):
+            end_seed = seeds[0] if i == 0 else seeds[1]
+        metadata.append(
+            {
+                "index": i,
+                "label": label,
+                "label_name": _label_name(card, label),
+                "seed": end_seed,
+                "latent_index": 0 if end_seed is not None else None,
+                "t": i / (steps - 1),
+            }
+        )
+    cols = min(steps, MAX_STRIP_COLUMNS)
+    labels = np.full(steps, label, dtype=np.int64) if label is not None else None
+    return Plan(z=z, labels=labels, metadata=metadata, layout=(math.ceil(steps / cols), cols), seeds=seeds)

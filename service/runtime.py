@@ -1,0 +1,212 @@
+"""ONNX Runtime: one session per model, checked against its card, warmed up, output as uint8.
+
+The batcher only needs something with ``run(z, labels) -> uint8 N×C×H×W``: the :class:`Runner`
+protocol. :class:`OrtRunner` is the real one; tests (and anything else that wants to wrap a model,
+e.g. to inject failures) hand the registry a different ``runner_factory``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import onnxruntime as ort
+
+from service.card import ModelCard
+from service.config import Settings
+
+logger = logging.getLogger(__name__)
+
+CPU_PROVIDER = "CPUExecutionProvider"
+
+_ORT_TYPES = {"z": "tensor(float)", "label": "tensor(int64)", "image": "tensor(float)"}
+
+
+class ModelLoadError(Exception):
+    """A model cannot serve: its file, its graph or its card disagree. The message says why."""
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """What the batcher drives. Called from one worker thread at a time, never concurrently.
+
+    ``z`` is float32 ``(N, dim)``; ``labels`` is int64 ``(N,)`` for conditional models and None
+    otherwise. Returns uint8 ``(N, C, H, W)``. Raising fails exactly the requests of that batch.
+    """
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray: ...
+
+
+def select_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
+    """Requested providers this build has, in the requested order, always ending with the CPU one."""
+    chosen = [p for p in requested if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        logger.info("execution providers not available in this onnxruntime build: %s", ", ".join(missing))
+    if CPU_PROVIDER not in chosen:
+        chosen.append(CPU_PROVIDER)
+    return chosen
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings.effective_intra_op_threads
+    opts.inter_op_num_threads = settings.inter_op_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning pool threads burn a core while idle; on a small box that core belongs to the event
+    # loop and to other models' sessions. Costs a few microseconds of wake-up per run.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+    return opts
+
+
+def to_uint8(raw: np.ndarray, value_range: tuple[float, float], *, inplace: bool = False) -> np.ndarray:
+    """Map raw output in ``value_range`` linearly onto 0..255: scale, clip, round.
+
+    Vectorised over the whole batch, in place on a float32 buffer (``inplace=True`` reuses
+    ``raw`` itself, which the runner owns). ``fmax``/``fmin`` rather than ``clip`` so a NaN from a
+    misbehaving model becomes 0 instead of an undefined integer.
+    """
+    lo, hi = value_range
+    x = np.asarray(raw, dtype=np.float32)
+    if x is raw and not inplace:
+        x = x.copy()  # never scribble over a caller's array
+    scale = np.float32(255.0 / (hi - lo))
+    np.subtract(x, np.float32(lo), out=x)
+    np.multiply(x, scale, out=x)
+    np.fmax(x, np.float32(0.0), out=x)
+    np.fmin(x, np.float32(255.0), out=x)
+    np.rint(x, out=x)
+    return x.astype(np.uint8)
+
+
+def _dims(shape: Sequence[Any]) -> list[int | None]:
+    """ONNX shapes mix ints and symbolic names (or None); keep only the static ints."""
+    return [d if isinstance(d, int) and d > 0 else None for d in shape]
+
+
+def check_io(session: ort.InferenceSession, card: ModelCard) -> None:
+    """Raise :class:`ModelLoadError` unless the graph's inputs and output are the card's."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    expected = {card.onnx.z_input}
+    if card.onnx.label_input is not None:
+        expected.add(card.onnx.label_input)
+    if set(inputs) != expected:
+        raise ModelLoadError(
+            f"ONNX inputs {sorted(inputs)} do not match the card's {sorted(expected)}"
+            + ("" if card.conditional else " (an unconditional model takes z only)")
+        )
+    z = inputs[card.onnx.z_input]
+    if z.type != _ORT_TYPES["z"]:
+        raise ModelLoadError(f"input {z.name!r} is {z.type}, expected {_ORT_TYPES['z']}")
+    zdims = _dims(z.shape)
+    if len(zdims) != 2:
+        raise ModelLoadError(f"input {z.name!r} has rank {len(zdims)}, expected 2 (N x latent dim)")
+    if zdims[0] is not None:
+        raise ModelLoadError(f"input {z.name!r} has a fixed batch size {zdims[0]}; it must be dynamic")
+    if zdims[1] is not None and zdims[1] != card.latent.dim:
+        raise ModelLoadError(
+            f"input {z.name!r} takes latents of size {zdims[1]}, the card says latent.dim={card.latent.dim}"
+        )
+    if card.onnx.label_input is not None:
+        label = inputs[card.onnx.label_input]
+        if label.type != _ORT_TYPES["label"]:
+            raise ModelLoadError(f"input {label.name!r} is {label.type}, expected {_ORT_TYPES['label']}")
+        if len(label.shape) != 1:
+            raise ModelLoadError(f"input {label.name!r} has rank {len(label.shape)}, expected 1 (N)")
+
+    outputs = {o.name: o for o in session.get_outputs()}
+    if card.onnx.output not in outputs:
+        raise ModelLoadError(f"ONNX outputs {sorted(outputs)} lack the card's output {card.onnx.output!r}")
+    out = outputs[card.onnx.output]
+    if out.type != _ORT_TYPES["image"]:
+        raise ModelLoadError(f"output {out.name!r} is {out.type}, expected {_ORT_TYPES['image']}")
+    odims = _dims(out.shape)
+    want = [card.image.channels, card.image.height, card.image.width]
+    if len(odims) != 4:
+        raise ModelLoadError(f"output {out.name!r} has rank {len(odims)}, expected 4 (N x C x H x W)")
+    for axis, got, exp in zip("CHW", odims[1:], want, strict=True):
+        if got is not None and got != exp:
+            raise ModelLoadError(
+                f"output {out.name!r} has {axis}={got}, the card says {axis}={exp} "
+                f"(image {want[0]}x{want[1]}x{want[2]})"
+            )
+
+
+class OrtRunner:
+    """One ONNX Runtime session for one model, with the card's uint8 conversion."""
+
+    def __init__(self, session: ort.InferenceSession, card: ModelCard) -> None:
+        self.session = session
+        self.card = card
+        self._z_name = card.onnx.z_input
+        self._label_name = card.onnx.label_input
+        self._output = [card.onnx.output]
+        self._shape = (card.image.channels, card.image.height, card.image.width)
+
+    @classmethod
+    def load(cls, model_dir: Path, card: ModelCard, settings: Settings) -> OrtRunner:
+        """Create the session, check it against the card and (if configured) warm it up."""
+        path = model_dir / card.onnx.file
+        providers = select_providers(settings.providers, ort.get_available_providers())
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(settings), providers=providers
+            )
+        except Exception as exc:  # ORT raises its own (unexported) exception types
+            raise ModelLoadError(f"onnxruntime cannot load {card.onnx.file}: {exc}") from exc
+        check_io(session, card)
+        runner = cls(session, card)
+        logger.info(
+            "model %s: providers %s, %d intra-op thread(s)",
+            card.name,
+            ",".join(session.get_providers()),
+            settings.effective_intra_op_threads,
+        )
+        if settings.warmup:
+            runner.warm_up(sorted({1, settings.max_batch_size}))
+        return runner
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def raw(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        feed: dict[str, np.ndarray] = {self._z_name: np.ascontiguousarray(z, dtype=np.float32)}
+        if self._label_name is not None:
+            if labels is None:
+                raise ValueError(f"model {self.card.name!r} is conditional and needs labels")
+            feed[self._label_name] = np.ascontiguousarray(labels, dtype=np.int64)
+        (out,) = self.session.run(self._output, feed)
+        return np.asarray(out)
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        raw = self.raw(z, labels)
+        expected = (z.shape[0], *self._shape)
+        if raw.shape != expected:
+            raise ValueError(f"model {self.card.name!r} returned shape {raw.shape}, expected {expected}")
+        return to_uint8(raw, self.card.image.value_range, inplace=True)
+
+    def warm_up(self, batch_sizes: Sequence[int]) -> None:
+        """Run once per batch size so first clients do not pay for allocation and kernel selection.
+
+        Also the last load-time check: the output must really have the card's C×H×W (symbolic
+        dimensions pass :func:`check_io`) and a float dtype.
+        """
+        dim = self.card.latent.dim
+        for n in batch_sizes:
+            z = np.zeros((n, dim), dtype=np.float32)
+            labels = np.zeros(n, dtype=np.int64) if self._label_name is not None else None
+            try:
+                raw = self.raw(z, labels)
+            except Exception as exc:
+                raise ModelLoadError(f"warm-up run with batch {n} failed: {exc}") from exc
+            expected = (n, *self._shape)
+            if raw.shape != expected:
+                raise ModelLoadError(f"warm-up output has shape {raw.shape}, the card implies {expected}")
+            if raw.dtype != np.float32:
+                raise ModelLoadError(f"warm-up output is {raw.dtype}, expected float32")

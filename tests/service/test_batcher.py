@@ -1,0 +1,353 @@
+"""The dynamic batcher, driven by fake runners (no ONNX): coalescing, slicing, failures, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from service.batcher import DynamicBatcher
+from service.errors import InferenceFailed, ModelNotReady, QueueFull, ShuttingDown, WorkerDied
+from service.metrics import Metrics
+
+TIMEOUT_S = 5.0  # no test may hang: every wait is bounded
+
+
+class FakeRunner:
+    """Echoes its inputs into pixels: out[i] = [[z[i, 0], label[i]], [n_rows_in_batch, 7]].
+
+    ``gate`` (when given) blocks every run until set, so tests control when a batch finishes.
+    """
+
+    def __init__(self, gate: threading.Event | None = None, fail_runs: set[int] | None = None) -> None:
+        self.gate = gate
+        self.fail_runs = fail_runs or set()
+        self.calls: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self.started = threading.Event()
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        self.calls.append((z.copy(), None if labels is None else labels.copy()))
+        self.started.set()
+        if self.gate is not None and not self.gate.wait(TIMEOUT_S):
+            raise TimeoutError("gate never opened")
+        if len(self.calls) - 1 in self.fail_runs:
+            raise RuntimeError("injected failure")
+        n = z.shape[0]
+        out = np.zeros((n, 1, 2, 2), dtype=np.uint8)
+        out[:, 0, 0, 0] = z[:, 0].astype(np.uint8)
+        out[:, 0, 0, 1] = 0 if labels is None else labels.astype(np.uint8)
+        out[:, 0, 1, 0] = n
+        out[:, 0, 1, 1] = 7
+        return out
+
+
+def rows(ids: list[int], dim: int = 4) -> np.ndarray:
+    """Latents whose first component identifies the row."""
+    z = np.zeros((len(ids), dim), dtype=np.float32)
+    z[:, 0] = ids
+    return z
+
+
+async def wait_started(runner: FakeRunner) -> None:
+    assert await asyncio.to_thread(runner.started.wait, TIMEOUT_S), "runner never started"
+    runner.started.clear()
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()  # never leave a worker thread blocked
+
+
+def make(runner: FakeRunner, **kw: object) -> DynamicBatcher:
+    opts: dict[str, object] = {"max_batch_size": 8, "max_wait_s": 0.001, "max_queue_images": 64}
+    opts.update(kw)
+    batcher = DynamicBatcher("m", runner, **opts)  # type: ignore[arg-type]
+    batcher.start()
+    return batcher
+
+
+async def test_requests_with_mixed_n_and_labels_share_one_run(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=16)
+    async with asyncio.timeout(TIMEOUT_S):
+        first = b.submit(rows([1]), np.array([9]))
+        await wait_started(runner)  # batch 1 = the first request alone, now blocked
+        futs = [
+            b.submit(rows([10, 11, 12]), np.array([1, 2, 3])),
+            b.submit(rows([20, 21]), np.array([4, 4])),
+            b.submit(rows([30]), np.array([5])),
+        ]
+        gate.set()
+        results = await asyncio.gather(first, *futs)
+    assert b.session_runs == 2
+    assert len(runner.calls) == 2
+    z2, l2 = runner.calls[1]
+    assert z2[:, 0].tolist() == [10, 11, 12, 20, 21, 30]  # FIFO, one run
+    assert l2 is not None
+    assert l2.tolist() == [1, 2, 3, 4, 4, 5]
+    for result, ids, labels in zip(
+        results[1:], [[10, 11, 12], [20, 21], [30]], [[1, 2, 3], [4, 4], [5]], strict=True
+    ):
+        assert result.shape == (len(ids), 1, 2, 2)
+        assert result[:, 0, 0, 0].tolist() == ids
+        assert result[:, 0, 0, 1].tolist() == labels
+        assert (result[:, 0, 1, 0] == 6).all()  # computed in the 6-row batch
+    await b.stop()
+
+
+async def test_request_larger_than_max_batch_is_split_across_runs() -> None:
+    runner = FakeRunner()
+    b = make(runner, max_batch_size=4)
+    async with asyncio.timeout(TIMEOUT_S):
+        result = await b.submit(rows(list(range(10))), None)
+    assert result[:, 0, 0, 0].tolist() == list(range(10))
+    assert [c[0].shape[0] for c in runner.calls] == [4, 4, 2]
+    assert b.session_runs == 3
+    await b.stop()
+
+
+async def test_slices_of_a_large_request_share_runs_with_others(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=4)
+    async with asyncio.timeout(TIMEOUT_S):
+        blocker = b.submit(rows([99]), None)
+        await wait_started(runner)
+        big = b.submit(rows([0, 1, 2, 3, 4, 5]), None)
+        small = b.submit(rows([50, 51]), None)
+        gate.set()
+        await asyncio.gather(blocker, big, small)
+    big_out, small_out = big.result(), small.result()
+    assert [c[0][:, 0].tolist() for c in runner.calls] == [[99], [0, 1, 2, 3], [4, 5, 50, 51]]
+    assert big_out[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert small_out[:, 0, 0, 0].tolist() == [50, 51]
+    await b.stop()
+
+
+async def test_wait_window_collects_requests_arriving_later() -> None:
+    runner = FakeRunner()
+    b = make(runner, max_batch_size=8, max_wait_s=0.3)
+    async with asyncio.timeout(TIMEOUT_S):
+        a = b.submit(rows([1]), None)
+        await asyncio.sleep(0.01)
+        c = b.submit(rows([2]), None)
+        await asyncio.gather(a, c)
+    assert b.session_runs == 1
+    await b.stop()
+
+
+async def test_full_batch_runs_without_waiting() -> None:
+    runner = FakeRunner()
+    b = make(runner, max_batch_size=2, max_wait_s=3.0)
+    async with asyncio.timeout(1.0):  # far below max_wait: a full batch must not wait
+        await b.submit(rows([1, 2]), None)
+    await b.stop()
+
+
+async def test_full_queue_raises_queue_full_with_retry_after(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=1, max_queue_images=4, max_queue_requests=3)
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([0]), None)
+        await wait_started(runner)
+        queued = b.submit(rows([1, 2, 3]), None)
+        with pytest.raises(QueueFull) as info:
+            b.submit(rows([4, 5]), None)  # 3 + 2 > 4 images
+        assert info.value.retry_after_s is not None
+        assert info.value.retry_after_s >= 1
+        assert info.value.headers()["Retry-After"].isdigit()
+        one = b.submit(rows([6]), None)  # 3 + 1 fits
+        assert b.queued_images == 4
+        # The request bound: a cancelled request frees its slot.
+        one.cancel()
+        extra = b.submit(rows([7]), None)
+        gate.set()
+        await asyncio.gather(inflight, queued, extra)
+    await b.stop()
+
+
+async def test_request_bound_counts_requests(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=1, max_queue_images=100, max_queue_requests=2)
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([0]), None)
+        await wait_started(runner)
+        queued = [b.submit(rows([1]), None), b.submit(rows([2]), None)]
+        with pytest.raises(QueueFull):
+            b.submit(rows([3]), None)
+        gate.set()
+        await asyncio.gather(inflight, *queued)
+    await b.stop()
+
+
+async def test_cancelled_request_is_dropped_before_compute(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner)
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([1]), None)
+        await wait_started(runner)
+        doomed = b.submit(rows([66, 67]), None)
+        kept = b.submit(rows([2]), None)
+        doomed.cancel()  # what a disconnect or a timeout does
+        gate.set()
+        await asyncio.gather(inflight, kept)
+    computed = [int(v) for z, _ in runner.calls for v in z[:, 0]]
+    assert 66 not in computed
+    assert 67 not in computed
+    assert computed == [1, 2]
+    assert b.dropped_requests == 1
+    await b.stop()
+
+
+async def test_all_cancelled_batch_costs_no_run(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner)
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([1]), None)
+        await wait_started(runner)
+        doomed = b.submit(rows([5]), None)
+        doomed.cancel()
+        gate.set()
+        await inflight
+        await asyncio.sleep(0.05)
+    assert b.session_runs == 1
+    await b.stop()
+
+
+async def test_runtime_error_fails_exactly_its_batch_and_serving_continues(gate: threading.Event) -> None:
+    runner = FakeRunner(gate, fail_runs={1})
+    b = make(runner)
+    async with asyncio.timeout(TIMEOUT_S):
+        ok_first = b.submit(rows([1]), None)
+        await wait_started(runner)
+        doomed = [b.submit(rows([2]), None), b.submit(rows([3, 4]), None)]
+        gate.set()
+        assert (await ok_first)[0, 0, 0, 0] == 1
+        for fut in doomed:
+            with pytest.raises(InferenceFailed) as info:
+                await fut
+            assert "injected" not in info.value.message  # internals stay in the log
+        later = await b.submit(rows([5]), None)
+    assert later[0, 0, 0, 0] == 5
+    assert b.ready
+    assert b.failed_runs == 1
+    await b.stop()
+
+
+class WrongBatchRunner(FakeRunner):
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        return super().run(z, labels)[:-1]  # one image short
+
+
+async def test_wrong_batch_dimension_fails_the_batch() -> None:
+    b = make(WrongBatchRunner())
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(InferenceFailed, match="malformed batch"):
+            await b.submit(rows([1, 2]), None)
+    assert b.ready
+    await b.stop()
+
+
+async def test_stop_resolves_every_pending_future(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner)
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([1]), None)
+        await wait_started(runner)
+        queued = [b.submit(rows([i]), None) for i in range(2, 6)]
+        await b.stop(drain_timeout_s=0.0)
+        for fut in [inflight, *queued]:
+            assert fut.done()
+            with pytest.raises(ShuttingDown):
+                fut.result()
+        with pytest.raises(ShuttingDown):
+            b.submit(rows([9]), None)
+    assert b.state == "stopped"
+    assert not b.ready
+
+
+async def test_stop_drains_queued_work_within_the_grace_period() -> None:
+    runner = FakeRunner()
+    b = make(runner, max_wait_s=0.05)
+    async with asyncio.timeout(TIMEOUT_S):
+        futs = [b.submit(rows([i]), None) for i in range(3)]
+        await b.stop(drain_timeout_s=2.0)
+        assert [int(f.result()[0, 0, 0, 0]) for f in futs] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("how", ["crash_after_run", "cancelled_mid_run"])
+async def test_dead_collector_fails_pending_and_marks_not_ready(
+    gate: threading.Event, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    runner = FakeRunner(gate)
+    metrics = Metrics()
+    b = make(runner, metrics=metrics)
+    assert metrics.value("condgen_model_ready", {"model": "m"}) == 1
+    async with asyncio.timeout(TIMEOUT_S):
+        inflight = b.submit(rows([1]), None)
+        await wait_started(runner)
+        queued = b.submit(rows([2]), None)
+
+        if how == "crash_after_run":
+
+            def broken(*args: object) -> int:
+                raise RuntimeError("bug in the collector")
+
+            monkeypatch.setattr(b, "_take", broken)  # the next batch the collector forms explodes
+            gate.set()
+            assert (await inflight)[0, 0, 0, 0] == 1
+        else:
+            assert b._task is not None
+            b._task.cancel()  # the worker dies while a run is in flight
+        with pytest.raises(WorkerDied):
+            await queued
+        if how == "cancelled_mid_run":
+            with pytest.raises(WorkerDied):
+                await inflight
+    await asyncio.sleep(0)
+    assert not b.ready
+    assert b.state == "dead"
+    assert b.dead_reason
+    assert metrics.value("condgen_model_ready", {"model": "m"}) == 0
+    with pytest.raises(ModelNotReady):
+        b.submit(rows([3]), None)
+    gate.set()
+    await b.stop()
+
+
+async def test_metrics_count_runs_images_and_batch_sizes(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    metrics = Metrics()
+    b = make(runner, metrics=metrics)
+    async with asyncio.timeout(TIMEOUT_S):
+        first = b.submit(rows([1]), None)
+        await wait_started(runner)
+        rest = [b.submit(rows([2, 3]), None), b.submit(rows([4]), None)]
+        assert metrics.value("condgen_queue_depth", {"model": "m"}) == 3
+        gate.set()
+        await asyncio.gather(first, *rest)
+    labels = {"model": "m"}
+    assert metrics.value("condgen_session_runs_total", labels) == b.session_runs == 2
+    assert metrics.value("condgen_images_generated_total", labels) == 4
+    assert metrics.value("condgen_batch_size_count", labels) == 2
+    assert metrics.value("condgen_batch_size_sum", labels) == 4
+    assert metrics.value("condgen_queue_wait_seconds_count", labels) == 3
+    assert metrics.value("condgen_inference_duration_seconds_count", labels) == 2
+    assert metrics.value("condgen_queue_depth", labels) == 0
+    await b.stop()
+
+
+async def test_submit_rejects_malformed_inputs_and_unstarted_batcher() -> None:
+    b = DynamicBatcher("m", FakeRunner())
+    with pytest.raises(ModelNotReady):
+        b.submit(rows([1]), None)
+    b.start()
+    with pytest.raises(ValueError, match="z must be"):
+        b.submit(np.zeros(4, dtype=np.float32), None)
+    with pytest.raises(ValueError, match="labels must"):
+        b.submit(rows([1, 2]), np.array([1]))
+    await b.stop()

@@ -1,0 +1,87 @@
+"""Seeds to latents: image i depends on (seed, i) alone; random seeds are drawn and reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.card import ModelCard, load_card
+from service.config import Settings
+from service.latents import MAX_SEED, interpolate, latent_for, latents_for
+from service.plan import plan_generate, random_seed
+from service.schemas import GenerateRequest
+from tests.service.conftest import GRAY, UNCOND
+
+
+def test_each_row_depends_on_seed_and_index_only() -> None:
+    block = latents_for(7, 4, 16)
+    assert block.dtype == np.float32
+    assert block.shape == (4, 16)
+    for i in range(4):
+        assert np.array_equal(block[i], latent_for(7, i, 16))
+    assert np.array_equal(latents_for(7, 1, 16), block[:1])
+    assert np.array_equal(latents_for(7, 2, 16, start=2), block[2:])
+    assert not np.array_equal(block[0], latent_for(8, 0, 16))
+
+
+def test_truncation_bounds_every_component_and_stays_reproducible() -> None:
+    z = latents_for(3, 32, 64, truncation=0.5)
+    assert float(np.abs(z).max()) <= 0.5
+    assert np.array_equal(z, latents_for(3, 32, 64, truncation=0.5))
+    with pytest.raises(ValueError, match="truncation"):
+        latent_for(3, 0, 4, truncation=0.0)
+
+
+def test_seed_range_is_enforced() -> None:
+    latent_for(MAX_SEED, 0, 2)
+    with pytest.raises(ValueError, match="seed"):
+        latent_for(MAX_SEED + 1, 0, 2)
+    with pytest.raises(ValueError, match="seed"):
+        latent_for(-1, 0, 2)
+
+
+def test_random_seeds_are_63_bit_and_distinct() -> None:
+    seeds = {random_seed() for _ in range(64)}
+    assert len(seeds) == 64
+    assert all(0 <= s <= MAX_SEED for s in seeds)
+
+
+def test_slerp_endpoints_are_exact_and_norm_is_kept() -> None:
+    a, b = latent_for(1, 0, 128), latent_for(2, 0, 128)
+    path = interpolate(a, b, 9)
+    assert np.array_equal(path[0], a)
+    assert np.array_equal(path[-1], b)
+    norms = np.linalg.norm(path, axis=1)
+    assert norms.min() > 0.9 * min(np.linalg.norm(a), np.linalg.norm(b))
+    linear = interpolate(a, b, 9, spherical=False)
+    assert np.linalg.norm(linear[4]) < norms[4]
+
+
+@pytest.fixture
+def gray_card(zoo: Path) -> ModelCard:
+    return load_card(zoo / GRAY)
+
+
+def test_plan_draws_a_random_seed_when_none_is_given(gray_card: ModelCard) -> None:
+    settings = Settings(models_dir=Path("unused"))
+    plan = plan_generate(
+        GenerateRequest(model=GRAY, label=1, n=3), gray_card, settings, seed_source=lambda: 42
+    )
+    assert plan.seed == 42
+    assert plan.seed_header == "42"
+    assert np.array_equal(plan.z, latents_for(42, 3, 16))
+    assert [m["seed"] for m in plan.metadata] == [42, 42, 42]
+    assert [m["latent_index"] for m in plan.metadata] == [0, 1, 2]
+
+
+def test_plan_with_explicit_z_has_no_seed(zoo: Path) -> None:
+    card = load_card(zoo / UNCOND)
+    z = [[0.5] * 12, [-0.5] * 12]
+    plan = plan_generate(GenerateRequest(model=UNCOND, z=z), card, Settings(models_dir=Path("unused")))
+    assert plan.seed is None
+    assert plan.seed_header is None
+    assert plan.z.dtype == np.float32
+    assert plan.z.tolist() == z
+    assert plan.labels is None

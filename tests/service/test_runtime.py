@@ -1,0 +1,129 @@
+"""ONNX Runtime wrapper: providers, threads, IO checks, warm-up, and the uint8 conversion."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from service.card import load_card
+from service.runtime import (
+    CPU_PROVIDER,
+    ModelLoadError,
+    OrtRunner,
+    select_providers,
+    session_options,
+    to_uint8,
+)
+from tests.service.conftest import GRAY, RGB, UNCOND, make_settings
+from tests.service.onnx_fixtures import reference_images
+
+
+def load(zoo: Path, name: str, **overrides: object) -> OrtRunner:
+    return OrtRunner.load(zoo / name, load_card(zoo / name), make_settings(zoo, **overrides))
+
+
+def test_to_uint8_maps_the_value_range_onto_0_255() -> None:
+    raw = np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, np.nan, np.inf, -np.inf], dtype=np.float32)
+    before = raw.copy()
+    out = to_uint8(raw, (-1.0, 1.0))
+    assert out.dtype == np.uint8
+    # -0.5 -> 63.75 -> 64; 0 -> 127.5 -> 128 (round half to even); NaN -> 0 rather than garbage.
+    assert out.tolist() == [0, 0, 64, 128, 191, 255, 255, 0, 255, 0]
+    np.testing.assert_array_equal(raw, before)  # the caller's array is untouched
+    assert to_uint8(np.array([0.0, 0.25, 1.0], dtype=np.float32), (0.0, 1.0)).tolist() == [0, 64, 255]
+
+
+def test_to_uint8_in_place_reuses_the_buffer_and_keeps_shape() -> None:
+    raw = np.linspace(-1, 1, 2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    out = to_uint8(raw, (-1.0, 1.0), inplace=True)
+    assert out.shape == (2, 3, 4, 5)
+    assert out[0, 0, 0, 0] == 0
+    assert out[-1, -1, -1, -1] == 255
+
+
+def test_select_providers_keeps_order_drops_missing_and_ends_with_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    available = ["CPUExecutionProvider"]
+    with caplog.at_level(logging.INFO, logger="service.runtime"):
+        assert select_providers(["CUDAExecutionProvider", CPU_PROVIDER], available) == [CPU_PROVIDER]
+    assert "CUDAExecutionProvider" in caplog.text
+    assert select_providers(["CUDAExecutionProvider"], ["CUDAExecutionProvider", CPU_PROVIDER]) == [
+        "CUDAExecutionProvider",
+        CPU_PROVIDER,
+    ]
+    assert select_providers(["TensorrtExecutionProvider"], available) == [CPU_PROVIDER]
+
+
+def test_session_options_follow_settings(zoo: Path) -> None:
+    opts = session_options(make_settings(zoo, intra_op_threads=2, inter_op_threads=1))
+    assert opts.intra_op_num_threads == 2
+    assert opts.inter_op_num_threads == 1
+    assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    auto = session_options(make_settings(zoo, intra_op_threads=0))
+    assert 1 <= auto.intra_op_num_threads <= 4
+
+
+def test_runner_logs_its_providers_and_runs_on_cpu(zoo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="service.runtime"):
+        runner = load(zoo, GRAY)
+    assert runner.providers[-1] == CPU_PROVIDER
+    assert f"model {GRAY}: providers" in caplog.text
+
+
+@pytest.mark.parametrize("name", [GRAY, RGB, UNCOND])
+def test_runner_output_matches_the_graph(zoo: Path, name: str) -> None:
+    runner = load(zoo, name)
+    card = runner.card
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((5, card.latent.dim)).astype(np.float32)
+    labels = rng.integers(0, card.num_classes, 5) if card.conditional else None
+    out = runner.run(z, labels)
+    assert out.dtype == np.uint8
+    assert out.shape == (5, card.image.channels, card.image.height, card.image.width)
+    want = reference_images(zoo / name, z, labels)
+    assert int(np.abs(out.astype(int) - want.astype(int)).max()) <= 1
+
+
+def test_batched_rows_equal_rows_run_alone(zoo: Path) -> None:
+    """What makes batching invisible to clients: a row's pixels do not depend on its batch."""
+    runner = load(zoo, GRAY)
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((64, 16)).astype(np.float32)
+    labels = rng.integers(0, 10, 64)
+    together = runner.run(z, labels)
+    for i in range(64):
+        assert np.array_equal(runner.run(z[i : i + 1], labels[i : i + 1])[0], together[i])
+
+
+def test_conditional_runner_needs_labels(zoo: Path) -> None:
+    runner = load(zoo, GRAY)
+    with pytest.raises(ValueError, match="needs labels"):
+        runner.run(np.zeros((1, 16), dtype=np.float32), None)
+
+
+class _LyingSession:
+    """Wraps a session but returns images of the wrong size, as a mislabelled export would."""
+
+    def __init__(self, inner: ort.InferenceSession) -> None:
+        self.inner = inner
+
+    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (out,) = self.inner.run(outputs, feed)
+        return [out[:, :, :4, :]]
+
+    def get_providers(self) -> list[str]:
+        return list(self.inner.get_providers())
+
+
+def test_warm_up_checks_the_real_output_shape(zoo: Path) -> None:
+    runner = load(zoo, GRAY, warmup=False)
+    runner.session = _LyingSession(runner.session)
+    with pytest.raises(ModelLoadError, match=r"warm-up output has shape \(1, 1, 4, 8\)"):
+        runner.warm_up([1])
+    with pytest.raises(ValueError, match="returned shape"):
+        runner.run(np.zeros((2, 16), dtype=np.float32), np.zeros(2, dtype=np.int64))
