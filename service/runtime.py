@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 CPU_PROVIDER = "CPUExecutionProvider"
 
+_reported_missing: set[str] = set()
+
 _ORT_TYPES = {"z": "tensor(float)", "label": "tensor(int64)", "image": "tensor(float)"}
 
 
@@ -43,8 +45,10 @@ class Runner(Protocol):
 def select_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
     """Requested providers this build has, in the requested order, always ending with the CPU one."""
     chosen = [p for p in requested if p in available]
-    missing = [p for p in requested if p not in available]
+    missing = [p for p in requested if p not in available and p not in _reported_missing]
     if missing:
+        # Once per process, not once per model: the build does not change between models.
+        _reported_missing.update(missing)
         logger.info("execution providers not available in this onnxruntime build: %s", ", ".join(missing))
     if CPU_PROVIDER not in chosen:
         chosen.append(CPU_PROVIDER)

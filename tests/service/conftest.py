@@ -16,11 +16,9 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.config import Settings
 from service.registry import RunnerFactory
-from tests.service.onnx_fixtures import COLOURS, DIGITS, write_model
+from tests.service.onnx_fixtures import GRAY, RGB, UNCOND, write_zoo
 
-GRAY = "cond-gray"  # conditional, 1×8×8, latent 16, ten digit classes
-RGB = "cond-rgb"  # conditional, 3×6×10 (non-square catches transposed axes), latent 8, three colours
-UNCOND = "uncond"  # unconditional, 1×8×8, latent 12, sigmoid output in [0, 1]
+__all__ = ["GRAY", "RGB", "UNCOND", "Serve", "eventually", "make_settings", "serve_app"]
 
 
 @pytest.fixture(autouse=True)
@@ -29,13 +27,6 @@ def _no_condgen_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("CONDGEN_"):
             monkeypatch.delenv(key)
-
-
-def write_zoo(root: Path) -> Path:
-    write_model(root, GRAY, dim=16, labels=DIGITS, seed=1, samples=True)
-    write_model(root, RGB, dim=8, channels=3, height=6, width=10, labels=COLOURS, seed=2)
-    write_model(root, UNCOND, dim=12, value_range=(0.0, 1.0), seed=3)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
 """Tiny but real ONNX generators for the service tests, built with onnx's helper API (no torch).
 
+``python -m tests.service.onnx_fixtures DIR`` writes the three test models into ``DIR``, e.g. to try
+the API by hand before trained models exist.
+
 Graph: ``z (N×dim) -> MatMul W (+ Gather(E, label) for conditional models) -> Tanh | Sigmoid ->
 Reshape (N, C, H, W)``. Outputs depend on every latent component and on the label, so wrong rows,
 wrong labels or a transposed split all show up as different pixels.
@@ -18,6 +21,10 @@ from onnx import TensorProto, helper, numpy_helper
 from service.card import ModelCard, sha256_file, write_card
 
 OPSET = 17
+
+GRAY = "cond-gray"  # conditional, 1×8×8, latent 16, ten digit classes
+RGB = "cond-rgb"  # conditional, 3×6×10 (non-square catches transposed axes), latent 8, three colours
+UNCOND = "uncond"  # unconditional, 1×8×8, latent 12, sigmoid output in [0, 1]
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 COLOURS = ["red", "green", "blue"]
@@ -184,3 +191,20 @@ def reference_images(model_dir: Path, z: np.ndarray, labels: np.ndarray | None) 
     img = card["image"]
     out = out.reshape(-1, img["channels"], img["height"], img["width"])
     return np.rint(np.clip((out - lo) * (255.0 / (hi - lo)), 0, 255)).astype(np.uint8)
+
+
+def write_zoo(root: Path) -> Path:
+    """The three models the service tests use (see the module constants)."""
+    write_model(root, GRAY, dim=16, labels=DIGITS, seed=1, samples=True)
+    write_model(root, RGB, dim=8, channels=3, height=6, width=10, labels=COLOURS, seed=2)
+    write_model(root, UNCOND, dim=12, value_range=(0.0, 1.0), seed=3)
+    return root
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m tests.service.onnx_fixtures DIR")
+    for model_dir in sorted(write_zoo(Path(sys.argv[1])).iterdir()):
+        sys.stdout.write(f"wrote {model_dir}\n")

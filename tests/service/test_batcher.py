@@ -203,6 +203,21 @@ async def test_cancelled_request_is_dropped_before_compute(gate: threading.Event
     await b.stop()
 
 
+async def test_request_cancelled_while_its_batch_is_collecting_is_dropped() -> None:
+    runner = FakeRunner()
+    b = make(runner, max_batch_size=8, max_wait_s=0.3)
+    async with asyncio.timeout(TIMEOUT_S):
+        doomed = b.submit(rows([66]), None)
+        await asyncio.sleep(0.02)  # the collector has taken it and waits for company
+        assert b.queued_requests == 0
+        doomed.cancel()
+        kept = b.submit(rows([1]), None)
+        await kept
+    assert [c[0][:, 0].tolist() for c in runner.calls] == [[1]]
+    assert b.dropped_requests == 1
+    await b.stop()
+
+
 async def test_all_cancelled_batch_costs_no_run(gate: threading.Event) -> None:
     runner = FakeRunner(gate)
     b = make(runner)

@@ -46,9 +46,10 @@ def test_to_uint8_in_place_reuses_the_buffer_and_keeps_shape() -> None:
 
 
 def test_select_providers_keeps_order_drops_missing_and_ends_with_cpu(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     available = ["CPUExecutionProvider"]
+    monkeypatch.setattr("service.runtime._reported_missing", set())
     with caplog.at_level(logging.INFO, logger="service.runtime"):
         assert select_providers(["CUDAExecutionProvider", CPU_PROVIDER], available) == [CPU_PROVIDER]
     assert "CUDAExecutionProvider" in caplog.text
