@@ -108,7 +108,8 @@ def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | No
         if cfg.limit is not None:
             images_u8, labels_np = images_u8[: cfg.limit], labels_np[: cfg.limit]
         overrides = {"class_names": CLASS_NAMES[recipe.dataset]} if recipe.conditional else {}
-    x = torch.from_numpy(np.ascontiguousarray(images_u8)).float().div_(255.0)
+    # A copy: the IDX reader returns read-only views of the file bytes, which torch cannot wrap.
+    x = torch.from_numpy(np.array(images_u8, dtype=np.uint8)).float().div_(255.0)
     if x.shape[-1] != recipe.image_size:
         x = nn.functional.interpolate(x, size=recipe.image_size, mode="bilinear", align_corners=False)
     lo, hi = recipe.value_range
