@@ -8,7 +8,15 @@
 # would split batches. Scale out with replicas (docker/compose.yaml, k8s/).
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---- build: resolve and install the service's dependencies into a self-contained venv ----------
+# ---- requirements: the base dependencies pyproject.toml declares (the service's; no extras) -----
+# A stage of its own, so that editing other parts of pyproject.toml (extras, tool settings) leaves
+# the requirements file, and with it the cached dependency layer below, unchanged.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /src/
+RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /src/requirements.txt
+
+# ---- build: install the service and its dependencies into a self-contained venv ----------------
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -16,12 +24,10 @@ ENV PIP_NO_CACHE_DIR=1 \
 # The venv has no pip of its own (not needed at run time); the base image's pip installs into it.
 RUN python -m venv --without-pip /opt/venv
 WORKDIR /src
-# Dependencies first, so code edits do not re-download wheels: what pyproject declares as the
-# base dependencies (the service's; no train/test extras), then the package itself without deps.
+# Dependencies first, so code edits do not re-download wheels.
+COPY --from=requirements /src/requirements.txt ./
+RUN pip --python /opt/venv/bin/python install -r requirements.txt
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip --python /opt/venv/bin/python install -r requirements.txt
 COPY service ./service
 # Byte-code is compiled here, because the runtime root filesystem may be read-only.
 RUN pip --python /opt/venv/bin/python install --no-deps . \

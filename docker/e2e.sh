@@ -30,6 +30,8 @@ if [[ -z "${_CONDGEN_E2E_BOUNDED:-}" ]]; then
 fi
 
 START_S=$(date +%s)
+# The original stdout/stderr: a trap may fire inside a step whose output is redirected to a file.
+exec 3>&1 4>&2
 PROJECT="${E2E_PROJECT:-condgen-e2e}"
 LB_PORT="${E2E_LB_PORT:-18080}"
 PROM_PORT="${E2E_PROM_PORT:-19090}"
@@ -53,6 +55,7 @@ summary() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    exec 1>&3 2>&4
     if [[ $STACK_UP -eq 1 ]]; then
         if [[ $FAILED -gt 0 || $rc -ne 0 ]]; then
             log "logs of the stack (last lines):"
@@ -138,7 +141,7 @@ if ! docker info >/dev/null 2>&1; then
     fi
     log "starting dockerd"
     # Own session: a timeout of this script must not kill the engine before the teardown ran.
-    setsid dockerd >"${TMPDIR:-/tmp}/condgen-e2e-dockerd.log" 2>&1 </dev/null &
+    setsid dockerd >"${TMPDIR:-/tmp}/condgen-e2e-dockerd.log" 2>&1 </dev/null 3>&- 4>&- &
     DOCKERD_PID=$!
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
 fi
