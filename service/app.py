@@ -89,6 +89,10 @@ class Resources:
             return "not_ready", "shutting down"
         if not batcher.ready:
             return "not_ready", batcher.dead_reason or "batching worker is not running"
+        stuck_s = batcher.run_in_flight_s
+        if stuck_s > self.settings.request_timeout_s:
+            # No client could get an answer in time; let the load balancer route around us.
+            return "not_ready", f"a session run has been in flight for {stuck_s:.0f} s"
         return "ready", None
 
 
@@ -114,8 +118,8 @@ def _serving(resources: Resources, name: str, request: Request) -> tuple[ModelEn
     if resources.closing:
         raise ShuttingDown("the service is shutting down")
     batcher = resources.batchers[name]
-    if not batcher.ready:
-        _, reason = resources.model_status(entry)
+    status, reason = resources.model_status(entry)
+    if status != "ready":
         if reason == "shutting down":
             raise ShuttingDown(f"model {name!r} is shutting down")
         raise ModelNotReady(f"model {name!r} is not ready: {reason}", retry_after_s=5.0)

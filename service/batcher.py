@@ -104,6 +104,7 @@ class DynamicBatcher:
         # with its own intra-op threads), and a slow model cannot starve another model's runs.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condgen-{name}")
         self._run_seconds_ewma: float | None = None
+        self._run_started: float | None = None  # time.monotonic() of the run in flight, if any
 
     @classmethod
     def from_settings(
@@ -146,6 +147,12 @@ class DynamicBatcher:
     @property
     def queued_requests(self) -> int:
         return len(self._queue)
+
+    @property
+    def run_in_flight_s(self) -> float:
+        """Seconds the current session run has taken so far; 0 when idle. A stuck session
+        (a hung GPU, a deadlocked provider) shows here long before anything else notices."""
+        return 0.0 if self._run_started is None else time.monotonic() - self._run_started
 
     def describe(self) -> dict[str, object]:
         return {
@@ -347,6 +354,7 @@ class DynamicBatcher:
             self.metrics.session_runs.labels(self.name).inc()
             self.metrics.batch_size.labels(self.name).observe(rows)
         started = time.perf_counter()
+        self._run_started = time.monotonic()
         try:
             out = await loop.run_in_executor(self._executor, self.runner.run, z, labels)
         except Exception:
@@ -355,6 +363,7 @@ class DynamicBatcher:
             self._fail_slices(live, InferenceFailed(f"inference failed for model {self.name!r}"))
             return
         finally:
+            self._run_started = None
             elapsed = time.perf_counter() - started
             if self.metrics is not None:
                 self.metrics.inference_duration.labels(self.name).observe(elapsed)

@@ -340,6 +340,36 @@ async def test_request_timeout_answers_503_and_drops_the_work(serve: Serve, zoo:
         assert batchers(app)[UNCOND].dropped_requests == 1
 
 
+async def test_stuck_session_makes_model_not_ready(serve: Serve, zoo: Path) -> None:
+    gate = threading.Event()
+    runners: list[GatedRunner] = []
+
+    def wrap(inner: Any) -> GatedRunner:
+        runners.append(GatedRunner(inner, gate))
+        return runners[-1]
+
+    settings = make_settings(zoo, request_timeout_s=0.2, warmup=False)
+    async with serve(settings, runner_factory=wrapping({UNCOND: wrap})) as (app, client):
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                stuck = asyncio.create_task(client.post("/generate", json={"model": UNCOND, "seed": 1}))
+                assert await asyncio.to_thread(runners[0].started.wait, TIMEOUT_S)
+                await asyncio.sleep(0.3)  # longer than request_timeout_s
+                detail = (await client.get("/readyz")).json()["models"][UNCOND]
+                assert detail["status"] == "not_ready"
+                assert "in flight" in detail["reason"]
+                refused = await client.post("/generate", json={"model": UNCOND, "seed": 2})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["type"] == "model_not_ready"
+                gate.set()
+                assert (await stuck).status_code == 503  # timed out while stuck
+                await eventually(lambda: batchers(app)[UNCOND].run_in_flight_s == 0)
+        finally:
+            gate.set()
+        ready = await client.get("/readyz")
+        assert ready.json()["models"][UNCOND]["status"] == "ready"  # recovers once the run returns
+
+
 async def test_dead_worker_makes_model_not_ready_but_others_serve(serve: Serve, zoo: Path) -> None:
     async with serve(make_settings(zoo)) as (app, client):
         task = batchers(app)[GRAY]._task
