@@ -192,6 +192,8 @@ scale=()
 [[ -n "${E2E_REPLICAS:-}" ]] && scale=(--scale "condgen=$E2E_REPLICAS")
 log "starting the stack (project $PROJECT)"
 STACK_UP=1
+# Whatever a killed earlier run may have left under the same project name goes first.
+compose down -v --remove-orphans >/dev/null 2>&1 || true
 must "compose up" compose up -d --no-build "${scale[@]}"
 mapfile -t replicas < <(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=condgen")
