@@ -96,7 +96,7 @@ class DynamicBatcher:
         self._state: State = "created"
         self._queue: deque[_Job] = deque()
         self._queued_images = 0
-        self._inflight: list[_Slice] = []
+        self._inflight: list[_Slice] = []  # rows taken from the queue and not yet resolved
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -277,7 +277,10 @@ class DynamicBatcher:
         # The wait is counted from the first request's arrival: requests that queued while the
         # previous batch ran have waited already and go at once.
         deadline = self._queue[0].enqueued_at + self.max_wait_s
+        # Rows taken from the queue live in self._inflight from here on, so that a stop or a
+        # crash while the batch is still collecting fails them too (they are in no queue).
         batch: list[_Slice] = []
+        self._inflight = batch
         count = 0
         while True:
             count = self._take(batch, count)
@@ -328,6 +331,7 @@ class DynamicBatcher:
             if job.future.cancelled():
                 self._count_dropped(job)
         if not live:
+            self._inflight = []
             return
         loop = asyncio.get_running_loop()
         self._inflight = live

@@ -285,6 +285,28 @@ async def test_stop_resolves_every_pending_future(gate: threading.Event) -> None
     assert not b.ready
 
 
+@pytest.mark.parametrize("how", ["stop", "crash"])
+async def test_requests_in_a_collecting_batch_are_resolved(how: str) -> None:
+    """Rows taken from the queue while the collector still waits for company are in no queue."""
+    runner = FakeRunner()
+    b = make(runner, max_batch_size=8, max_wait_s=2.0)
+    async with asyncio.timeout(TIMEOUT_S):
+        fut = b.submit(rows([1]), None)
+        await asyncio.sleep(0.02)  # taken into the batch; the collector waits up to 2 s
+        assert b.queued_requests == 0
+        if how == "stop":
+            await b.stop(drain_timeout_s=0.0)
+            with pytest.raises(ShuttingDown):
+                await fut
+        else:
+            assert b._task is not None
+            b._task.cancel()
+            with pytest.raises(WorkerDied):
+                await fut
+    assert runner.calls == []
+    await b.stop()
+
+
 async def test_stop_drains_queued_work_within_the_grace_period() -> None:
     runner = FakeRunner()
     b = make(runner, max_wait_s=0.05)
