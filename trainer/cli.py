@@ -15,11 +15,11 @@ log = logging.getLogger("trainer")
 def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(n) for n in RECIPES)
     for name, r in sorted(RECIPES.items()):
-        cond = (
-            f"{r.num_classes} classes"
-            if r.conditional
-            else ("labels from data" if r.dataset == "folder" else "unconditional")
-        )
+        if r.conditional:
+            # A folder recipe's classes are the attribute combinations of its data (2^k).
+            cond = "classes from --attributes" if r.dataset == "folder" else f"{r.num_classes} classes"
+        else:
+            cond = "unconditional"
         print(f"{name:<{width}}  {r.dataset:<13} {r.loss:<8} z={r.z_dim:<4} {r.image_size}px  {cond}")
         if args.verbose:
             print(f"{'':<{width}}  {r.description}")

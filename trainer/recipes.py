@@ -256,3 +256,8 @@ def _flagship(dataset: Literal["mnist", "fashion-mnist"], g_channels: int) -> Re
 
 register(_flagship("mnist", 128))
 register(_flagship("fashion-mnist", 128))
+
+
+# --- 64×64 image-folder recipes ---------------------------------------------------------------
+# Imported last: recipes64 registers through `register` above, so it needs this module complete.
+from . import recipes64 as _recipes64  # noqa: E402, F401
