@@ -152,6 +152,8 @@ log "base image $BASE_IMAGE"
 must "base image $BASE_IMAGE present (docker/base-image.sh builds it offline)" \
     env BASE_IMAGE="$BASE_IMAGE" bash docker/base-image.sh
 log "building condgen, lb and prometheus images"
+# The image bakes exported/ in; git keeps no empty directory, so a clone without models lacks it.
+mkdir -p exported
 must "compose build (service image, nginx, prometheus)" compose build condgen lb prometheus
 size_bytes=$(docker image inspect condgen:e2e --format '{{.Size}}')
 log "service image condgen:e2e: $((size_bytes / 1000000)) MB"
