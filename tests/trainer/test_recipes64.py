@@ -19,7 +19,7 @@ from tests.service.conftest import make_settings, serve_app
 from tests.trainer.folder_fixtures import write_folder
 from trainer.export import export_checkpoint
 from trainer.recipes import RECIPES, Recipe
-from trainer.training import RunState, TrainConfig, train, training_data
+from trainer.training import RunState, TrainConfig, to_range, train, training_data
 
 FOLDER_RECIPES = ("dcgan64-folder", "wgangp64-folder", "cgan64-folder")
 ATTRIBUTES = ["Red_Shape", "Round"]
@@ -124,8 +124,9 @@ def test_training_data_takes_classes_from_the_attribute_table(folder: Path, tmp_
     cfg = TrainConfig(run_dir=tmp_path, data_dir=folder, limit=LIMIT, folder_options=options)
     x, y, overrides = training_data(recipe, cfg)
     assert x.shape == (LIMIT, 3, 64, 64)
-    assert x.dtype == torch.float32
-    assert -1.0 <= float(x.min()) < float(x.max()) <= 1.0
+    assert x.dtype == torch.uint8  # kept compact; scaled batch by batch
+    scaled = to_range(x, recipe.value_range)
+    assert -1.0 <= float(scaled.min()) < float(scaled.max()) <= 1.0
     assert y is not None
     assert set(y.tolist()) == {0, 1, 2, 3}
     assert overrides == {"num_classes": 4, "class_names": CLASS_NAMES}
