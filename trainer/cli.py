@@ -82,6 +82,14 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_reports
+
+    cards = write_reports(args.models, args.readme)
+    print(f"{len(cards)} models → {args.models / 'README.md'} and {args.readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -116,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--data-dir", type=Path)
     p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("report", help="rewrite the zoo tables from the model cards")
+    p.add_argument("--models", type=Path, default=Path("exported"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
     p.add_argument("checkpoint", type=Path)
