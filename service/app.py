@@ -38,6 +38,7 @@ from service.errors import (
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.middleware import STATE_MODEL, BodyLimitMiddleware, MetricsMiddleware
 from service.plan import Plan, plan_generate, plan_grid, plan_interpolate
+from service.playground import build_router as playground_router
 from service.registry import ModelEntry, ModelRegistry, RunnerFactory, default_runner_factory
 from service.schemas import (
     GENERATE_EXAMPLES,
@@ -50,6 +51,7 @@ from service.schemas import (
     InterpolateRequest,
     ModelsResponse,
 )
+from service.v2 import build_router as v2_router
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +428,10 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
     async def metrics_endpoint() -> Response:
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
+
+    # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
+    app.include_router(playground_router())
+    app.include_router(v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result))
 
     return app
 
