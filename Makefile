@@ -62,5 +62,17 @@ data/fashion-mnist/train-images-idx3-ubyte.gz:
 	  cd ../.. && rm -rf data/.deb; \
 	fi
 
+## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 12 min on 2 cores)
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
+BENCH_ARGS ?=
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[train,test,bench]'
+	@touch $@ $(VENV)/.dev-installed $(VENV)/.serve-installed
+
+bench: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+	  echo "wrk not found (Debian: apt-get install wrk): the Python load generator will be used"
+	$(BIN)/python -m bench.run --models-dir $(MODELS) --readme README.md $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

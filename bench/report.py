@@ -1,0 +1,487 @@
+"""``results.json`` → ``RESULTS.md`` (tables, the issue's goals as ratios) and a throughput/latency plot.
+
+``python -m bench.report bench/results/results.json`` re-renders without re-measuring;
+``--readme README.md`` also refreshes the block between the benchmark markers there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.profile import render_markdown
+
+PLOT_FILE = "throughput_latency.png"
+RESULTS_FILE = "RESULTS.md"
+README_START = "<!-- bench:summary:start -->"
+README_END = "<!-- bench:summary:end -->"
+SERVER_LABELS = {
+    "condgen": "condgen",
+    "bentoml": "BentoML (adaptive batching)",
+    "torch": "FastAPI + torch eager",
+}
+GOAL_C = 32  # the concurrency the issue's goals are stated at
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    target: str
+    values: dict[str, float | None]  # per model (or "all")
+    passes: bool | None  # None: not measured
+    fmt: str = "{:.2f}"
+
+    def cell(self, key: str) -> str:
+        value = self.values.get(key)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return self.fmt.format(value)
+
+
+def _cells(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(results.get("cells", []))
+
+
+def find(results: dict[str, Any], server: str, model: str, n: int, c: int) -> dict[str, Any] | None:
+    for cell in _cells(results):
+        if (cell["server"], cell["model"], cell["n"], cell["concurrency"]) == (server, model, n, c):
+            return cell
+    return None
+
+
+def best_over_c(results: dict[str, Any], server: str, model: str, n: int) -> dict[str, Any] | None:
+    cells = [c for c in _cells(results) if c["server"] == server and c["model"] == model and c["n"] == n]
+    return max(cells, key=lambda c: c["images_per_s"], default=None)
+
+
+def raw_best(results: dict[str, Any], model: str) -> float | None:
+    raw = results.get("raw", {}).get(model)
+    return float(raw["best_images_per_s"]) if raw else None
+
+
+def models_of(results: dict[str, Any]) -> list[str]:
+    seen: list[str] = []
+    for name in [*results.get("raw", {}), *(c["model"] for c in _cells(results))]:
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _img(cell: dict[str, Any] | None) -> float | None:
+    return float(cell["images_per_s"]) if cell else None
+
+
+def _p99(cell: dict[str, Any] | None) -> float | None:
+    if not cell or "p99" not in cell.get("latency_ms", {}):
+        return None
+    return float(cell["latency_ms"]["p99"])
+
+
+def _all(values: Iterable[float | None], test: Any) -> bool | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return all(test(v) for v in vals)
+
+
+def _worst(values: list[float | None], lowest: bool) -> float | None:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return min(vals) if lowest else max(vals)
+
+
+def goals(results: dict[str, Any]) -> list[Goal]:
+    models = models_of(results)
+    ns = sorted({c["n"] for c in _cells(results)})
+    out: list[Goal] = []
+
+    v = {m: _ratio(_img(find(results, "condgen", m, 1, GOAL_C)), raw_best(results, m)) for m in models}
+    out.append(
+        Goal(
+            f"HTTP n=1 c={GOAL_C} ÷ raw best batch (images/s)",
+            "≥ 0.60",
+            v,
+            _all(v.values(), lambda x: x >= 0.60),
+        )
+    )
+
+    v = {m: _ratio(_img(best_over_c(results, "condgen", m, 64)), raw_best(results, m)) for m in models}
+    out.append(
+        Goal(
+            "HTTP n=64 (best c) ÷ raw best batch (images/s)",
+            "≥ 0.90",
+            v,
+            _all(v.values(), lambda x: x >= 0.90),
+        )
+    )
+
+    for peer, target, bound in (("bentoml", "≥ 2×", 2.0), ("torch", "≥ 3×", 3.0)):
+        v = {
+            m: _worst(
+                [
+                    _ratio(
+                        _img(find(results, "condgen", m, n, GOAL_C)), _img(find(results, peer, m, n, GOAL_C))
+                    )
+                    for n in ns
+                ],
+                lowest=True,
+            )
+            for m in models
+        }
+        label = SERVER_LABELS[peer]
+        out.append(
+            Goal(
+                f"condgen ÷ {label} images/s at c={GOAL_C} (worst n)",
+                target,
+                v,
+                _all(v.values(), lambda x, b=bound: x >= b),
+                "{:.2f}×",
+            )
+        )
+        if peer == "bentoml":
+            v = {
+                m: _worst(
+                    [
+                        _ratio(
+                            _p99(find(results, "condgen", m, n, GOAL_C)),
+                            _p99(find(results, peer, m, n, GOAL_C)),
+                        )
+                        for n in ns
+                    ],
+                    lowest=False,
+                )
+                for m in models
+            }
+            out.append(
+                Goal(
+                    f"condgen p99 ÷ {label} p99 at c={GOAL_C} (worst n)",
+                    "≤ 0.5",
+                    v,
+                    _all(v.values(), lambda x: x <= 0.5),
+                )
+            )
+
+    v = {m: _p99(find(results, "condgen", m, 1, GOAL_C)) for m in models}
+    out.append(
+        Goal(f"condgen p99 at n=1 c={GOAL_C}, ms", "≤ 50", v, _all(v.values(), lambda x: x <= 50.0), "{:.1f}")
+    )
+
+    cold = results.get("cold_start", {}).get("median_s")
+    n_models = results.get("cold_start", {}).get("models_ready")
+    out.append(
+        Goal(
+            f"cold start, spawn → /readyz 200, whole zoo ({n_models or '?'} models), s",
+            "≤ 3",
+            {"all": cold},
+            None if cold is None else cold <= 3.0,
+        )
+    )
+    mem = results.get("memory", {})
+    rss = max(
+        (x for x in (mem.get("condgen_rss_mb_ready"), mem.get("condgen_rss_mb_after_load")) if x is not None),
+        default=None,
+    )
+    out.append(
+        Goal(
+            "condgen RSS with the zoo loaded (after load), MiB",
+            "≤ 600",
+            {"all": rss},
+            None if rss is None else rss <= 600,
+            "{:.0f}",
+        )
+    )
+    return out
+
+
+def _verdict(passes: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[passes]
+
+
+def goals_table(results: dict[str, Any]) -> str:
+    models = models_of(results)
+    header = "| goal | target | " + " | ".join(f"`{m}`" for m in models) + " | verdict |"
+    lines = [header, "| --- | --- | " + " | ".join("---:" for _ in models) + " | --- |"]
+    for g in goals(results):
+        if "all" in g.values:
+            value = g.cell("all")
+            cells = [value] + ["″" for _ in models[1:]] if models else [value]
+        else:
+            cells = [g.cell(m) for m in models]
+        lines.append(f"| {g.name} | {g.target} | " + " | ".join(cells) + f" | {_verdict(g.passes)} |")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, spec: str = "{:.0f}") -> str:
+    return "–" if x is None else spec.format(x)
+
+
+def cells_table(results: dict[str, Any], model: str) -> str:
+    raw = raw_best(results, model)
+    lines = [
+        "| server | n | c | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    order = {s: i for i, s in enumerate(SERVER_LABELS)}
+    cells = sorted(
+        (c for c in _cells(results) if c["model"] == model),
+        key=lambda c: (order.get(c["server"], 9), c["n"], c["concurrency"]),
+    )
+    for c in cells:
+        lat = c.get("latency_ms", {})
+        ms = [_fmt(lat.get(k), "{:.1f}") for k in ("p50", "p95", "p99")]
+        vs_raw = _fmt(_ratio(c["images_per_s"], raw), "{:.2f}")
+        lines.append(
+            f"| {c['server']} | {c['n']} | {c['concurrency']} | {c['images_per_s']:.0f} | "
+            f"{c['requests_per_s']:.1f} | {' | '.join(ms)} | {c['error_count']} | {vs_raw} |"
+        )
+    return "\n".join(lines)
+
+
+def peers_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| model | n | condgen images/s | BentoML | condgen ÷ BentoML | torch eager | condgen ÷ torch | "
+        "condgen p99 ms | BentoML p99 ms | p99 ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in models_of(results):
+        for n in sorted({c["n"] for c in _cells(results) if c["model"] == m}):
+            cg, bm, tc = (find(results, s, m, n, GOAL_C) for s in ("condgen", "bentoml", "torch"))
+            cells = [
+                _fmt(_img(cg)),
+                _fmt(_img(bm)),
+                _fmt(_ratio(_img(cg), _img(bm)), "{:.2f}×"),
+                _fmt(_img(tc)),
+                _fmt(_ratio(_img(cg), _img(tc)), "{:.2f}×"),
+                _fmt(_p99(cg), "{:.1f}"),
+                _fmt(_p99(bm), "{:.1f}"),
+                _fmt(_ratio(_p99(cg), _p99(bm)), "{:.2f}"),
+            ]
+            lines.append(f"| `{m}` | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def raw_table(results: dict[str, Any]) -> str:
+    raws = results.get("raw", {})
+    if not raws:
+        return "(not measured)"
+    batches = sorted({p["batch"] for r in raws.values() for p in r["points"]})
+    lines = [
+        "| model | " + " | ".join(f"batch {b}" for b in batches) + " | best |",
+        "| --- | " + " | ".join("---:" for _ in batches) + " | ---: |",
+    ]
+    for model, r in raws.items():
+        by_batch = {p["batch"]: p["images_per_s"] for p in r["points"]}
+        cells = [_fmt(by_batch.get(b)) for b in batches]
+        lines.append(
+            f"| `{model}` | "
+            + " | ".join(cells)
+            + f" | **{r['best_images_per_s']:.0f}** (batch {r['best_batch']}) |"
+        )
+    return "\n".join(lines)
+
+
+def meta_lines(results: dict[str, Any]) -> list[str]:
+    m = results.get("meta", {})
+    v = m.get("versions", {})
+    libs = ", ".join(f"{k} {v.get(k, '?')}" for k in ("onnxruntime", "torch", "bentoml", "uvicorn"))
+    lines = [
+        f"- Measured {m.get('date', '?')} at commit `{m.get('commit', '?')}` on "
+        f"{m.get('cpus_online', '?')} × {m.get('cpu', '?')}; Python {m.get('python', '?')}, {libs}.",
+        f"- Servers pinned to CPU(s) `{m.get('server_cpus')}`; load generator (`{m.get('loadgen')}`), py-spy "
+        f"and orchestrator to CPU(s) `{m.get('client_cpus')}`; {m.get('threads')} ONNX Runtime / torch "
+        f"thread(s) everywhere, raw limit included; max batch {m.get('max_batch_size')}.",
+        f"- Closed loop, {m.get('duration_s')} s per cell (longer, up to {m.get('max_cell_s')} s, where "
+        f"latency is long), {m.get('warmup_s')} s warm-up per server and model; whole run "
+        f"{m.get('wall_s', '?')} s.",
+    ]
+    for note in results.get("notes", []):
+        lines.append(f"- Note: {note}")
+    if m.get("condgen_env"):
+        lines.append(f"- condgen settings changed from the defaults: `{m['condgen_env']}`.")
+    for problem in results.get("problems", []):
+        lines.append(f"- Problem: {problem}")
+    return lines
+
+
+def render_markdown_report(results: dict[str, Any]) -> str:
+    parts = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m bench.run` (`make bench`); re-render with `python -m bench.report`.",
+        "",
+        *meta_lines(results),
+        "",
+        "## Goals (issue 5)",
+        "",
+        goals_table(results),
+        "",
+        f"Ratios against peers are taken at c={GOAL_C} for every n and the worst one is shown; "
+        f"the full comparison is below.",
+        "",
+        f"![throughput vs p99 latency]({PLOT_FILE})",
+        "",
+        "## Raw ONNX Runtime limit (images/s, in-process, float→uint8 included)",
+        "",
+        raw_table(results),
+        "",
+        f"## condgen vs peers at c={GOAL_C}",
+        "",
+        peers_table(results),
+        "",
+    ]
+    for model in models_of(results):
+        parts += [f"## `{model}`: every cell", "", cells_table(results, model), ""]
+    cold = results.get("cold_start", {})
+    mem = results.get("memory", {})
+    parts += ["## Cold start and memory", ""]
+    if cold:
+        parts.append(
+            f"- condgen cold start (spawn → `/readyz` 200, {cold.get('models_ready')} models): "
+            f"median {cold.get('median_s')} s over {len(cold.get('runs_s', []))} runs {cold.get('runs_s')}; "
+            f"RSS at ready {cold.get('rss_mb_at_ready')} MiB."
+        )
+    for key, value in mem.items():
+        parts.append(f"- `{key}`: {value} MiB")
+    checks = results.get("checks", {})
+    if checks:
+        parts += ["", "## Same bytes", ""]
+        for model in models_of(results):
+            hashes = {s: h.get(model) for s, h in checks.items() if h.get(model)}
+            same = sorted(s for s, h in hashes.items() if h == hashes.get("condgen"))
+            parts.append(
+                f"- `{model}` (label 3, seed 7, n 4): identical PNG bytes from {', '.join(same) or 'none'}"
+                + (
+                    f"; different: {', '.join(sorted(set(hashes) - set(same)))}"
+                    if set(hashes) - set(same)
+                    else ""
+                )
+            )
+    if results.get("profile"):
+        parts += ["", "## Profile (py-spy on condgen)", ""]
+        for title, summary in results["profile"].items():
+            load = summary.get("load", {})
+            parts.append(
+                render_markdown(
+                    summary, f"{title}: {load.get('images_per_s', 0):.0f} images/s under the profiler"
+                )
+            )
+            threads = ", ".join(f"{t['name']} {t['percent']} %" for t in summary.get("threads", []))
+            parts += [f"Samples by thread: {threads}.", ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = models_of(results)
+    ns = sorted({c["n"] for c in _cells(results)}) or [1]
+    fig, axes = plt.subplots(
+        max(1, len(models)), len(ns), figsize=(4.2 * len(ns), 3.4 * max(1, len(models))), squeeze=False
+    )
+    colors = {"condgen": "tab:blue", "bentoml": "tab:orange", "torch": "tab:green"}
+    for i, model in enumerate(models):
+        for j, n in enumerate(ns):
+            ax = axes[i][j]
+            for server, label in SERVER_LABELS.items():
+                pts = sorted(
+                    (
+                        c
+                        for c in _cells(results)
+                        if c["server"] == server and c["model"] == model and c["n"] == n
+                    ),
+                    key=lambda c: c["concurrency"],
+                )
+                pts = [c for c in pts if "p99" in c.get("latency_ms", {})]
+                if not pts:
+                    continue
+                xs = [c["images_per_s"] for c in pts]
+                ys = [c["latency_ms"]["p99"] for c in pts]
+                ax.plot(xs, ys, "o-", color=colors[server], label=label, markersize=4)
+                for c, x, y in zip(pts, xs, ys, strict=True):
+                    ax.annotate(
+                        f"c{c['concurrency']}", (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points"
+                    )
+            raw = raw_best(results, model)
+            if raw:
+                ax.axvline(raw, color="black", linestyle="--", linewidth=1, label="raw ORT, best batch")
+            ax.set_yscale("log")
+            ax.set_title(f"{model}, n={n}", fontsize=9)
+            ax.set_xlabel("images/s")
+            ax.set_ylabel("p99 latency, ms")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.set_xlim(left=0)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle("Closed loop: throughput vs p99 latency (points: concurrency)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def readme_block(results: dict[str, Any], results_dir: str) -> str:
+    return "\n".join(
+        [
+            README_START,
+            *meta_lines(results),
+            "",
+            goals_table(results),
+            "",
+            f"![throughput vs p99 latency]({results_dir}/{PLOT_FILE})",
+            "",
+            "Every cell, the raw limit per batch size, memory and the profile: "
+            f"[{results_dir}/{RESULTS_FILE}]({results_dir}/{RESULTS_FILE}).",
+            README_END,
+        ]
+    )
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    """Replace the text between the markers; returns False (and leaves the file) without them."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(text[:start] + block + text[end + len(README_END) :])
+    return True
+
+
+def write_all(results_path: Path, out_dir: Path, readme: Path | None = None) -> Path:
+    results = json.loads(results_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / RESULTS_FILE
+    md.write_text(render_markdown_report(results))
+    if _cells(results):
+        plot(results, out_dir / PLOT_FILE)
+    if readme is not None:
+        rel = out_dir.resolve().relative_to(readme.resolve().parent).as_posix()
+        update_readme(readme, readme_block(results, rel))
+    return md
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="?", default=Path("bench/results/results.json"))
+    parser.add_argument("--out", type=Path, help="default: the results file's directory")
+    parser.add_argument("--readme", type=Path, help="refresh the summary block in this README")
+    args = parser.parse_args(argv)
+    print(write_all(args.results, args.out or args.results.parent, args.readme))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,590 @@
+"""The whole benchmark in one run: raw ONNX Runtime limit, condgen, BentoML and naive torch, same load.
+
+Steps, each bounded in time:
+
+1. Raw limit: ``bench.raw_ort`` per model, in its own process on the server's CPUs.
+2. Cold start: spawn condgen on the whole model directory ``--cold-starts`` times; seconds from
+   spawn to ``/readyz`` 200 and resident memory at that moment.
+3. Load: for each server and model, one warm-up, then a closed loop for every (n, concurrency)
+   cell, with a drain probe after each cell so no cell inherits the previous one's backlog. A
+   cell whose expected latency is long gets a longer window (at least ``latency_windows`` times
+   the latency the previous cell implies, at most ``--max-cell-seconds``), so closed-loop counts
+   are not dominated by the requests still in flight at the end.
+4. Profile: ``py-spy`` on condgen under n=1 and n=64 load at c=32.
+5. ``results.json``, then ``bench.report`` renders ``RESULTS.md`` and the plot.
+
+Pinning: on a machine with C CPUs the servers get ``--server-cpus`` (default: all but the last)
+and the load generator, py-spy and this orchestrator get ``--client-cpus`` (default: the last),
+with ``taskset``. Every server, and the raw measurement, gets the same ONNX Runtime (or torch)
+thread count, ``--threads`` (default: the number of server CPUs). Traffic goes to 127.0.0.1 only.
+
+``python -m bench.run --models-dir exported --out bench/results`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import profile as prof
+from bench.load import LoadResult, LoadSpec, pin_prefix, resolve_loadgen, run_load
+from bench.raw_ort import DEFAULT_BATCH_SIZES, RawResult
+from bench.servers import (
+    REPO_ROOT,
+    ServerProcess,
+    ServerSpec,
+    bentoml_spec,
+    check_png,
+    condgen_spec,
+    peak_rss_mb,
+    torch_spec,
+)
+from service.card import load_card
+
+logger = logging.getLogger("bench")
+
+SERVERS = ("condgen", "bentoml", "torch")
+SMALL_MODEL = "cdcgan-mnist"
+LARGE_PREFIX = "cgan-fashion-"
+PREFERRED_LARGE = "cgan-fashion-bce-10"
+
+
+@dataclass
+class Config:
+    models_dir: Path
+    out: Path
+    runs_dir: Path
+    small: str
+    large: str | None
+    servers: tuple[str, ...]
+    concurrency: tuple[int, ...]
+    ns: tuple[int, ...]
+    duration_s: float
+    max_cell_s: float
+    latency_windows: float
+    warmup_s: float
+    raw_seconds: float
+    raw_batch_sizes: tuple[int, ...]
+    cold_starts: int
+    profile_s: float
+    server_cpus: str | None
+    client_cpus: str | None
+    threads: int
+    loadgen: str
+    max_batch_size: int = 64
+    no_report: bool = False
+    readme: Path | None = None
+    condgen_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+    cold_start: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    checks: dict[str, dict[str, str]] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def parse_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def default_cpus() -> tuple[str | None, str | None]:
+    """Servers on all CPUs but the last, clients on the last; no pinning on one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    server = cpus[:-1]
+    return (f"{server[0]}-{server[-1]}" if len(server) > 1 else str(server[0])), str(cpus[-1])
+
+
+def cpu_set(cpus: str) -> set[int]:
+    """A taskset CPU list (``0``, ``0-3``, ``0,2-3``) as a set."""
+    out: set[int] = set()
+    for part in cpus.split(","):
+        lo, _, hi = part.strip().partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def cpu_count(cpus: str | None) -> int:
+    return len(cpu_set(cpus)) if cpus else len(os.sched_getaffinity(0))
+
+
+def other_load() -> list[str]:
+    """Command lines of other busy benchmark-hostile processes we know of (a training job)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if "trainer zoo" in cmd or "trainer train" in cmd:
+                found.append(cmd[:120])
+    return found
+
+
+def machine_info(cfg: Config, loadgen: str) -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for mod in ("onnxruntime", "numpy", "fastapi", "uvicorn", "starlette", "pydantic", "torch", "bentoml"):
+        with contextlib.suppress(Exception):
+            versions[mod] = __import__(mod).__version__
+    commit = ""
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit,
+        "cpu": cpu_model,
+        "cpus_online": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "server_cpus": cfg.server_cpus,
+        "client_cpus": cfg.client_cpus,
+        "threads": cfg.threads,
+        "loadgen": loadgen,
+        "duration_s": cfg.duration_s,
+        "max_cell_s": cfg.max_cell_s,
+        "warmup_s": cfg.warmup_s,
+        "max_batch_size": cfg.max_batch_size,
+        "condgen_env": cfg.condgen_env,
+        "load_average": os.getloadavg(),
+        "other_load": other_load(),
+    }
+
+
+def pick_large(models_dir: Path, wanted: str | None) -> str | None:
+    if wanted:
+        return wanted
+    names = (
+        sorted(p.name for p in models_dir.iterdir() if (p / "model.json").is_file())
+        if models_dir.is_dir()
+        else []
+    )
+    if PREFERRED_LARGE in names:
+        return PREFERRED_LARGE
+    return next((n for n in names if n.startswith(LARGE_PREFIX)), None)
+
+
+def torch_source(cfg: Config, model: str) -> tuple[Path | None, str | None]:
+    """The trainer checkpoint for ``model`` when there is one, else its recipe (untrained weights)."""
+    ckpt = cfg.runs_dir / model / "checkpoint.pt"
+    if ckpt.is_file():
+        return ckpt, None
+    card = load_card(cfg.models_dir / model)
+    return None, card.training.recipe if card.training is not None else model
+
+
+def label_for(cfg: Config, model: str) -> int:
+    """Label 3 (a class every MNIST-like model has), or the last class of a smaller model."""
+    card = load_card(cfg.models_dir / model)
+    return min(3, card.num_classes - 1) if card.conditional else 0
+
+
+def run_json(cmd: list[str], timeout_s: float) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} exited {proc.returncode}: {proc.stderr.strip()[-1500:]}")
+    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return data
+
+
+def drain(base_url: str, model: str, timeout_s: float = 60.0) -> None:
+    """One n=1 request: it queues behind whatever the last cell left, so when it returns the
+    server is idle again (true for all three servers: batcher queue, dispatcher, thread pool)."""
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(
+            base_url + "/generate", json={"model": model, "label": 0, "seed": 0, "n": 1}, timeout=timeout_s
+        )
+
+
+# ------------------------------------------------------------------------------------ stages
+def stage_raw(cfg: Config, models: list[str], res: Results) -> None:
+    for model in models:
+        cmd = [
+            *pin_prefix(cfg.server_cpus),
+            sys.executable,
+            "-m",
+            "bench.raw_ort",
+            "--model-dir",
+            str(cfg.models_dir / model),
+            "--threads",
+            str(cfg.threads),
+            "--batch-sizes",
+            ",".join(map(str, cfg.raw_batch_sizes)),
+            "--seconds",
+            str(cfg.raw_seconds),
+        ]
+        try:
+            data = run_json(cmd, timeout_s=60 + 3 * cfg.raw_seconds * len(cfg.raw_batch_sizes))
+        except Exception as exc:
+            res.problems.append(f"raw {model}: {exc}")
+            logger.error("raw %s failed: %s", model, exc)
+            continue
+        res.raw[model] = data
+        best = RawResult.from_json(data).best
+        logger.info("raw %s: best %.0f images/s at batch %d", model, best.images_per_s, best.batch)
+
+
+def stage_cold_start(cfg: Config, res: Results, log_dir: Path) -> None:
+    times: list[float] = []
+    rss: list[float] = []
+    models = 0
+    for _ in range(cfg.cold_starts):
+        server = ServerProcess(
+            condgen_spec(cfg.models_dir, cfg.threads, env=cfg.condgen_env), cfg.server_cpus, log_dir
+        )
+        try:
+            with server:
+                times.append(round(server.wait_ready(timeout_s=120.0), 3))
+                rss.append(server.rss_mb())
+                ready = httpx.get(server.spec.base_url + "/readyz", timeout=5.0).json()
+                models = sum(1 for m in ready.get("models", {}).values() if m.get("status") == "ready")
+        except Exception as exc:
+            res.problems.append(f"cold start: {exc}")
+            logger.error("cold start failed: %s", exc)
+            return
+    if times:
+        res.cold_start = {
+            "runs_s": times,
+            "median_s": round(statistics.median(times), 3),
+            "models_ready": models,
+            "rss_mb_at_ready": rss,
+        }
+        logger.info(
+            "cold start: median %.2f s for %d models, RSS %.0f MiB", statistics.median(times), models, rss[-1]
+        )
+
+
+def cell_duration(cfg: Config, prev: LoadResult | None, concurrency: int) -> float:
+    """The base window, longer when the previous (lower-concurrency) cell implies long latency."""
+    if prev is None or prev.requests_per_s <= 0:
+        return cfg.duration_s
+    expected_latency_s = concurrency / prev.requests_per_s  # closed loop: L = c / throughput
+    return min(cfg.max_cell_s, max(cfg.duration_s, cfg.latency_windows * expected_latency_s))
+
+
+def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, seed0: int) -> None:
+    url = server.spec.base_url
+    label = label_for(cfg, model)
+    spec0 = LoadSpec(port=server.spec.port, model=model, label=label, n=min(16, max(cfg.ns)), concurrency=8)
+    if cfg.warmup_s > 0:
+        run_load(
+            LoadSpec(**{**spec0.__dict__, "duration_s": cfg.warmup_s, "seed0": seed0}),
+            cfg.loadgen,
+            cfg.client_cpus,
+        )
+        drain(url, model)
+    for n in cfg.ns:
+        prev: LoadResult | None = None
+        for c in sorted(cfg.concurrency):
+            duration = cell_duration(cfg, prev, c)
+            spec = LoadSpec(
+                port=server.spec.port,
+                model=model,
+                label=label,
+                n=n,
+                concurrency=c,
+                duration_s=duration,
+                seed0=seed0,
+            )
+            seed0 += 10_000_000
+            try:
+                result = run_load(spec, cfg.loadgen, cfg.client_cpus)
+            except Exception as exc:
+                res.problems.append(f"{server.spec.name} {model} n={n} c={c}: {exc}")
+                logger.error("%s %s n=%d c=%d failed: %s", server.spec.name, model, n, c, exc)
+                drain(url, model)
+                continue
+            prev = result
+            res.cells.append({"server": server.spec.name, "model": model, **result.to_json()})
+            lat = result.latency_ms
+            logger.info(
+                "%-8s %-22s n=%-3d c=%-4d %8.0f img/s %7.1f req/s  p50 %7.1f  p99 %7.1f ms  "
+                "errors %d  (%.0f s)",
+                server.spec.name,
+                model,
+                n,
+                c,
+                result.images_per_s,
+                result.requests_per_s,
+                lat.get("p50", float("nan")),
+                lat.get("p99", float("nan")),
+                result.error_count,
+                result.duration_s,
+            )
+            drain(url, model)
+
+
+def stage_profile(cfg: Config, server: ServerProcess, model: str, res: Results) -> None:
+    if cfg.profile_s <= 0:
+        return
+    if not prof.py_spy_available():
+        res.notes.append("profile skipped: py-spy is not installed (pip install py-spy, or the bench extra)")
+        return
+    for n in (1, 64):
+        out = cfg.out / f"profile-{model}-n{n}.txt"
+        recorder = prof.start_record(server.pid, cfg.profile_s, out, rate=100, cpus=cfg.client_cpus)
+        time.sleep(0.3)  # let py-spy attach before the load starts
+        spec = LoadSpec(
+            port=server.spec.port,
+            model=model,
+            label=label_for(cfg, model),
+            n=n,
+            concurrency=32,
+            duration_s=cfg.profile_s + 1,
+        )
+        load = run_load(spec, cfg.loadgen, cfg.client_cpus)
+        try:
+            _, err = recorder.communicate(timeout=cfg.profile_s + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            _, err = recorder.communicate()
+        drain(server.spec.base_url, model)
+        if recorder.returncode != 0 or not out.is_file():
+            res.problems.append(f"py-spy n={n}: {err.decode(errors='replace').strip()[-500:]}")
+            continue
+        summary = prof.summarise(out.read_text())
+        summary["load"] = load.to_json()
+        res.profile[f"{model} n={n} c=32"] = summary
+        out.unlink()  # the summary is what is kept; raw stacks hold machine paths
+
+
+@contextlib.contextmanager
+def running(spec: ServerSpec, cfg: Config, log_dir: Path, res: Results) -> Iterator[ServerProcess | None]:
+    server = ServerProcess(spec, cfg.server_cpus, log_dir)
+    try:
+        server.start()
+        ready_s = server.wait_ready(timeout_s=180.0)
+        logger.info("%s ready in %.2f s on port %d", spec.name, ready_s, spec.port)
+    except Exception as exc:
+        res.problems.append(f"{spec.name} did not start: {exc}")
+        logger.error("%s did not start: %s", spec.name, exc)
+        server.stop()
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run(cfg: Config) -> Results:
+    res = Results()
+    loadgen = resolve_loadgen(cfg.loadgen)
+    cfg.loadgen = loadgen
+    res.meta = machine_info(cfg, loadgen)
+    if res.meta["other_load"]:
+        res.notes.append(
+            "measured while other CPU-heavy work ran on this machine (a training job): "
+            "numbers are for developing the harness, not for comparison"
+        )
+    if loadgen == "python":
+        res.notes.append("wrk not found: the asyncio load generator was used (may limit n=1 at high c)")
+    models = [m for m in (cfg.small, cfg.large) if m]
+    missing = [m for m in models if not (cfg.models_dir / m / "model.json").is_file()]
+    if missing:
+        raise SystemExit(f"models not found in {cfg.models_dir}: {', '.join(missing)}")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    log_dir = cfg.out / "logs"
+    log_dir.mkdir(exist_ok=True)
+    started = time.perf_counter()
+
+    stage_raw(cfg, models, res)
+    if "condgen" in cfg.servers and cfg.cold_starts > 0:
+        stage_cold_start(cfg, res, log_dir)
+
+    seed0 = 1
+    for name in cfg.servers:
+        if name == "condgen":
+            with running(
+                condgen_spec(cfg.models_dir, cfg.threads, env=cfg.condgen_env), cfg, log_dir, res
+            ) as server:
+                if server is None:
+                    continue
+                res.memory["condgen_rss_mb_ready"] = server.rss_mb()
+                for model in models:
+                    res.checks.setdefault(name, {})[model] = check_png(
+                        server.spec.base_url, model, label_for(cfg, model)
+                    )
+                    stage_cells(cfg, server, model, res, seed0)
+                res.memory["condgen_rss_mb_after_load"] = server.rss_mb()
+                res.memory["condgen_peak_rss_mb"] = peak_rss_mb(server.pid)
+                stage_profile(cfg, server, cfg.small, res)
+            continue
+        for model in models:
+            if name == "bentoml":
+                spec = bentoml_spec(cfg.models_dir / model, cfg.threads, cfg.max_batch_size)
+            elif name == "torch":
+                ckpt, recipe = torch_source(cfg, model)
+                rel = (
+                    ckpt.relative_to(REPO_ROOT)
+                    if ckpt is not None and ckpt.is_relative_to(REPO_ROOT)
+                    else ckpt
+                )
+                spec = torch_spec(model, rel, recipe, cfg.threads)
+                res.notes.append(f"torch peer, {model}: {spec.note}")
+            else:
+                raise SystemExit(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
+            with running(spec, cfg, log_dir, res) as server:
+                if server is None:
+                    continue
+                res.memory[f"{name}_rss_mb_ready:{model}"] = server.rss_mb()
+                try:
+                    res.checks.setdefault(name, {})[model] = check_png(
+                        server.spec.base_url, model, label_for(cfg, model)
+                    )
+                except Exception as exc:
+                    res.problems.append(f"{name} {model}: {exc}")
+                    continue
+                stage_cells(cfg, server, model, res, seed0)
+                res.memory[f"{name}_rss_mb_after_load:{model}"] = server.rss_mb()
+    res.meta["wall_s"] = round(time.perf_counter() - started, 1)
+    return res
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    server_cpus, client_cpus = default_cpus()
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models-dir", type=Path, default=Path("exported"))
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="trainer checkpoints (torch peer)")
+    p.add_argument("--small", default=SMALL_MODEL, help="the small-latent model")
+    p.add_argument(
+        "--large", help=f"the large-latent model (default: {PREFERRED_LARGE} or any {LARGE_PREFIX}*)"
+    )
+    p.add_argument("--servers", default=",".join(SERVERS), help="subset of condgen,bentoml,torch")
+    p.add_argument("--concurrency", default="1,8,32,128")
+    p.add_argument("--n", default="1,16,64")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per cell (the base window)")
+    p.add_argument("--max-cell-seconds", type=float, default=30.0)
+    p.add_argument("--latency-windows", type=float, default=8.0, help="window >= this many latencies")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before a model's cells")
+    p.add_argument("--raw-seconds", type=float, default=1.0, help="per batch size")
+    p.add_argument("--raw-batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)))
+    p.add_argument("--cold-starts", type=int, default=3)
+    p.add_argument("--profile-seconds", type=float, default=8.0, help="0 skips py-spy")
+    p.add_argument(
+        "--server-cpus", default=server_cpus, help=f"taskset list for servers (default {server_cpus})"
+    )
+    p.add_argument(
+        "--client-cpus", default=client_cpus, help=f"taskset list for clients (default {client_cpus})"
+    )
+    p.add_argument("--threads", type=int, help="ONNX Runtime / torch threads (default: server CPU count)")
+    p.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    p.add_argument(
+        "--condgen-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for condgen, e.g. CONDGEN_MAX_WAIT_MS=2 (repeatable; default: its defaults)",
+    )
+    p.add_argument("--no-report", action="store_true", help="write results.json only")
+    p.add_argument("--readme", type=Path, help="also refresh the summary block in this README")
+    a = p.parse_args(argv)
+    servers = tuple(s.strip() for s in a.servers.split(",") if s.strip())
+    unknown = [s for s in servers if s not in SERVERS]
+    if unknown:
+        p.error(f"unknown servers: {', '.join(unknown)}")
+    cfg = Config(
+        models_dir=a.models_dir,
+        out=a.out,
+        runs_dir=a.runs_dir,
+        small=a.small,
+        large=pick_large(a.models_dir, a.large),
+        servers=servers,
+        concurrency=parse_ints(a.concurrency),
+        ns=parse_ints(a.n),
+        duration_s=a.duration,
+        max_cell_s=max(a.max_cell_seconds, a.duration),
+        latency_windows=a.latency_windows,
+        warmup_s=a.warmup,
+        raw_seconds=a.raw_seconds,
+        raw_batch_sizes=parse_ints(a.raw_batch_sizes),
+        cold_starts=a.cold_starts,
+        profile_s=a.profile_seconds,
+        server_cpus=a.server_cpus or None,
+        client_cpus=a.client_cpus or None,
+        threads=a.threads or cpu_count(a.server_cpus or None),
+        loadgen=a.loadgen,
+        no_report=a.no_report,
+        readme=a.readme,
+        condgen_env=dict(kv.split("=", 1) for kv in a.condgen_env),
+    )
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe otherwise
+    cfg = parse_args(argv)
+    if cfg.client_cpus:
+        # The orchestrator (mostly asleep) stays off the servers' CPUs too.
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cpu_set(cfg.client_cpus))
+    logger.info(
+        "models %s; servers %s on CPUs %s, load on CPUs %s, %d thread(s)",
+        ", ".join(m for m in (cfg.small, cfg.large) if m),
+        ",".join(cfg.servers),
+        cfg.server_cpus,
+        cfg.client_cpus,
+        cfg.threads,
+    )
+    res = run(cfg)
+    path = cfg.out / "results.json"
+    path.write_text(json.dumps(res.to_json(), indent=1) + "\n")
+    logger.info("wrote %s (%d cells, %.0f s)", path, len(res.cells), res.meta.get("wall_s", 0))
+    if not cfg.no_report:
+        from bench import report
+
+        report.write_all(path, cfg.out, readme=cfg.readme)
+    if res.problems:
+        for problem in res.problems:
+            logger.warning("problem: %s", problem)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
