@@ -15,6 +15,13 @@ image per input row) and split back by request.
 * A request whose future was cancelled (client gone, timeout) is dropped before it costs compute.
 * The queue is bounded in images and in requests; a full queue raises :class:`QueueFull` at once,
   with a Retry-After estimated from recent run times.
+* A request still queued ``queue_timeout_s`` after it arrived is dropped before compute and
+  failed with :class:`QueueTimeout` (503): under overload, late answers help nobody.
+* Faults heal without a restart. A run longer than ``run_timeout_s`` is treated as hung (the
+  runner is asked to abort, the worker thread is abandoned), and ``failure_threshold`` failed runs
+  in a row mean a broken session; either way the model turns not ready, every waiting request
+  fails at once (:class:`ModelNotReady`, 503), and ``recover()`` builds a new runner, retried with
+  backoff, before the model takes requests again.
 
 ``session_runs`` counts runner calls (also exported as ``condgen_session_runs_total``).
 """
@@ -26,6 +33,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,16 +41,28 @@ from typing import Literal
 import numpy as np
 
 from service.config import Settings
-from service.errors import InferenceFailed, ModelNotReady, QueueFull, ServiceError, ShuttingDown, WorkerDied
+from service.errors import (
+    InferenceFailed,
+    ModelNotReady,
+    QueueFull,
+    QueueTimeout,
+    ServiceError,
+    ShuttingDown,
+    WorkerDied,
+)
 from service.metrics import Metrics
-from service.runtime import Runner
+from service.runtime import ModelLoadError, Runner, abort_run
 
 logger = logging.getLogger(__name__)
 
-State = Literal["created", "ready", "stopping", "stopped", "dead"]
+State = Literal["created", "ready", "recovering", "stopping", "stopped", "dead"]
 
 # Smoothing for the run-time estimate behind Retry-After: about the last 10 runs dominate.
 _EWMA_ALPHA = 0.2
+# Longest wait between two attempts to re-create a broken session, seconds.
+_MAX_BACKOFF_S = 60.0
+# Longest one re-creation (session load + probe run) may take before it counts as failed, seconds.
+_RECOVER_TIMEOUT_S = 120.0
 
 
 @dataclass(eq=False)
@@ -55,6 +75,7 @@ class _Job:
     parts: list[np.ndarray] = field(default_factory=list)
     wait_observed: bool = False
     dropped: bool = False
+    expiry: asyncio.TimerHandle | None = None  # queue deadline, cancelled once rows are taken
 
     @property
     def n(self) -> int:
@@ -76,9 +97,16 @@ class DynamicBatcher:
         max_queue_images: int = 1024,
         max_queue_requests: int = 512,
         metrics: Metrics | None = None,
+        queue_timeout_s: float | None = None,
+        run_timeout_s: float | None = None,
+        failure_threshold: int = 3,
+        recover: Callable[[], Runner] | None = None,
+        recovery_backoff_s: float = 1.0,
     ) -> None:
         if max_batch_size < 1 or max_queue_images < 1 or max_queue_requests < 1 or max_wait_s < 0:
             raise ValueError("batch and queue limits must be >= 1 and max_wait_s >= 0")
+        if failure_threshold < 1 or recovery_backoff_s <= 0:
+            raise ValueError("failure_threshold must be >= 1 and recovery_backoff_s > 0")
         self.name = name
         self.runner = runner
         self.max_batch_size = max_batch_size
@@ -86,11 +114,21 @@ class DynamicBatcher:
         self.max_queue_images = max_queue_images
         self.max_queue_requests = max_queue_requests
         self.metrics = metrics
+        self.queue_timeout_s = queue_timeout_s
+        self.run_timeout_s = run_timeout_s
+        self.failure_threshold = failure_threshold
+        self.recovery_backoff_s = recovery_backoff_s
+        # Builds a fresh runner (a new session) for recovery; None reuses the current one.
+        self._recover_fn = recover
 
         self.session_runs = 0  # runner calls so far
         self.images_generated = 0  # images delivered to waiting requests
         self.dropped_requests = 0  # cancelled before compute
+        self.expired_requests = 0  # queue deadline passed before compute
         self.failed_runs = 0
+        self.consecutive_failures = 0
+        self.recoveries = 0  # sessions re-created after a fault
+        self._recovery_streak = 0  # recoveries since the last successful run
         self.dead_reason: str | None = None
 
         self._state: State = "created"
@@ -102,13 +140,18 @@ class DynamicBatcher:
         self._task: asyncio.Task[None] | None = None
         # One thread per model: runs of one session never overlap (ORT parallelises inside a run
         # with its own intra-op threads), and a slow model cannot starve another model's runs.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condgen-{name}")
+        self._executor = self._new_executor()
         self._run_seconds_ewma: float | None = None
         self._run_started: float | None = None  # time.monotonic() of the run in flight, if any
 
     @classmethod
     def from_settings(
-        cls, name: str, runner: Runner, settings: Settings, metrics: Metrics | None = None
+        cls,
+        name: str,
+        runner: Runner,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        recover: Callable[[], Runner] | None = None,
     ) -> DynamicBatcher:
         return cls(
             name,
@@ -118,6 +161,11 @@ class DynamicBatcher:
             max_queue_images=settings.max_queue_images,
             max_queue_requests=settings.max_queue_requests,
             metrics=metrics,
+            queue_timeout_s=settings.effective_queue_timeout_s,
+            run_timeout_s=settings.run_timeout_s,
+            failure_threshold=settings.failure_threshold,
+            recover=recover,
+            recovery_backoff_s=settings.recovery_backoff_s,
         )
 
     # ------------------------------------------------------------------ lifecycle and state
@@ -161,6 +209,8 @@ class DynamicBatcher:
             "queued_requests": len(self._queue),
             "session_runs": self.session_runs,
             "images_generated": self.images_generated,
+            "expired_requests": self.expired_requests,
+            "recoveries": self.recoveries,
             "reason": self.dead_reason,
         }
 
@@ -222,6 +272,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(z=z, labels=labels, future=loop.create_future(), enqueued_at=loop.time())
         job.future.add_done_callback(lambda fut: self._withdraw(job) if fut.cancelled() else None)
+        if self.queue_timeout_s is not None:
+            job.expiry = loop.call_later(self.queue_timeout_s, self._expire, job)
         self._queue.append(job)
         self._queued_images += n
         self._idle.clear()
@@ -252,6 +304,33 @@ class DynamicBatcher:
         if not job.dropped:
             job.dropped = True
             self.dropped_requests += 1
+            if self.metrics is not None:
+                self.metrics.dropped.labels(self.name, "cancelled").inc()
+
+    def _expire(self, job: _Job) -> None:
+        """The queue deadline of a request none of whose rows has started: drop it, answer 503."""
+        job.expiry = None
+        if job.future.done() or job.taken > 0:
+            return
+        try:
+            self._queue.remove(job)
+        except ValueError:
+            return
+        self._queued_images -= job.n
+        job.dropped = True
+        self.expired_requests += 1
+        if self.metrics is not None:
+            self.metrics.dropped.labels(self.name, "expired").inc()
+        job.future.set_exception(
+            QueueTimeout(
+                f"model {self.name!r} did not start this request within {self.queue_timeout_s:g} s "
+                "of queueing; it is overloaded",
+                retry_after_s=self._retry_after_s(),
+            )
+        )
+        self._gauge_depth()
+        if not self._queue and not self._inflight:
+            self._idle.set()
 
     def _retry_after_s(self) -> float:
         per_run = self._run_seconds_ewma if self._run_seconds_ewma is not None else 0.05
@@ -305,6 +384,9 @@ class DynamicBatcher:
                 self._count_dropped(job)
                 continue
             take = min(job.n - job.taken, self.max_batch_size - count)
+            if job.expiry is not None:  # its first rows go to a run: past the queue deadline
+                job.expiry.cancel()
+                job.expiry = None
             batch.append((job, job.taken, job.taken + take))
             job.taken += take
             count += take
@@ -359,12 +441,23 @@ class DynamicBatcher:
             self.metrics.batch_size.labels(self.name).observe(rows)
         started = time.perf_counter()
         self._run_started = time.monotonic()
+        runner = self.runner
+        hung = False
         try:
-            out = await loop.run_in_executor(self._executor, self.runner.run, z, labels)
+            run = loop.run_in_executor(self._executor, runner.run, z, labels)
+            if self.run_timeout_s is None:
+                out = await run
+            else:
+                # shield: a timeout must not cancel the executor future (the thread runs on
+                # regardless); the worker is abandoned below instead.
+                out = await asyncio.wait_for(asyncio.shield(run), self.run_timeout_s)
+        except TimeoutError:
+            hung = True
         except Exception:
             self.failed_runs += 1
             logger.exception("model %s: session run failed for a batch of %d image(s)", self.name, rows)
             self._fail_slices(live, InferenceFailed(f"inference failed for model {self.name!r}"))
+            await self._after_failure()
             return
         finally:
             self._run_started = None
@@ -376,6 +469,17 @@ class DynamicBatcher:
                 if self._run_seconds_ewma is None
                 else (1 - _EWMA_ALPHA) * self._run_seconds_ewma + _EWMA_ALPHA * elapsed
             )
+
+        if hung:
+            self.failed_runs += 1
+            reason = f"a session run took longer than run_timeout_s ({self.run_timeout_s:g} s)"
+            logger.error("model %s: %s for a batch of %d image(s); aborting it", self.name, reason, rows)
+            abort_run(runner)
+            self._fail_slices(
+                live, ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0)
+            )
+            await self._recover(reason, abandon_worker=True)
+            return
 
         if not (
             isinstance(out, np.ndarray) and out.ndim == 4 and out.shape[0] == rows and out.dtype == np.uint8
@@ -395,8 +499,11 @@ class DynamicBatcher:
                     f"inference failed for model {self.name!r}: the model returned a malformed batch"
                 ),
             )
+            await self._after_failure()
             return
 
+        self.consecutive_failures = 0
+        self._recovery_streak = 0
         offset = 0
         for job, a, b in live:
             part = out[offset : offset + (b - a)]
@@ -413,6 +520,77 @@ class DynamicBatcher:
                     self.metrics.images_generated.labels(self.name).inc(job.n)
         self._inflight = []
 
+    # ------------------------------------------------------------------ recovery
+    async def _after_failure(self) -> None:
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.failure_threshold:
+            await self._recover(f"{self.consecutive_failures} session runs in a row failed")
+
+    async def _recover(self, reason: str, *, abandon_worker: bool = False) -> None:
+        """Take the model out of service, fail what waits, build a new runner, serve again.
+
+        Runs inside the collector task, so no batch starts meanwhile and :meth:`stop` (which
+        cancels the collector) ends it at any point.
+        """
+        self._state = "recovering"
+        self.dead_reason = f"{reason}; re-creating its session"
+        if self.metrics is not None:
+            self.metrics.model_ready.labels(self.name).set(0)
+        logger.error("model %s is not ready: %s; re-creating its session", self.name, reason)
+        self._fail_pending(ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0))
+        if abandon_worker:
+            # The hung run keeps its thread until it returns (a thread cannot be killed); later
+            # runs get a fresh one. The old thread's result, if it ever comes, is discarded.
+            old, self._executor = self._executor, self._new_executor()
+            old.shutdown(wait=False, cancel_futures=True)
+        self._recovery_streak += 1
+        # A fresh session is tried at once; one that breaks again before any run succeeded is not
+        # re-created in a tight loop: each such recovery waits twice as long as the one before.
+        # Without a recover() there is nothing fresh to try, so the same runner gets a pause.
+        if self._recovery_streak > 1 or self._recover_fn is None:
+            pause = self.recovery_backoff_s * 2 ** (self._recovery_streak - 1)
+            await asyncio.sleep(min(pause, _MAX_BACKOFF_S))
+        delay = self.recovery_backoff_s  # between failed attempts of this recovery
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                runner = await self._new_runner()
+                break
+            except Exception as exc:
+                # Client-visible (readyz): a load error's message is scrubbed of paths; of
+                # anything else only the type is shown, the detail goes to the log.
+                detail = str(exc) if isinstance(exc, ModelLoadError) else type(exc).__name__
+                self.dead_reason = f"{reason}; re-creating its session failed {attempt} time(s): {detail}"
+                logger.error(
+                    "model %s: re-creating the session failed (attempt %d): %s",
+                    self.name,
+                    attempt,
+                    detail,
+                    exc_info=exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+        if self._state != "recovering":
+            return  # stopped meanwhile
+        self.runner = runner
+        self.recoveries += 1
+        self.consecutive_failures = 0
+        self.dead_reason = None
+        self._state = "ready"
+        if self.metrics is not None:
+            self.metrics.recoveries.labels(self.name).inc()
+            self.metrics.model_ready.labels(self.name).set(1)
+        logger.warning("model %s recovered: its session was re-created", self.name)
+
+    async def _new_runner(self) -> Runner:
+        if self._recover_fn is None:
+            return self.runner
+        return await asyncio.wait_for(asyncio.to_thread(self._recover_fn), _RECOVER_TIMEOUT_S)
+
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condgen-{self.name}")
+
     # ------------------------------------------------------------------ failure paths
     def _fail_slices(self, slices: list[_Slice], error: ServiceError) -> None:
         for job, _, _ in slices:
@@ -427,6 +605,9 @@ class DynamicBatcher:
         self._queue.clear()
         self._queued_images = 0
         for job in pending:
+            if job.expiry is not None:
+                job.expiry.cancel()
+                job.expiry = None
             if not job.future.done():
                 job.future.set_exception(error)
         self._gauge_depth()

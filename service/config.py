@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -62,8 +62,35 @@ class Settings(BaseSettings):
     max_grid_images: int = Field(default=256, ge=1, le=16384, description="Largest /grid or /interpolate.")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, description="Request body limit in bytes.")
     request_timeout_s: float = Field(default=30.0, gt=0.0, description="Longest wait for a result, seconds.")
+    # A request still queued (its run not started) this long after it arrived is dropped before it
+    # costs compute and answered 503 queue_timeout: under overload, answering late is worse than
+    # answering "retry". None: the request timeout. Never longer than the request timeout.
+    queue_timeout_s: float | None = Field(
+        default=None, gt=0.0, description="Longest wait in the queue before a run starts, seconds."
+    )
     drain_timeout_s: float = Field(
-        default=10.0, ge=0.0, description="Shutdown grace for queued work, seconds."
+        default=10.0,
+        ge=0.0,
+        description="Shutdown grace: after SIGTERM, how long in-flight and queued work may take, seconds.",
+    )
+
+    # --- fault handling -----------------------------------------------------------------------
+    # A session run that takes longer is treated as hung: its requests fail (503), and the model
+    # is marked not ready while its session is re-created. Generous next to the milliseconds a
+    # batch of these generators takes, even on a busy CPU.
+    run_timeout_s: float = Field(default=10.0, gt=0.0, description="Longest one session run may take.")
+    # Consecutive failed runs (exceptions or malformed output) after which the session is re-created.
+    failure_threshold: int = Field(default=3, ge=1, le=1000)
+    recovery_backoff_s: float = Field(
+        default=1.0, gt=0.0, le=600.0, description="First pause between re-creation tries (doubles, to 60 s)."
+    )
+
+    # --- security and logs --------------------------------------------------------------------
+    # Bearer token for /generate, /grid, /interpolate, the v2 infer endpoints and /admin/*. Health,
+    # readiness, metrics, model cards and docs stay open. None: no authentication.
+    api_key: SecretStr | None = Field(default=None, description="Bearer API key (CONDGEN_API_KEY).")
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line (ts, level, logger, msg, request_id, ...)."
     )
 
     # --- encoding -----------------------------------------------------------------------------
@@ -108,3 +135,24 @@ class Settings(BaseSettings):
     @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
+
+    @property
+    def effective_queue_timeout_s(self) -> float:
+        if self.queue_timeout_s is None:
+            return self.request_timeout_s
+        return min(self.queue_timeout_s, self.request_timeout_s)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        # CONDGEN_API_KEY= (set but empty) must not mean "the key is the empty string".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("api_key must be at least 16 characters")
+        return value

@@ -105,6 +105,20 @@ class RequestTimeout(Unavailable):
     error_type = "timeout"
 
 
+class QueueTimeout(RequestTimeout):
+    """The request waited in the queue past its deadline and was dropped before any compute."""
+
+    error_type = "queue_timeout"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    error_type = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="condgen"'}
+
+
 class InferenceFailed(ServiceError):
     """The model's session raised or returned something unusable; detail is in the server log."""
 
@@ -189,6 +203,7 @@ def validation_message(errors: Sequence[Any], root: str = "body", limit: int = 3
 
 _STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
@@ -197,6 +212,14 @@ _STATUS_TYPES = {
     429: "queue_full",
     503: "unavailable",
 }
+
+
+def _parse_failure(cause: BaseException) -> str:
+    if isinstance(cause, RecursionError):
+        return "body: invalid JSON (nested too deeply)"
+    if isinstance(cause, UnicodeDecodeError):
+        return "body: invalid JSON (not UTF-8 text)"
+    return "body: invalid JSON (a number or string the parser refuses)"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -230,6 +253,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            # FastAPI answers 400 when the JSON parser fails with anything but JSONDecodeError:
+            # bytes that are not UTF-8, nesting deeper than the parser's recursion guard, an
+            # integer literal of more than 4300 digits. To a client that is a bad body like any other.
+            return error_response(422, "invalid_request", _parse_failure(exc.__cause__))
         error_type = _STATUS_TYPES.get(exc.status_code, "http_error")
         if exc.status_code == 404:
             message = f"no route for {request.method} {request.url.path}"

@@ -8,6 +8,7 @@ are the model directories found at start-up plus ``unknown`` for anything else a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import (
@@ -123,6 +124,24 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.dropped = Counter(
+            "condgen_requests_dropped",
+            "Requests dropped before compute: cancelled (client gone, timed out) or expired in the queue.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.recoveries = Counter(
+            "condgen_model_recoveries",
+            "Sessions re-created after a hung run or repeated failures.",
+            ["model"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "condgen_reloads",
+            "Reloads of the model repository (POST /admin/reload or SIGHUP), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
 
     def register_models(self, ready: Iterable[str], failed: Iterable[str]) -> None:
         """Create every model's series up front so dashboards show zeros rather than gaps."""
@@ -140,6 +159,27 @@ class Metrics:
         self.inference_duration.labels(name)
         self.queue_wait.labels(name)
         self.request_duration.labels(name)
+        self.recoveries.labels(name)
+        for reason in ("cancelled", "expired"):
+            self.dropped.labels(name, reason)
+
+    def forget_model(self, name: str) -> None:
+        """Drop a model's series after a reload removed it, so dashboards stop showing it."""
+        for metric in (
+            self.queue_depth,
+            self.model_ready,
+            self.images_generated,
+            self.session_runs,
+            self.batch_size,
+            self.inference_duration,
+            self.queue_wait,
+            self.recoveries,
+        ):
+            with contextlib.suppress(KeyError):
+                metric.remove(name)
+        for reason in ("cancelled", "expired"):
+            with contextlib.suppress(KeyError):
+                self.dropped.remove(name, reason)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -42,6 +42,22 @@ class Runner(Protocol):
     def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray: ...
 
 
+def abort_run(runner: Runner) -> bool:
+    """Ask ``runner`` to abandon the run in progress, if it can (an optional ``abort()`` method).
+
+    Called from the event loop while the run blocks the model's worker thread; True when asked.
+    """
+    abort = getattr(runner, "abort", None)
+    if not callable(abort):
+        return False
+    try:
+        abort()
+    except Exception:
+        logger.exception("aborting a session run failed")
+        return False
+    return True
+
+
 def select_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
     """Requested providers this build has, in the requested order, always ending with the CPU one."""
     chosen = [p for p in requested if p in available]
@@ -151,6 +167,7 @@ class OrtRunner:
         self._label_name = card.onnx.label_input
         self._output = [card.onnx.output]
         self._shape = (card.image.channels, card.image.height, card.image.width)
+        self._run_options: ort.RunOptions | None = None  # of the run in progress
 
     @classmethod
     def load(cls, model_dir: Path, card: ModelCard, settings: Settings) -> OrtRunner:
@@ -185,8 +202,19 @@ class OrtRunner:
             if labels is None:
                 raise ValueError(f"model {self.card.name!r} is conditional and needs labels")
             feed[self._label_name] = np.ascontiguousarray(labels, dtype=np.int64)
-        (out,) = self.session.run(self._output, feed)
+        options = ort.RunOptions()
+        self._run_options = options
+        try:
+            (out,) = self.session.run(self._output, feed, run_options=options)
+        finally:
+            self._run_options = None
         return np.asarray(out)
+
+    def abort(self) -> None:
+        """Make the run in progress (if any) stop at its next operator and raise; thread-safe."""
+        options = self._run_options
+        if options is not None:
+            options.terminate = True
 
     def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         raw = self.raw(z, labels)

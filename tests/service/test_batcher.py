@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 
@@ -10,8 +11,16 @@ import numpy as np
 import pytest
 
 from service.batcher import DynamicBatcher
-from service.errors import InferenceFailed, ModelNotReady, QueueFull, ShuttingDown, WorkerDied
+from service.errors import (
+    InferenceFailed,
+    ModelNotReady,
+    QueueFull,
+    QueueTimeout,
+    ShuttingDown,
+    WorkerDied,
+)
 from service.metrics import Metrics
+from tests.service.conftest import eventually
 
 TIMEOUT_S = 5.0  # no test may hang: every wait is bounded
 
@@ -388,3 +397,188 @@ async def test_submit_rejects_malformed_inputs_and_unstarted_batcher() -> None:
     with pytest.raises(ValueError, match="labels must"):
         b.submit(rows([1, 2]), np.array([1]))
     await b.stop()
+
+
+# --------------------------------------------------------------------------- deadlines and faults
+async def test_request_expired_in_the_queue_is_dropped_before_compute(gate: threading.Event) -> None:
+    runner = FakeRunner(gate)
+    metrics = Metrics()
+    b = make(runner, queue_timeout_s=0.15, max_batch_size=1, metrics=metrics)
+    async with asyncio.timeout(TIMEOUT_S):
+        running = b.submit(rows([1]), None)
+        await wait_started(runner)
+        queued = b.submit(rows([2]), None)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(QueueTimeout) as info:
+            await queued
+        waited = loop.time() - started
+        assert 0.1 <= waited < 1.0  # answered at its deadline, not when the model got round to it
+        assert info.value.status_code == 503
+        assert int(info.value.headers()["Retry-After"]) >= 1
+        assert b.queued_requests == 0
+        assert b.queued_images == 0
+        gate.set()
+        await running  # its run had started: the queue deadline no longer applies
+        await asyncio.sleep(0.05)
+    assert len(runner.calls) == 1  # the expired request never reached the model
+    assert b.expired_requests == 1
+    assert metrics.value("condgen_requests_dropped_total", {"model": "m", "reason": "expired"}) == 1
+    await b.stop()
+
+
+async def test_a_request_whose_rows_started_is_not_expired(gate: threading.Event) -> None:
+    """A request sliced across runs keeps going once its first slice ran."""
+    runner = FakeRunner(gate)
+    b = make(runner, queue_timeout_s=0.1, max_batch_size=2)
+    async with asyncio.timeout(TIMEOUT_S):
+        fut = b.submit(rows([1, 2, 3, 4]), None)
+        await wait_started(runner)
+        await asyncio.sleep(0.2)  # past the deadline while its first slice runs
+        gate.set()
+        out = await fut
+    assert out[:, 0, 0, 0].tolist() == [1, 2, 3, 4]
+    assert b.expired_requests == 0
+    await b.stop()
+
+
+class FlakyRunner(FakeRunner):
+    """Fails every run while ``broken`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        if self.broken:
+            self.calls.append((z.copy(), None))
+            raise RuntimeError("device lost")
+        return super().run(z, labels)
+
+
+async def test_repeated_failures_recreate_the_session_and_serve_again() -> None:
+    broken, fresh = FlakyRunner(), FakeRunner()
+    created: list[FakeRunner] = []
+
+    def recover() -> FakeRunner:
+        created.append(fresh)
+        return fresh
+
+    metrics = Metrics()
+    b = make(broken, failure_threshold=3, recover=recover, metrics=metrics)
+    metrics.model_ready.labels("m").set(1)
+    async with asyncio.timeout(TIMEOUT_S):
+        for i in range(2):
+            with pytest.raises(InferenceFailed):
+                await b.submit(rows([i]), None)
+        assert b.ready  # two failures: still below the threshold
+        with pytest.raises(InferenceFailed):
+            await b.submit(rows([9]), None)
+        # The third failure took the model out of service; the new session comes up at once.
+        await eventually(lambda: bool(created) and b.ready)
+        out = await b.submit(rows([5]), None)
+    assert out[0, 0, 0, 0] == 5
+    assert b.runner is fresh
+    assert b.recoveries == 1
+    assert metrics.value("condgen_model_recoveries_total", {"model": "m"}) == 1
+    assert metrics.value("condgen_model_ready", {"model": "m"}) == 1
+    await b.stop()
+
+
+async def test_a_success_resets_the_failure_count() -> None:
+    runner = FakeRunner(fail_runs={0, 1, 3, 4})
+    b = make(runner, failure_threshold=3)
+    async with asyncio.timeout(TIMEOUT_S):
+        for i in range(6):
+            with contextlib.suppress(InferenceFailed):
+                await b.submit(rows([i]), None)
+    assert b.recoveries == 0
+    assert b.ready
+    await b.stop()
+
+
+class HangingRunner:
+    """A run that never returns unless aborted, as a wedged GPU kernel would."""
+
+    def __init__(self, abortable: bool) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.aborted = False
+        if abortable:
+            self.abort = self._abort  # the optional Runner.abort()
+
+    def _abort(self) -> None:
+        self.aborted = True
+        self.release.set()
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        self.started.set()
+        self.release.wait(TIMEOUT_S)
+        raise RuntimeError("aborted")
+
+
+@pytest.mark.parametrize("abortable", [True, False], ids=["abortable", "wedged"])
+async def test_hung_run_fails_every_waiter_and_recovers_on_a_fresh_worker(abortable: bool) -> None:
+    hung, fresh = HangingRunner(abortable), FakeRunner()
+    metrics = Metrics()
+    b = make(hung, run_timeout_s=0.2, recover=lambda: fresh, metrics=metrics, max_batch_size=1)
+    try:
+        async with asyncio.timeout(TIMEOUT_S):
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            first = b.submit(rows([1]), None)
+            assert await asyncio.to_thread(hung.started.wait, TIMEOUT_S)
+            queued = [b.submit(rows([i]), None) for i in (2, 3)]
+            results = await asyncio.gather(first, *queued, return_exceptions=True)
+            elapsed = loop.time() - t0
+            assert all(isinstance(r, ModelNotReady) for r in results), results
+            assert elapsed < 2.0  # at the run timeout, not whenever the hung run returns
+            await eventually(lambda: b.ready)
+            out = await b.submit(rows([4]), None)
+    finally:
+        hung.release.set()
+    assert out[0, 0, 0, 0] == 4
+    assert hung.aborted is abortable
+    assert b.recoveries == 1
+    assert b.runner is fresh
+    await b.stop()
+
+
+async def test_model_is_not_ready_while_the_new_session_fails_to_load() -> None:
+    attempts: list[int] = []
+    fresh = FakeRunner()
+
+    def recover() -> FakeRunner:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RuntimeError("out of device memory at /opt/secret")
+        return fresh
+
+    b = make(FakeRunner(fail_runs={0}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(InferenceFailed):
+            await b.submit(rows([1]), None)
+        await eventually(lambda: len(attempts) >= 2)
+        assert not b.ready
+        assert b.state == "recovering"
+        with pytest.raises(ModelNotReady) as info:
+            b.submit(rows([2]), None)
+        assert "re-creating its session failed" in info.value.message
+        assert "/opt" not in info.value.message  # only the error type reaches a client
+        await eventually(lambda: b.ready)
+    assert len(attempts) == 3
+    assert b.dead_reason is None
+    await b.stop()
+
+
+async def test_stop_during_recovery_ends_it() -> None:
+    def recover() -> FakeRunner:
+        raise RuntimeError("never loads")
+
+    b = make(FakeRunner(fail_runs={0}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
+    async with asyncio.timeout(TIMEOUT_S):
+        with pytest.raises(InferenceFailed):
+            await b.submit(rows([1]), None)
+        await asyncio.sleep(0.1)
+        await b.stop()
+    assert b.state == "stopped"

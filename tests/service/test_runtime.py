@@ -113,8 +113,10 @@ class _LyingSession:
     def __init__(self, inner: ort.InferenceSession) -> None:
         self.inner = inner
 
-    def run(self, outputs: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        (out,) = self.inner.run(outputs, feed)
+    def run(
+        self, outputs: list[str], feed: dict[str, np.ndarray], run_options: ort.RunOptions | None = None
+    ) -> list[np.ndarray]:
+        (out,) = self.inner.run(outputs, feed, run_options=run_options)
         return [out[:, :, :4, :]]
 
     def get_providers(self) -> list[str]:
