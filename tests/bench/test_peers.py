@@ -1,0 +1,50 @@
+"""The peers answer the same request format with a PNG of the same layout."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.servers import ServerProcess, bentoml_spec, check_png
+from tests.bench.conftest import GRAY
+
+
+def test_torch_peer_answers_a_png_grid() -> None:
+    torch = pytest.importorskip("torch")
+    from fastapi.testclient import TestClient
+
+    from bench.peers.torch_server import create_app
+
+    class Tiny(torch.nn.Module):  # 1x8x8 images from a 5-D latent and a label
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(5, 64)
+            self.embed = torch.nn.Embedding(10, 64)
+
+        def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.fc(z) + self.embed(label)).view(-1, 1, 8, 8)
+
+    app = create_app(Tiny().eval(), "tiny", z_dim=5, num_classes=10, value_range=(-1.0, 1.0))
+    with TestClient(app) as client:
+        one = client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
+        assert one.status_code == 200
+        assert one.headers["content-type"] == "image/png"
+        image = np.asarray(Image.open(io.BytesIO(one.content)))
+        assert image.shape == (22, 22)  # 2x2 grid of 8x8 with 2 px padding, as condgen's
+        again = client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
+        assert again.content == one.content
+        assert client.post("/generate", json={"model": "other", "label": 3}).status_code == 404
+        assert client.post("/generate", json={"model": "tiny", "label": 3, "n": 65}).status_code == 422
+
+
+@pytest.mark.slow
+def test_bentoml_peer_returns_condgen_bytes(condgen: ServerProcess, tiny_zoo: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bentoml")
+    peer = ServerProcess(bentoml_spec(tiny_zoo / GRAY, threads=1), cpus=None, log_dir=tmp_path)
+    with peer:
+        peer.wait_ready(timeout_s=120.0)
+        assert check_png(peer.spec.base_url, GRAY, 3, 7, 4) == check_png(condgen.spec.base_url, GRAY, 3, 7, 4)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.raw_ort import RawResult, measure
+from tests.bench.conftest import GRAY
+
+
+def test_raw_limit_reports_images_per_second_per_batch_size(tiny_zoo: Path) -> None:
+    result = measure(tiny_zoo / GRAY, threads=1, batch_sizes=(1, 4, 16), seconds=0.05)
+    assert result.model == GRAY
+    assert [p.batch for p in result.points] == [1, 4, 16]
+    for point in result.points:
+        assert point.runs >= 1
+        assert point.images_per_s > 0
+        # images/s is batch x runs / seconds, within rounding
+        assert abs(point.images_per_s - point.batch * point.runs / point.seconds) / point.images_per_s < 0.01
+    assert result.best in result.points
+    assert result.best.images_per_s == max(p.images_per_s for p in result.points)
+
+
+def test_raw_result_round_trips_through_json(tiny_zoo: Path) -> None:
+    result = measure(tiny_zoo / GRAY, threads=1, batch_sizes=(2,), seconds=0.01, max_runs=3)
+    assert result.points[0].runs <= 3
+    data = result.to_json()
+    assert data["best_batch"] == 2
+    assert RawResult.from_json(data) == result

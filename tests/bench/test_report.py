@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.report import (
+    PLOT_FILE,
+    README_END,
+    README_START,
+    goals,
+    render_markdown_report,
+    update_readme,
+    write_all,
+)
+
+
+def _cell(server: str, model: str, n: int, c: int, img: float, p99: float, errors: int = 0) -> dict[str, Any]:
+    return {
+        "server": server,
+        "model": model,
+        "n": n,
+        "concurrency": c,
+        "images_per_s": img,
+        "requests_per_s": img / n,
+        "error_count": errors,
+        "latency_ms": {"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99},
+    }
+
+
+def results() -> dict[str, Any]:
+    cells = []
+    for n in (1, 64):
+        for c in (1, 32):
+            cells += [
+                _cell("condgen", "small", n, c, 700.0 if n == 1 else 950.0, 40.0),
+                _cell("bentoml", "small", n, c, 300.0, 100.0, errors=3),
+                _cell("torch", "small", n, c, 200.0, 300.0),
+            ]
+    return {
+        "meta": {"date": "today", "loadgen": "wrk", "server_cpus": "0", "client_cpus": "1", "threads": 1},
+        "raw": {
+            "small": {
+                "model": "small",
+                "threads": 1,
+                "points": [
+                    {"batch": 1, "runs": 10, "seconds": 1.0, "ms_per_run": 1.0, "images_per_s": 800.0},
+                    {"batch": 64, "runs": 16, "seconds": 1.0, "ms_per_run": 62.5, "images_per_s": 1000.0},
+                ],
+                "best_batch": 64,
+                "best_images_per_s": 1000.0,
+            }
+        },
+        "cold_start": {"runs_s": [1.0, 1.2, 1.1], "median_s": 1.1, "models_ready": 16},
+        "memory": {"condgen_rss_mb_ready": 300.0, "condgen_rss_mb_after_load": 320.0},
+        "cells": cells,
+        "checks": {"condgen": {"small": "aa"}, "bentoml": {"small": "aa"}, "torch": {"small": "bb"}},
+        "notes": [],
+        "problems": [],
+    }
+
+
+def test_goals_are_the_issue_ratios() -> None:
+    by_name = {g.name: g for g in goals(results())}
+    n1 = next(g for name, g in by_name.items() if name.startswith("HTTP n=1"))
+    assert n1.values["small"] == 0.7
+    assert n1.passes is True
+    n64 = next(g for name, g in by_name.items() if name.startswith("HTTP n=64"))
+    assert n64.values["small"] == 0.95
+    bento = next(g for name, g in by_name.items() if "BentoML" in name and "images/s" in name)
+    assert bento.values["small"] == 700.0 / 300.0  # the worst n
+    torch_goal = next(g for name, g in by_name.items() if "torch" in name)
+    assert torch_goal.values["small"] == 3.5
+    p99 = next(g for name, g in by_name.items() if name.startswith("condgen p99 at"))
+    assert p99.values["small"] == 40.0
+    assert all(g.passes for g in by_name.values())
+
+
+def test_report_renders_tables(tmp_path: Path) -> None:
+    text = render_markdown_report(results())
+    assert "## Goals (issue 5)" in text
+    assert "| condgen | 64 | 32 | 950 |" in text
+    assert "| server | n | c | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw |" in text
+    assert "**1000** (batch 64)" in text
+    assert "identical PNG bytes from bentoml, condgen; different: torch" in text
+
+
+def test_write_all_writes_markdown_plot_and_readme_block(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Benchmarks\n\n{README_START}\nold\n{README_END}\n\nafter\n")
+    md = write_all(path, tmp_path / "out", readme=readme)
+    assert md.read_text().startswith("# Benchmark results")
+    assert (tmp_path / "out" / PLOT_FILE).read_bytes().startswith(b"\x89PNG")
+    text = readme.read_text()
+    assert "\nold\n" not in text
+    assert "after" in text
+    assert "](out/throughput_latency.png)" in text
+
+
+def test_readme_without_markers_is_left_alone(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# nothing here\n")
+    assert update_readme(readme, "block") is False
+    assert readme.read_text() == "# nothing here\n"

@@ -1,0 +1,57 @@
+"""The orchestrator end to end on the tiny zoo: condgen only, the Python client, short windows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.run import main
+
+
+def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    main(
+        [
+            "--models-dir",
+            str(tiny_zoo),
+            "--out",
+            str(out),
+            "--small",
+            "cond-gray",
+            "--large",
+            "cond-rgb",
+            "--servers",
+            "condgen",
+            "--n",
+            "1,4",
+            "--concurrency",
+            "1,4",
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0.2",
+            "--raw-seconds",
+            "0.05",
+            "--raw-batch-sizes",
+            "1,8",
+            "--cold-starts",
+            "1",
+            "--profile-seconds",
+            "0",
+            "--loadgen",
+            "python",
+            "--server-cpus",
+            "",
+            "--client-cpus",
+            "",
+        ]
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert not results["problems"]
+    assert set(results["raw"]) == {"cond-gray", "cond-rgb"}
+    assert len(results["cells"]) == 2 * 2 * 2
+    assert all(c["error_count"] == 0 and c["requests"] > 0 for c in results["cells"])
+    assert results["cold_start"]["models_ready"] == 3
+    assert results["memory"]["condgen_rss_mb_after_load"] > 0
+    assert (out / "RESULTS.md").is_file()
+    assert (out / "throughput_latency.png").is_file()
