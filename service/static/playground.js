@@ -164,7 +164,8 @@
     } finally {
       if (state.inflight[panel] === controller) {
         delete state.inflight[panel];
-        busyEl.setAttribute("aria-busy", "false");
+        // A debounced image request still waiting to go out keeps the image marked stale.
+        if (!(panel === "image" && state.timer !== null)) busyEl.setAttribute("aria-busy", "false");
       }
     }
   }
@@ -216,6 +217,7 @@
   function scheduleImage() {
     clearTimeout(state.timer);
     state.timer = setTimeout(renderImage, DEBOUNCE_MS);
+    $("stage").setAttribute("aria-busy", "true");
   }
 
   function renderGrid() {

@@ -1,0 +1,322 @@
+"""The playground page: served self-contained, and driven in headless Chromium against a real server.
+
+The browser test needs Debian's ``chromium`` (or ``CONDGEN_CHROMIUM=/path/to/chrome``) and the
+``playwright`` package from the test extra; Playwright's own browser download is never used. It
+fails, with the install line, when Chromium is missing; ``CONDGEN_SKIP_BROWSER=1`` skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.playground import STATIC_DIR
+from tests.service.conftest import GRAY, RGB, UNCOND
+from tests.service.live import live_zoo
+
+TIMEOUT_MS = 10_000
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A grid of 10 labels × 8 columns is 80 images: over this limit, so the page must show the API's
+# error; 10 × 6 = 60 fits.
+MAX_GRID_IMAGES = 64
+
+
+# --------------------------------------------------------------------------- served self-contained
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.refs += [v for k, v in attrs if k in {"src", "href"} and v is not None]
+
+
+async def test_page_and_static_files_are_served_same_origin_only(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp
+    assert "script-src 'self'" in csp
+    parser = _Refs()
+    parser.feed(page.text)
+    assert parser.refs, "the page references its script and stylesheet"
+    for ref in parser.refs:
+        assert ref.startswith(("/", "#")), f"{ref} is not same-origin"
+        if ref.startswith("/static/"):
+            asset = await client.get(ref)
+            assert asset.status_code == 200, ref
+    for path in STATIC_DIR.iterdir():
+        # An XML namespace is a name, not a fetch.
+        text = re.sub(r'xmlns="[^"]*"', "", path.read_text(encoding="utf-8"))
+        # No CDN, no web font, no analytics: nothing outside the service is ever fetched.
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text), path.name
+    js = await client.get("/static/playground.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+    missing = await client.get("/static/nope.js")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found"
+    escape = await client.get("/static/..%2Fapp.py")
+    assert escape.status_code == 404
+    assert "openapi" in (await client.get("/openapi.json")).text  # the page adds no API routes
+    assert "/" not in (await client.get("/openapi.json")).json()["paths"]
+
+
+# --------------------------------------------------------------------------- in a real browser
+def _chromium() -> str:
+    if os.environ.get("CONDGEN_SKIP_BROWSER") == "1":
+        pytest.skip("CONDGEN_SKIP_BROWSER=1")
+    path = os.environ.get("CONDGEN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path or not Path(path).exists():
+        pytest.fail(
+            "the playground test needs Chromium: `apt-get install -y chromium` (Debian), or set "
+            "CONDGEN_CHROMIUM to a Chrome/Chromium binary; CONDGEN_SKIP_BROWSER=1 skips this test",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def server_url(zoo: Path) -> Iterator[str]:
+    with live_zoo(zoo, max_grid_images=MAX_GRID_IMAGES) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server_url: str) -> Iterator[Any]:
+    # A fresh context per test is an empty profile: no cache, no storage from another test.
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=server_url)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
+    )
+    # Everything the page loads must come from the service itself.
+    page.on(
+        "request",
+        lambda req: (
+            None
+            if req.url.startswith((server_url, "blob:", "data:"))
+            else problems.append(f"off-origin request: {req.url}")
+        ),
+    )
+    yield page
+    context.close()
+    # The grid limit error is expected once (the API answers 422; Chromium logs failed fetches).
+    unexpected = [p for p in problems if "status of 422" not in p]
+    assert not unexpected, unexpected
+
+
+PIXELS_JS = """(id) => {
+  const img = document.getElementById(id);
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  return {
+    width: canvas.width,
+    height: canvas.height,
+    data: Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data),
+  };
+}"""
+
+
+def pixels(page: Any, img_id: str) -> np.ndarray:
+    """The <img>'s decoded pixels at natural size, as (H, W, 4) RGBA."""
+    got = page.evaluate(PIXELS_JS, img_id)
+    return np.asarray(got["data"], dtype=np.uint8).reshape(got["height"], got["width"], 4)
+
+
+def renders(page: Any, img_id: str) -> int:
+    return int(page.get_attribute(f"#{img_id}", "data-renders"))
+
+
+def wait_rendered(page: Any, img_id: str, more_than: int) -> None:
+    """Until ``img_id`` has shown a new image and no request of its panel is in flight."""
+    page.wait_for_function(
+        """([id, n]) => {
+          const img = document.getElementById(id);
+          return Number(img.dataset.renders) > n && !img.closest("[aria-busy='true']");
+        }""",
+        arg=[img_id, more_than],
+    )
+
+
+def generate_npy(url: str, body: dict[str, Any]) -> np.ndarray:
+    import io
+
+    resp = httpx.post(f"{url}/generate", json=body, headers={"accept": "application/x-npy"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return np.load(io.BytesIO(resp.content), allow_pickle=False)
+
+
+def test_sliders_move_the_image_live(page: Any, server_url: str) -> None:
+    page.goto(f"/#model={RGB}")
+    wait_rendered(page, "image", 0)
+    # 8 latent dimensions: one keyboard-usable slider each, labelled.
+    assert page.locator("#sliders input[type=range]").count() == 8
+    assert page.is_checked("#mode-sliders")
+    assert page.is_hidden("#seed-field")
+    page.select_option("#label", label="blue (2)")
+    wait_rendered(page, "image", 1)
+    before = pixels(page, "image")
+    count = renders(page, "image")
+
+    slider = page.get_by_label("latent dimension 0")
+    slider.focus()
+    for _ in range(10):  # 10 × 0.05 = 0.5, debounced into one or a few requests
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.getElementById('z-0').value === '0.5'")
+    wait_rendered(page, "image", count)
+    page.wait_for_function("document.querySelector('#z-0 + output').textContent === '0.50'")
+    after = pixels(page, "image")
+    assert after.shape == (6, 10, 4)
+    assert not np.array_equal(before, after), "moving a slider must change the image"
+    # Exactly the pixels /generate gives for that z and label (RGB channels; alpha is opaque).
+    z = [[0.5, 0, 0, 0, 0, 0, 0, 0]]
+    expected = generate_npy(server_url, {"model": RGB, "label": 2, "z": z})[0].transpose(1, 2, 0)
+    assert np.array_equal(after[..., :3], expected)
+    assert (after[..., 3] == 255).all()
+    assert np.array_equal(
+        before[..., :3],
+        generate_npy(server_url, {"model": RGB, "label": 2, "z": [[0] * 8]})[0].transpose(1, 2, 0),
+    )
+
+    # The image is upscaled without smoothing, and the download is the PNG itself.
+    assert page.eval_on_selector("#image", "el => getComputedStyle(el).imageRendering") == "pixelated"
+    assert page.eval_on_selector("#image", "el => el.getBoundingClientRect().width") >= 200
+    link = page.locator("#download")
+    assert link.get_attribute("aria-disabled") == "false"
+    assert (link.get_attribute("download") or "").endswith(".png")
+    with page.expect_download() as download:
+        link.click()
+    saved = Path(download.value.path()).read_bytes()
+    assert saved.startswith(b"\x89PNG\r\n\x1a\n")
+    assert download.value.suggested_filename == f"{RGB}-blue-z.png"
+
+    # Grid (3 labels × 8 latents) and interpolation strip (10 steps) rendered on model choice.
+    wait_rendered(page, "grid", 0)
+    wait_rendered(page, "interp", 0)
+    assert page.eval_on_selector("#grid", "el => [el.naturalWidth, el.naturalHeight]") == [
+        8 * 12 + 2,
+        3 * 8 + 2,
+    ]
+    assert page.eval_on_selector("#interp", "el => [el.naturalWidth, el.naturalHeight]") == [
+        10 * 12 + 2,
+        6 + 4,
+    ]
+    assert page.is_hidden("#grid-error")
+
+
+def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str) -> None:
+    page.goto("/")
+    wait_rendered(page, "image", 0)
+    assert page.input_value("#model") == GRAY  # the first ready model
+    # 16 latent dimensions: seeds, not sliders.
+    page.wait_for_function("document.getElementById('seed-field').hidden === false")
+    assert page.is_hidden("#mode-field")
+    assert page.is_hidden("#sliders-field")
+    page.wait_for_function("!document.getElementById('stage').matches('[aria-busy=true]')")
+    page.select_option("#label", label="seven (7)")
+    page.fill("#seed", "123")
+    count = renders(page, "image")
+    page.wait_for_function(
+        "([n]) => Number(document.getElementById('image').dataset.renders) > n "
+        "&& document.getElementById('status').textContent.startsWith('seed 123')",
+        arg=[count],
+    )
+    wait_rendered(page, "image", count)
+    seeded = pixels(page, "image")
+    expected = generate_npy(server_url, {"model": GRAY, "label": "seven", "seed": 123})[0, 0]
+    assert np.array_equal(seeded[..., 0], expected)
+    assert "label=seven" in page.evaluate("location.hash")
+
+    count = renders(page, "image")
+    page.click("#seed-random")
+    wait_rendered(page, "image", count)
+    assert page.input_value("#seed") != "123"
+    assert not np.array_equal(pixels(page, "image"), seeded)
+
+    # Truncation: the slider is enabled by its checkbox and changes the latent.
+    assert page.is_disabled("#truncation")
+    count = renders(page, "image")
+    page.check("#truncate")
+    wait_rendered(page, "image", count)
+    assert page.is_enabled("#truncation")
+    count = renders(page, "image")
+    page.uncheck("#truncate")
+    wait_rendered(page, "image", count)
+
+    # The card: dataset, and the sample grid committed with the model.
+    card = page.locator("#card-body")
+    assert "synthetic" in card.inner_text()
+    page.wait_for_function("document.querySelector('#card-body img.samples')?.naturalWidth === 4")
+
+    # 10 labels × 8 columns is over this server's grid limit: the API's error shows in the page.
+    error = page.locator("#grid-error")
+    error.wait_for(state="visible")
+    assert "invalid_request" in error.inner_text()
+    assert "more than the limit of 64" in error.inner_text()
+    count = renders(page, "grid")
+    page.fill("#grid-columns", "6")
+    page.click("#grid-run")
+    wait_rendered(page, "grid", count)
+    assert page.is_hidden("#grid-error")
+    assert page.eval_on_selector("#grid", "el => [el.naturalWidth, el.naturalHeight]") == [
+        6 * 10 + 2,
+        10 * 10 + 2,
+    ]
+
+    # Interpolation between two seeds: its ends are the seeds' images (image 0 of each).
+    count = renders(page, "interp")
+    page.fill("#interp-a", "5")
+    page.fill("#interp-b", "6")
+    page.fill("#interp-steps", "4")
+    page.click("#interp-run")
+    wait_rendered(page, "interp", count)
+    strip = pixels(page, "interp")[..., 0]
+    assert strip.shape == (12, 4 * 10 + 2)
+    first = generate_npy(server_url, {"model": GRAY, "label": 7, "seed": 5})[0, 0]
+    last = generate_npy(server_url, {"model": GRAY, "label": 7, "seed": 6})[0, 0]
+    assert np.array_equal(strip[2:10, 2:10], first)
+    assert np.array_equal(strip[2:10, 32:40], last)
+
+    # An unconditional model: no label picker, a plain sample grid.
+    page.select_option("#model", UNCOND)
+    page.wait_for_function("document.getElementById('label-field').hidden === true")
+    page.wait_for_function("document.getElementById('grid-title').textContent === 'Samples'")
