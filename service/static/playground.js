@@ -140,9 +140,11 @@
     img.hidden = false;
     if (panel !== "image") {
       // Grids and strips: the largest whole-pixel zoom that fits the panel, at least 1x.
-      const room = img.parentElement.clientWidth - 24;
-      const zoom = Math.max(1, Math.min(6, Math.floor(room / img.naturalWidth)));
+      // Room in the panel, less its padding and the grid's row labels.
+      const room = img.closest(".frame").clientWidth - 24 - (panel === "grid" ? 96 : 0);
+      const zoom = Math.max(1, Math.min(6, Math.floor(room / img.naturalWidth), Math.floor(720 / img.naturalHeight)));
       img.style.width = `${img.naturalWidth * zoom}px`;
+      img.dataset.zoom = String(zoom);
     }
     download.href = url;
     download.download = filename;
@@ -239,7 +241,29 @@
         response = await request("/generate", body, signal);
         $("grid-meta").textContent = `${4 * columns} samples of seed ${seed}`;
       }
-      await showBlob("grid", $("grid"), await response.blob(), $("grid-download"), `${state.model.name}-grid-seed-${seed}.png`);
+      const rows = conditional() ? card().labels : [];
+      const grid = $("grid");
+      grid.alt = conditional()
+        ? `Grid: one row per label (${rows.join(", ")}); column j uses latent j of seed ${seed}`
+        : `${4 * columns} samples of seed ${seed}`;
+      await showBlob("grid", grid, await response.blob(), $("grid-download"), `${state.model.name}-grid-seed-${seed}.png`);
+      rowLabels(rows, card().image.height, Number(grid.dataset.zoom || 1));
+    });
+  }
+
+  // Class names beside the grid's rows, placed by the grid's geometry (2-pixel padding, as drawn
+  // by the service) times the zoom.
+  function rowLabels(names, cellHeight, zoom) {
+    const list = $("grid-labels");
+    list.textContent = "";
+    list.hidden = !names.length;
+    const pad = 2;
+    names.forEach((name, r) => {
+      const item = document.createElement("li");
+      item.textContent = name;
+      item.style.top = `${(pad + r * (cellHeight + pad)) * zoom}px`;
+      item.style.height = `${cellHeight * zoom}px`;
+      list.append(item);
     });
   }
 
