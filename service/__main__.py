@@ -3,18 +3,28 @@
 One worker process on purpose: each model's batcher and ONNX session live in this process, and
 several workers would each hold their own copies and split the traffic that batching wants to
 merge. Scale out with replicas behind a load balancer instead.
+
+Signals: SIGTERM (or Ctrl-C) drains: readiness fails and new requests get 503 at once, requests in
+flight finish, and the process exits within ``drain_timeout_s``; a second signal exits at once.
+SIGHUP reloads the model repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import signal
+import time
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app
 from service.config import Settings
+from service.logs import configure_logging
 
 logger = logging.getLogger("service")
 
@@ -50,14 +60,56 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM drains before the listener closes.
+
+    uvicorn's own shutdown closes the listening socket first, so a load balancer that has not yet
+    seen the readiness probe fail sends new connections into a refused port. Here the first signal
+    only flags the app as draining (``/readyz`` 503, new requests 503 ``shutting_down`` with
+    Retry-After); uvicorn's shutdown starts once no request is in flight or the grace period is
+    over, and gets what is left of it.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.grace_s = grace_s
+        self.drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        resources = getattr(self.app.state, "resources", None)
+        if self.drain_deadline is not None or resources is None or self.should_exit:
+            super().handle_exit(sig, frame)  # second signal, or not started yet: stop now
+            if self.drain_deadline is not None:
+                self.force_exit = True
+            return
+        self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
+        # The last second of the grace period is kept for closing connections and the lifespan.
+        self.drain_deadline = time.monotonic() + max(0.0, self.grace_s - 1.0)
+        # Plain attribute writes: safe from a signal handler; the event loop reads them.
+        resources.begin_drain()
+        logging.getLogger("service").info(
+            "signal %s: draining (readiness fails, new requests get 503) for at most %.1f s",
+            signal.Signals(sig).name,
+            self.grace_s,
+        )
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None and not self.should_exit:
+            left = self.drain_deadline - time.monotonic()
+            if self.app.state.inflight.count == 0 or left <= 0:
+                # uvicorn's own wait for connections gets what is left of the grace period (at
+                # least the second kept for it); past it, requests still running are cancelled.
+                self.config.timeout_graceful_shutdown = max(1, math.ceil(left))
+                self.should_exit = True
+        return await super().on_tick(counter)
+
+
 def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(parse_args(argv))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app = create_app(settings)
-    uvicorn.run(
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, handle_sighup=True)
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -65,9 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         loop="auto",  # uvloop when installed
         http="auto",  # httptools when installed
         log_level=settings.log_level,
-        # Give in-flight requests time to finish on SIGTERM; the lifespan then drains the queues.
+        log_config=None,  # configure_logging above: JSON lines for uvicorn's loggers too
+        access_log=False,  # service.access writes one line per request, with its request ID
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
     )
+    DrainingServer(config, app, settings.drain_timeout_s).run()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,7 +25,7 @@ from starlette.responses import FileResponse, Response
 from starlette.types import Message
 
 from service.batcher import DynamicBatcher
-from service.card import SAMPLES_FILE
+from service.card import SAMPLES_FILE, is_valid_name
 from service.config import Settings
 from service.encode import MediaType, json_images, negotiate, npy_bytes, png_of_batch
 from service.errors import (
@@ -36,7 +39,15 @@ from service.errors import (
     install_error_handlers,
 )
 from service.metrics import UNKNOWN_MODEL, Metrics
-from service.middleware import STATE_MODEL, BodyLimitMiddleware, MetricsMiddleware
+from service.middleware import (
+    STATE_MODEL,
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    InflightTracker,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+    is_protected,
+)
 from service.plan import Plan, plan_generate, plan_grid, plan_interpolate
 from service.playground import build_router as playground_router
 from service.registry import ModelEntry, ModelRegistry, RunnerFactory, default_runner_factory
@@ -50,7 +61,10 @@ from service.schemas import (
     ImagesResponse,
     InterpolateRequest,
     ModelsResponse,
+    ReadinessBody,
+    ReloadResponse,
 )
+from service.supervisor import ReloadReport, activate, log_report, reload_repository, start_batchers
 from service.v2 import build_router as v2_router
 
 logger = logging.getLogger(__name__)
@@ -79,7 +93,49 @@ class Resources:
     registry: ModelRegistry
     batchers: dict[str, DynamicBatcher]
     metrics: Metrics
+    runner_factory: RunnerFactory = default_runner_factory
     closing: bool = False
+    # time.monotonic() by which a drain (SIGTERM) must be over; None while not draining.
+    drain_deadline: float | None = None
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Batchers replaced by a reload, finishing the work queued on them.
+    retiring: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def begin_drain(self) -> None:
+        """SIGTERM: readiness fails and new work is refused at once; queued work may finish."""
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + self.settings.drain_timeout_s
+        self.closing = True
+
+    def grace_left_s(self) -> float:
+        if self.drain_deadline is None:
+            return self.settings.drain_timeout_s
+        return max(0.0, self.drain_deadline - time.monotonic())
+
+    async def reload(self, trigger: str) -> ReloadReport:
+        """Re-scan the models directory and swap in what changed; see :mod:`service.supervisor`."""
+        async with self.reload_lock:
+            if self.closing:
+                raise ShuttingDown("the service is shutting down; not reloading")
+            reloaded = await asyncio.to_thread(
+                reload_repository, self.registry, self.batchers, self.settings, self.runner_factory
+            )
+            old = self.batchers
+            # No await from here to the swap: every request sees the old models or the new ones.
+            activate(reloaded, old, self.metrics)
+            self.registry, self.batchers = reloaded.registry, reloaded.batchers
+            for batcher in reloaded.retired:
+                task = asyncio.create_task(self._retire(batcher), name=f"retire-{batcher.name}")
+                self.retiring.add(task)
+                task.add_done_callback(self.retiring.discard)
+            self.metrics.reloads.labels("ok" if reloaded.report.ok else "partial").inc()
+            log_report(reloaded.report, trigger)
+            return reloaded.report
+
+    async def _retire(self, batcher: DynamicBatcher) -> None:
+        await batcher.stop(self.settings.drain_timeout_s)
+        if batcher.name not in self.batchers:
+            self.metrics.forget_model(batcher.name)
 
     def model_status(self, entry: ModelEntry) -> tuple[str, str | None]:
         if not entry.loaded:
@@ -110,7 +166,7 @@ ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 def _serving(resources: Resources, name: str, request: Request) -> tuple[ModelEntry, DynamicBatcher]:
     """The entry and batcher for ``name``, or the error a client should see."""
-    entry = resources.registry.get(name)
+    entry = resources.registry.get(name) if is_valid_name(name) else None
     setattr(request.state, STATE_MODEL, name if entry is not None else UNKNOWN_MODEL)
     if entry is None:
         known = ", ".join(resources.registry.names[:20]) or "none"
@@ -193,18 +249,36 @@ async def _render(
     return Response(content=body, media_type=str(media), headers=headers)
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
+def _errors(texts: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error statuses, each with the one error body."""
+    return {code: {"model": ErrorBody, "description": text} for code, text in texts.items()}
+
+
+_ERRORS = _errors(
+    {
         404: "Unknown model (type unknown_model).",
         406: "Unsupported Accept header.",
         413: "Body larger than max_body_bytes.",
         422: "Invalid request: the message names the field.",
         429: "Queue full; see Retry-After.",
         500: "Inference failed.",
-        503: "Model not ready, or shutting down; see Retry-After.",
-    }.items()
+        503: "Model not ready (model_not_ready), shutting down (shutting_down), or no result in time "
+        "(timeout, queue_timeout); see Retry-After.",
+    }
+)
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}
 }
+for _code in (429, 503):
+    _ERRORS[_code]["headers"] = _RETRY_AFTER
+_STARTING = _errors({503: "The service is starting or shutting down; see Retry-After."})
+_MODEL_ERRORS = _errors(
+    {
+        404: "No such model (type unknown_model), or no samples.png.",
+        422: "Invalid request.",
+        503: "The model failed to load (model_not_ready), or the service is starting.",
+    }
+)
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": ImagesResponse,
@@ -225,8 +299,17 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactory | None = None) -> FastAPI:
-    """Build the ASGI app. ``runner_factory`` is the seam for wrapping or replacing model runners."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    runner_factory: RunnerFactory | None = None,
+    handle_sighup: bool = False,
+) -> FastAPI:
+    """Build the ASGI app. ``runner_factory`` is the seam for wrapping or replacing model runners.
+
+    ``handle_sighup``: reload the model repository on SIGHUP (``python -m service`` sets it; an app
+    embedded in another process leaves that process's signals alone).
+    """
     settings = settings or Settings()
     factory = runner_factory or default_runner_factory
     metrics = Metrics()
@@ -234,14 +317,11 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = await asyncio.to_thread(ModelRegistry.scan, settings.models_dir, settings, factory)
-        batchers: dict[str, DynamicBatcher] = {}
-        for entry in registry.loaded:
-            assert entry.runner is not None
-            batcher = DynamicBatcher.from_settings(entry.name, entry.runner, settings, metrics)
-            batcher.start()
-            batchers[entry.name] = batcher
+        batchers = start_batchers(registry, settings, metrics, factory)
         metrics.register_models(ready=list(batchers), failed=[e.name for e in registry.failed])
-        resources = Resources(settings=settings, registry=registry, batchers=batchers, metrics=metrics)
+        resources = Resources(
+            settings=settings, registry=registry, batchers=batchers, metrics=metrics, runner_factory=factory
+        )
         app.state.resources = resources
         logger.info(
             "serving %d model(s) from %s: %s%s",
@@ -250,11 +330,18 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
             ", ".join(batchers) or "none",
             f"; skipped: {', '.join(e.name for e in registry.failed)}" if registry.failed else "",
         )
+        unhook = _reload_on_sighup(resources) if handle_sighup else None
         try:
             yield
         finally:
+            if unhook is not None:
+                unhook()
             resources.closing = True
-            await asyncio.gather(*(b.stop(settings.drain_timeout_s) for b in batchers.values()))
+            async with resources.reload_lock:  # a reload in progress finishes its swap first
+                grace = resources.grace_left_s()
+                await asyncio.gather(
+                    *(b.stop(grace) for b in resources.batchers.values()), *list(resources.retiring)
+                )
             logger.info("all batchers stopped")
 
     app = FastAPI(
@@ -268,17 +355,22 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.resources = None
+    app.state.inflight = InflightTracker()
     install_error_handlers(app)
 
     def is_known_model(name: str) -> bool:
         resources: Resources | None = app.state.resources
         return resources is not None and name in resources.registry
 
-    # Added innermost first: metrics sees the body limit's 413s too.
+    # Added innermost first. Outermost, every response gets its request ID and access line; the
+    # API key is checked before the body is read; metrics see the 401s and 413s too.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(
         MetricsMiddleware, metrics=metrics, paths=GENERATION_PATHS, is_known_model=is_known_model
     )
+    app.add_middleware(RequestContextMiddleware, tracker=app.state.inflight)
 
     # ------------------------------------------------------------------ generation
     @app.post(
@@ -349,21 +441,26 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
             "samples_url": f"/models/{entry.name}/{SAMPLES_FILE}" if entry.samples_path else None,
         }
 
-    @app.get("/models", tags=["models"], response_model=ModelsResponse, summary="Every model, with status")
+    @app.get(
+        "/models",
+        tags=["models"],
+        response_model=ModelsResponse,
+        responses=_STARTING,
+        summary="Every model, with status",
+    )
     async def list_models(resources: ResourcesDep) -> OrjsonResponse:
         return OrjsonResponse({"models": [_status_json(resources, e) for e in resources.registry]})
 
     def _entry(resources: Resources, name: str) -> ModelEntry:
-        entry = resources.registry.get(name)
+        # Names index a dict, never the file system; anything that is not a model name is unknown.
+        entry = resources.registry.get(name) if is_valid_name(name) else None
         if entry is None:
             raise UnknownModel(
                 f"unknown model {name!r}; known models: {', '.join(resources.registry.names) or 'none'}"
             )
         return entry
 
-    @app.get(
-        "/models/{name}", tags=["models"], responses={404: {"model": ErrorBody}}, summary="A model's card"
-    )
+    @app.get("/models/{name}", tags=["models"], responses=_MODEL_ERRORS, summary="A model's card")
     async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
         entry = _entry(resources, name)
         if entry.card is None:
@@ -375,7 +472,7 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
         f"/models/{{name}}/{SAMPLES_FILE}",
         tags=["models"],
         response_class=FileResponse,
-        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorBody}},
+        responses={200: {"content": {"image/png": {}}}, **_MODEL_ERRORS},
         summary="The sample grid committed with the model",
     )
     async def get_samples(name: str, resources: ResourcesDep) -> FileResponse:
@@ -394,13 +491,20 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
         "/readyz",
         tags=["operations"],
         summary="Readiness: at least one model ready, workers alive",
-        responses={503: {"description": "Not ready; the body says why, per model."}},
+        response_model=ReadinessBody,
+        responses={
+            503: {
+                "model": ReadinessBody,
+                "description": "Not ready (starting, draining, no model ready); the body says why.",
+                "headers": _RETRY_AFTER,
+            }
+        },
     )
     async def readyz(request: Request) -> OrjsonResponse:
         resources: Resources | None = request.app.state.resources
         if resources is None:
             message = "starting: models are not loaded yet"
-            return _readiness(False, message, {}, settings)
+            return _readiness(False, message, {})
         models = {}
         for entry in resources.registry:
             status, reason = resources.model_status(entry)
@@ -422,12 +526,27 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
             message = "no model is ready: " + "; ".join(f"{n}: {d['reason']}" for n, d in models.items())
         else:
             message = f"{len(ready)} of {len(models)} model(s) ready"
-        return _readiness(bool(ready) and not resources.closing, message, models, settings)
+        return _readiness(bool(ready) and not resources.closing, message, models)
 
     @app.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus metrics")
     async def metrics_endpoint() -> Response:
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
+
+    @app.post(
+        "/admin/reload",
+        tags=["operations"],
+        response_model=ReloadResponse,
+        responses=_STARTING,
+        summary="Reload the model repository: new and changed models swap in, queued work drains",
+    )
+    async def admin_reload(resources: ResourcesDep) -> OrjsonResponse:
+        # Shielded: a client that hangs up must not leave a reload half done.
+        report = await asyncio.shield(asyncio.ensure_future(resources.reload("POST /admin/reload")))
+        return OrjsonResponse(report.to_json())
+
+    if settings.api_key is not None:
+        _document_api_key(app)
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
@@ -436,15 +555,70 @@ def create_app(settings: Settings | None = None, *, runner_factory: RunnerFactor
     return app
 
 
-def _readiness(ready: bool, message: str, models: dict[str, Any], settings: Settings) -> OrjsonResponse:
-    body: dict[str, Any] = {
-        "status": "ready" if ready else "not_ready",
-        "message": message,
-        "models_dir": str(settings.models_dir),
-        "models": models,
-    }
+def _readiness(ready: bool, message: str, models: dict[str, Any]) -> OrjsonResponse:
+    # No models_dir here: no response names a path on the server.
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "message": message, "models": models}
     if ready:
         return OrjsonResponse(body)
     # Also the common error shape, so clients that only know that one still read the reason.
     body["error"] = {"type": "not_ready", "message": message}
     return OrjsonResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+_background: set[asyncio.Task[Any]] = set()  # strong references to fire-and-forget tasks
+
+
+def _reload_on_sighup(resources: Resources) -> Callable[[], None] | None:
+    """Reload the repository on SIGHUP; returns the function that removes the handler."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        return None
+    loop = asyncio.get_running_loop()
+
+    async def reload() -> None:
+        try:
+            await resources.reload("SIGHUP")
+        except ShuttingDown:
+            logger.info("SIGHUP during shutdown: not reloading")
+        except Exception:
+            logger.exception("reload on SIGHUP failed")
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload(), name="reload-sighup")
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    def unhook() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    return unhook
+
+
+def _document_api_key(app: FastAPI) -> None:
+    """With an API key configured, the schema says which operations need it (and may answer 401)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "CONDGEN_API_KEY",
+        }
+        unauthorized = {
+            "description": "Missing or wrong API key; see WWW-Authenticate.",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for path, operations in schema.get("paths", {}).items():
+            if not is_protected(path.replace("{", "").replace("}", "")):
+                continue
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}]
+                operation.setdefault("responses", {})["401"] = unauthorized
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -130,6 +130,9 @@ class DynamicBatcher:
         self.recoveries = 0  # sessions re-created after a fault
         self._recovery_streak = 0  # recoveries since the last successful run
         self.dead_reason: str | None = None
+        # Replaced by a newer batcher for the same model (a reload): stopping this one must not
+        # report the model as not ready.
+        self.superseded = False
 
         self._state: State = "created"
         self._queue: deque[_Job] = deque()
@@ -239,7 +242,7 @@ class DynamicBatcher:
         # A run already on the worker thread cannot be interrupted; it finishes and is discarded.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._state = "stopped"
-        if self.metrics is not None:
+        if self.metrics is not None and not self.superseded:
             self.metrics.model_ready.labels(self.name).set(0)
 
     # ------------------------------------------------------------------ producer side

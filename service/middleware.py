@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: the request body limit and per-request metrics.
+"""Pure ASGI middleware: request IDs and the access log, the API key, the body limit, metrics.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body limit can act
 on the raw ``receive`` stream before FastAPI parses anything.
@@ -6,8 +6,11 @@ on the raw ``receive`` stream before FastAPI parses anything.
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +18,27 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import STATE_REQUESTED_MODEL, error_payload
+from service.logs import request_id_var
 from service.metrics import UNKNOWN_MODEL, Metrics
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("service.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's request ID is echoed and logged only if it is short and plain; anything else (log
+# injection, megabyte headers) is replaced by a generated one.
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Probes hit these every few seconds; their access lines go to debug, not info.
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
 # Request-scoped state key (``request.state.<key>``): the handler's verdict on the model label,
 # a known model name or "unknown".
 STATE_MODEL = "model_label"
 
 
-async def _send_error(send: Send, status: int, error_type: str, message: str) -> None:
+async def _send_error(
+    send: Send, status: int, error_type: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = orjson.dumps(error_payload(error_type, message))
     await send(
         {
@@ -33,8 +47,9 @@ async def _send_error(send: Send, status: int, error_type: str, message: str) ->
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                # The rest of an oversized body is not read; the connection cannot be reused.
+                # The rest of the body is not read; the connection cannot be reused.
                 (b"connection", b"close"),
+                *(headers or []),
             ],
         }
     )
@@ -142,3 +157,117 @@ class MetricsMiddleware:
         if isinstance(requested, str) and self.is_known_model(requested):
             return requested
         return UNKNOWN_MODEL
+
+
+class InflightTracker:
+    """How many HTTP requests are being served right now (read by the drain on SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class RequestContextMiddleware:
+    """Outermost: give each request an ID, echo it, count it in flight, write its access line.
+
+    The ID is the client's ``X-Request-ID`` when that is a plain token of at most 128 characters,
+    otherwise a new one; it is set in :data:`service.logs.request_id_var`, so every log line
+    written while serving the request carries it.
+    """
+
+    def __init__(self, app: ASGIApp, tracker: InflightTracker) -> None:
+        self.app = app
+        self.tracker = tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for key, value in scope.get("headers", []):
+            if key == b"x-request-id":
+                text = value.decode("latin-1")
+                if _REQUEST_ID_RE.match(text):
+                    request_id = text
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500  # if the app dies before answering, that is what the client gets
+        header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        state: dict[str, Any] = scope.setdefault("state", {})
+        self.tracker.count += 1
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            self.tracker.count -= 1
+            path = scope.get("path", "")
+            model = state.get(STATE_MODEL)
+            if not isinstance(model, str):
+                requested = state.get(STATE_REQUESTED_MODEL)
+                model = requested if isinstance(requested, str) else None
+            access_logger.log(
+                logging.DEBUG if path in QUIET_PATHS and status < 400 else logging.INFO,
+                "%s %s %d",
+                scope.get("method", ""),
+                path,
+                status,
+                extra={
+                    "model": model,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
+                    "method": scope.get("method", ""),
+                    "path": path,
+                },
+            )
+            request_id_var.reset(token)
+
+
+def is_protected(path: str) -> bool:
+    """Paths that need the API key: generation (ours and KServe v2's infer) and administration."""
+    if path in {"/generate", "/grid", "/interpolate"} or path.startswith("/admin/"):
+        return True
+    return path.startswith("/v2/models/") and path.rstrip("/").endswith("/infer")
+
+
+class ApiKeyMiddleware:
+    """``Authorization: Bearer <key>`` on protected paths, checked before the body is read.
+
+    The comparison is constant-time (:func:`hmac.compare_digest`), so the key cannot be guessed
+    byte by byte from response times. A missing or wrong key is 401 with ``WWW-Authenticate``.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str, protected: Callable[[str], bool] = is_protected) -> None:
+        self.app = app
+        self.key = api_key.encode()
+        self.protected = protected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.protected(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        authorization = b""
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                authorization = value
+                break
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+            await self.app(scope, receive, send)
+            return
+        if not authorization:
+            challenge = b'Bearer realm="condgen"'
+            message = "this endpoint needs an API key: send Authorization: Bearer <key>"
+        else:
+            challenge = b'Bearer realm="condgen", error="invalid_token"'
+            message = "the API key is missing or wrong: send Authorization: Bearer <key>"
+        await _send_error(send, 401, "unauthorized", message, [(b"www-authenticate", challenge)])

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # (model directory, validated card, settings) -> a ready-to-run Runner, or ModelLoadError.
 RunnerFactory = Callable[[Path, ModelCard, Settings], Runner]
+# A model directory -> an entry already loaded from it that is still current, or None to load it.
+Reuse = Callable[[Path], "ModelEntry | None"]
 
 
 def default_runner_factory(model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
@@ -61,42 +63,51 @@ def _scrub(message: str, model_dir: Path) -> str:
 
 
 class ModelRegistry:
-    """The outcome of scanning ``models_dir`` once, at start-up."""
+    """The outcome of scanning ``models_dir``: at start-up, and again at each reload."""
 
     def __init__(self, models_dir: Path, entries: list[ModelEntry], problem: str | None = None) -> None:
         self.models_dir = models_dir
         self._entries = {e.name: e for e in entries}
         # Why the repository as a whole has nothing to serve (missing or empty directory), if so.
+        # Client-visible (/readyz), so it never names the directory's path; the log does.
         self.problem = problem
 
     @classmethod
     def scan(
-        cls, models_dir: Path, settings: Settings, runner_factory: RunnerFactory = default_runner_factory
+        cls,
+        models_dir: Path,
+        settings: Settings,
+        runner_factory: RunnerFactory = default_runner_factory,
+        reuse: Reuse | None = None,
     ) -> ModelRegistry:
+        """Load every model directory; ``reuse`` may hand back a still-current entry instead."""
         if not models_dir.is_dir():
-            missing = f"models directory {models_dir} does not exist"
-            logger.error("%s; nothing to serve", missing)
+            missing = "the models directory does not exist"
+            logger.error("%s (%s); nothing to serve", missing, models_dir)
             return cls(models_dir, [], missing)
         entries = []
         for model_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if not (model_dir / CARD_FILE).exists() and not (model_dir / ONNX_FILE).exists():
                 logger.debug("ignoring %s: neither %s nor %s", model_dir.name, CARD_FILE, ONNX_FILE)
                 continue
-            entry = load_entry(model_dir, settings, runner_factory)
-            if entry.loaded:
-                logger.info("model %s loaded from %s", entry.name, model_dir)
-            else:
-                logger.error("model %s skipped: %s", entry.name, entry.reason)
+            entry = reuse(model_dir) if reuse is not None else None
+            if entry is None:
+                entry = load_entry(model_dir, settings, runner_factory)
+                if entry.loaded:
+                    logger.info("model %s loaded from %s", entry.name, model_dir)
+                else:
+                    logger.error("model %s skipped: %s", entry.name, entry.reason)
             entries.append(entry)
         problem: str | None = None
         if not entries:
             problem = (
-                f"no models were found in {models_dir} (expected <name>/{CARD_FILE} + <name>/{ONNX_FILE})"
+                "no models were found in the models directory "
+                f"(expected <name>/{CARD_FILE} + <name>/{ONNX_FILE})"
             )
-            logger.error(problem)
+            logger.error("%s (%s)", problem, models_dir)
         elif not any(e.loaded for e in entries):
-            problem = f"none of the {len(entries)} model(s) in {models_dir} could be loaded"
-            logger.error(problem)
+            problem = f"none of the {len(entries)} model(s) in the models directory could be loaded"
+            logger.error("%s (%s)", problem, models_dir)
         return cls(models_dir, entries, problem)
 
     def __iter__(self) -> Iterator[ModelEntry]:

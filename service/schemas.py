@@ -197,6 +197,32 @@ class ModelsResponse(BaseModel):
     models: list[ModelStatus]
 
 
+class ModelReadiness(BaseModel):
+    status: Literal["ready", "not_ready", "failed"]
+    reason: str | None
+    queued_images: int | None = None
+    queued_requests: int | None = None
+    session_runs: int | None = None
+
+
+class ReadinessBody(BaseModel):
+    status: Literal["ready", "not_ready"]
+    message: str
+    models: dict[str, ModelReadiness]
+    error: ErrorDetail | None = Field(default=None, description="When not ready: the common error shape.")
+
+
+class ReloadResponse(BaseModel):
+    status: Literal["ok", "partial"] = Field(description="partial: some model failed to load.")
+    loaded: list[str] = Field(description="New or changed models, now serving their new files.")
+    unchanged: list[str] = Field(description="Same files: kept serving, queue and all.")
+    removed: list[str] = Field(description="Directories gone: drained and dropped.")
+    failed: dict[str, str] = Field(description="Models that cannot serve, with the reason.")
+    kept_previous: dict[str, str] = Field(
+        description="Models whose new files failed to load: the previous version keeps serving."
+    )
+
+
 GENERATE_EXAMPLES: dict[str, Any] = {
     "seeded": {
         "summary": "Four images of class 3, reproducible",
