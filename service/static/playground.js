@@ -258,13 +258,14 @@
     list.textContent = "";
     list.hidden = !names.length;
     const pad = 2;
-    names.forEach((name, r) => {
+    list.style.paddingTop = `${pad * zoom}px`;
+    for (const name of names) {
       const item = document.createElement("li");
       item.textContent = name;
-      item.style.top = `${(pad + r * (cellHeight + pad)) * zoom}px`;
       item.style.height = `${cellHeight * zoom}px`;
+      item.style.marginBottom = `${pad * zoom}px`;
       list.append(item);
-    });
+    }
   }
 
   function renderInterpolation() {
@@ -433,7 +434,7 @@
       hint.textContent = entry.reason ? `Not ready: ${entry.reason}` : "Not ready.";
       return;
     }
-    hint.textContent = c.description || `${c.kind} on ${c.dataset}`;
+    hint.textContent = `${c.kind === "gan" ? "GAN" : "VAE decoder"} · ${c.dataset} · ${c.latent.dim}-D latent`;
 
     // Labels, by name.
     const labelSelect = $("label");
