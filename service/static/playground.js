@@ -440,8 +440,10 @@
     const labelSelect = $("label");
     labelSelect.textContent = "";
     if (c.labels) {
-      c.labels.forEach((text, id) => labelSelect.add(new Option(`${text} (${id})`, String(id))));
-      const wanted = label !== undefined ? c.labels.indexOf(label) : -1;
+      c.labels.forEach((text, id) => {
+        labelSelect.add(new Option(text === String(id) ? text : `${text} (${id})`, String(id)));
+      });
+      const wanted = label === undefined ? -1 : c.labels.findIndex((n) => n.toLowerCase() === label.toLowerCase());
       labelSelect.value = String(wanted >= 0 ? wanted : 0);
     }
     $("label-field").hidden = !c.labels;

@@ -201,9 +201,9 @@ def test_sliders_move_the_image_live(page: Any, server_url: str) -> None:
     slider.focus()
     for _ in range(10):  # 10 × 0.05 = 0.5, debounced into one or a few requests
         page.keyboard.press("ArrowRight")
-    page.wait_for_function("document.getElementById('z-0').value === '0.5'")
+    page.wait_for_function("() => document.getElementById('z-0').value === '0.5'")
     wait_rendered(page, "image", count)
-    page.wait_for_function("document.querySelector('#z-0 + output').textContent === '0.50'")
+    page.wait_for_function("() => document.querySelector('#z-0 + output').textContent === '0.50'")
     after = pixels(page, "image")
     assert after.shape == (6, 10, 4)
     assert not np.array_equal(before, after), "moving a slider must change the image"
@@ -248,13 +248,13 @@ def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str)
     wait_rendered(page, "image", 0)
     assert page.input_value("#model") == GRAY  # the first ready model
     # 16 latent dimensions: seeds, not sliders.
-    page.wait_for_function("document.getElementById('seed-field').hidden === false")
+    page.wait_for_function("() => document.getElementById('seed-field').hidden === false")
     assert page.is_hidden("#mode-field")
     assert page.is_hidden("#sliders-field")
-    page.wait_for_function("!document.getElementById('stage').matches('[aria-busy=true]')")
+    page.wait_for_function("() => !document.getElementById('stage').matches('[aria-busy=true]')")
+    count = renders(page, "image")
     page.select_option("#label", label="seven (7)")
     page.fill("#seed", "123")
-    count = renders(page, "image")
     page.wait_for_function(
         "([n]) => Number(document.getElementById('image').dataset.renders) > n "
         "&& document.getElementById('status').textContent.startsWith('seed 123')",
@@ -285,7 +285,7 @@ def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str)
     # The card: dataset, and the sample grid committed with the model.
     card = page.locator("#card-body")
     assert "synthetic" in card.inner_text()
-    page.wait_for_function("document.querySelector('#card-body img.samples')?.naturalWidth === 4")
+    page.wait_for_function("() => document.querySelector('#card-body img.samples')?.naturalWidth === 4")
 
     # 10 labels × 8 columns is over this server's grid limit: the API's error shows in the page.
     error = page.locator("#grid-error")
@@ -318,5 +318,5 @@ def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str)
 
     # An unconditional model: no label picker, a plain sample grid.
     page.select_option("#model", UNCOND)
-    page.wait_for_function("document.getElementById('label-field').hidden === true")
-    page.wait_for_function("document.getElementById('grid-title').textContent === 'Samples'")
+    page.wait_for_function("() => document.getElementById('label-field').hidden === true")
+    page.wait_for_function("() => document.getElementById('grid-title').textContent === 'Samples'")
