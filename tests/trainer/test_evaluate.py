@@ -1,0 +1,244 @@
+"""The evaluator: metric maths on real features, and scoring a tiny real ONNX model into its card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.card import Metric, load_card, sha256_file
+from tests.service.onnx_fixtures import edit_card, write_model
+from trainer import cli
+from trainer.classifier import load_classifier, predict
+from trainer.data import LabeledImages, load_split
+from trainer.evaluate import (
+    EvalConfig,
+    OnnxGenerator,
+    evaluate_checkpoints,
+    evaluate_images,
+    evaluate_model,
+    inception_fid,
+    merge_metrics,
+    quality_table,
+    write_metrics,
+)
+from trainer.quality import diversity_ratio, intra_fid, knn_radii, label_accuracy, precision_recall
+
+DIGITS = [str(i) for i in range(10)]
+
+
+@pytest.fixture(scope="module")
+def mnist_test() -> LabeledImages:
+    from tests.trainer.conftest import REPO
+
+    split = load_split("mnist", "test", REPO / "data" / "mnist")
+    return LabeledImages(split.images[:4000], split.labels[:4000], split.source)
+
+
+@pytest.fixture(scope="module")
+def real_features(mnist_test: LabeledImages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(logits, features, labels) of 4,000 real MNIST test images under the committed classifier."""
+    logits, feats = predict(load_classifier("mnist"), mnist_test.images[:, None])
+    return logits, feats, mnist_test.labels
+
+
+def _by_half(n: int) -> tuple[slice, slice]:
+    return slice(0, n // 2), slice(n // 2, n)
+
+
+def test_precision_and_recall_of_a_set_against_itself_are_one(real_features: tuple[np.ndarray, ...]) -> None:
+    feats = real_features[1][:1000]
+    assert precision_recall(feats, feats, k=5) == (1.0, 1.0)
+
+
+def test_precision_recall_see_a_collapsed_set() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((600, 8))
+    collapsed = real[:20].repeat(30, axis=0) + 1e-3 * rng.standard_normal((600, 8))
+    precision, recall = precision_recall(collapsed, real, k=5)
+    assert precision > 0.95  # every sample is realistic...
+    assert recall < 0.3  # ...but the set covers little of the data
+
+
+def test_knn_radius_skips_the_point_itself() -> None:
+    x = np.array([[0.0], [1.0], [3.0], [6.0]])
+    np.testing.assert_allclose(knn_radii(x, k=1), [1.0, 1.0, 4.0, 9.0])
+
+
+def test_diversity_of_real_vs_real_is_about_one(real_features: tuple[np.ndarray, ...]) -> None:
+    _, feats, labels = real_features
+    a, b = _by_half(len(feats))
+    ratio, per_class = diversity_ratio(feats[a], labels[a], feats[b], labels[b])
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert sorted(per_class) == list(range(10))
+    # A generator that draws one image per label has no diversity at all.
+    one_each = np.concatenate([feats[a][labels[a] == c][:1].repeat(20, 0) for c in range(10)])
+    collapsed, _ = diversity_ratio(one_each, np.repeat(np.arange(10), 20), feats[b], labels[b])
+    assert collapsed == pytest.approx(0.0, abs=1e-6)
+
+
+def test_intra_fid_of_real_halves_is_small_and_of_swapped_labels_large(
+    real_features: tuple[np.ndarray, ...],
+) -> None:
+    _, feats, labels = real_features
+    a, b = _by_half(len(feats))
+    same, per_class = intra_fid(feats[a], labels[a], feats[b], labels[b])
+    swapped, _ = intra_fid(feats[a], (labels[a] + 1) % 10, feats[b], labels[b])
+    assert len(per_class) == 10
+    assert swapped > 10 * same
+
+
+def test_label_accuracy_on_real_test_images_is_the_classifiers_own(
+    real_features: tuple[np.ndarray, ...], mnist_test: LabeledImages
+) -> None:
+    logits, _, labels = real_features
+    model = load_classifier("mnist")
+    direct = float((predict(model, mnist_test.images[:500, None])[0].argmax(1) == labels[:500]).mean())
+    assert label_accuracy(logits[:500], labels[:500]) == direct
+    assert label_accuracy(logits, labels) > 0.99
+
+
+def test_evaluate_images_names_extractor_and_n(
+    in_repo: Path, mnist_dir: Path, mnist_test: LabeledImages
+) -> None:
+    cfg = EvalConfig(n_inception=0, n_classifier=300, classifier_real_n=1000, data_dir=mnist_dir)
+    metrics = evaluate_images(mnist_test.images[2000:2300, None], mnist_test.labels[2000:2300], "mnist", cfg)
+    by_name = {m.name: m for m in metrics}
+    assert set(by_name) == {
+        "label_accuracy",
+        "fid_classifier",
+        "intra_fid_classifier",
+        "precision",
+        "recall",
+        "z_diversity",
+    }
+    for m in metrics:
+        assert m.n_samples == 300
+        assert "mnist classifier" in (m.feature_extractor or "")
+        assert m.reference == "mnist test split, 1000 images"
+    assert by_name["label_accuracy"].value > 0.97
+    assert by_name["precision"].value > 0.8
+    assert by_name["z_diversity"].value == pytest.approx(1.0, abs=0.1)
+
+
+def test_inception_metric_uses_cached_real_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_repo: Path, mnist_dir: Path
+) -> None:
+    monkeypatch.setenv("CONDGEN_CACHE_DIR", str(tmp_path))
+    calls: list[int] = []
+
+    class PixelMeans:  # a cheap stand-in extractor: per-row means of the image
+        key, name = "pixel-rows", "row means (test stand-in)"
+
+        def __call__(self, images: np.ndarray, desc: str = "") -> np.ndarray:
+            calls.append(len(images))
+            return images.reshape(len(images), 28, 28).mean(axis=2).astype(np.float64)
+
+    cfg = EvalConfig(n_inception=50, real_n=200, data_dir=mnist_dir)
+    real = load_split("mnist", "test", mnist_dir).images
+    first = inception_fid(real[:50, None], "mnist", cfg, extractor=PixelMeans())
+    second = inception_fid(np.roll(real[:50, None], 5, axis=3), "mnist", cfg, extractor=PixelMeans())
+    assert calls == [200, 50, 50]  # the real statistics were computed once
+    assert (tmp_path / "fid" / "mnist-test-n200-pixel-rows.npz").is_file()
+    assert first.name == "fid_inception"
+    assert first.n_samples == 50
+    assert first.reference == "mnist test split, first 200 images"
+    assert first.feature_extractor == "row means (test stand-in)"
+    assert second.value > first.value
+
+
+def _tiny_mnist_model(root: Path) -> Path:
+    model_dir = write_model(root, "tiny", dim=16, height=28, width=28, labels=DIGITS, seed=7, samples=True)
+    edit_card(model_dir, dataset="mnist")
+    return model_dir
+
+
+def test_generation_matches_the_services_seeds_and_balanced_labels(tmp_path: Path) -> None:
+    from service.latents import latents_for
+    from tests.service.onnx_fixtures import reference_images
+
+    model_dir = _tiny_mnist_model(tmp_path)
+    images, labels = OnnxGenerator(model_dir).generate(25, seed=3, batch=10)
+    assert labels is not None
+    np.testing.assert_array_equal(labels, np.arange(25) % 10)
+    np.testing.assert_array_equal(images, reference_images(model_dir, latents_for(3, 25, 16), labels))
+
+
+def test_evaluate_writes_metrics_into_the_card_and_leaves_the_onnx_alone(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path
+) -> None:
+    model_dir = _tiny_mnist_model(tmp_path)
+    onnx_before = (model_dir / "model.onnx").read_bytes()
+    old = Metric(name="fid_inception", value=99.0, n_samples=10, feature_extractor="x")
+    write_metrics(model_dir, [old])
+    cfg = EvalConfig(n_inception=0, n_classifier=200, classifier_real_n=500, data_dir=mnist_dir)
+    metrics = evaluate_model(model_dir, cfg)
+    card = write_metrics(model_dir, metrics)
+    assert (model_dir / "model.onnx").read_bytes() == onnx_before
+    assert sha256_file(model_dir / "model.onnx") == card.onnx.sha256
+    reread = load_card(model_dir)
+    names = [m.name for m in reread.metrics]
+    assert names[0] == "fid_inception"  # kept: this run did not measure it
+    assert "label_accuracy" in names
+    assert all(m.n_samples == 200 for m in reread.metrics[1:])
+    # A random linear "generator" draws no digits: the judge says so.
+    assert next(m for m in reread.metrics if m.name == "label_accuracy").value < 0.5
+    assert not list(model_dir.glob(".model-*"))  # no temporary file left behind
+
+
+def test_cli_evaluates_a_model_dir_and_writes_the_table(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    _tiny_mnist_model(models)
+    write_model(models, "other-data", labels=None)  # dataset "synthetic": skipped by `all`
+    doc = tmp_path / "docs" / "quality.md"
+    argv = ["evaluate", "all", "--models", str(models), "--n", "0", "--classifier-n", "100"]
+    argv += ["--classifier-real-n", "300", "--doc", str(doc), "--data-dir", str(mnist_dir)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "tiny: label_accuracy=" in out
+    text = doc.read_text()
+    assert "| `tiny` | mnist |" in text
+    assert "![tiny](../models/tiny/samples.png)" in text
+    assert "other-data" not in text
+    card = json.loads((models / "tiny" / "model.json").read_text())
+    assert {m["name"] for m in card["metrics"]} >= {"label_accuracy", "precision", "recall", "z_diversity"}
+
+
+def test_a_digest_mismatch_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
+    from trainer.evaluate import EvaluationError
+
+    model_dir = _tiny_mnist_model(tmp_path)
+    edit_card(model_dir, onnx__sha256="0" * 64)
+    with pytest.raises(EvaluationError, match="sha256"):
+        evaluate_model(model_dir, EvalConfig(n_inception=0, n_classifier=10, data_dir=mnist_dir))
+
+
+def test_merge_replaces_by_name_and_table_shows_reference_row() -> None:
+    a = Metric(name="precision", value=0.5, n_samples=10)
+    b = Metric(name="recall", value=0.4, n_samples=10)
+    a2 = Metric(name="precision", value=0.7, n_samples=20)
+    assert merge_metrics([a, b], [a2]) == [b, a2]
+    table = quality_table([], {"mnist": [a2]}, "../exported/")
+    assert "*real train (reference)* | mnist" in table
+    assert "| 0.7 |" in table
+
+
+def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
+    from trainer.training import TrainConfig, train
+
+    ckpt, _ = train(
+        "cgan-mnist",
+        TrainConfig(
+            run_dir=tmp_path / "run", epochs=1, limit=128, max_steps=2, data_dir=mnist_dir, threads=1
+        ),
+    )
+    cfg = EvalConfig(n_inception=0, n_classifier=100, classifier_real_n=300, data_dir=mnist_dir)
+    out = evaluate_checkpoints([ckpt], cfg, tmp_path / "curves", "cgan-mnist")
+    points = json.loads(out.read_text())
+    assert points[0]["epoch"] == 1
+    assert any(m["name"] == "label_accuracy" for m in points[0]["metrics"])
+    assert (tmp_path / "curves" / "cgan-mnist-curve.png").stat().st_size > 1000

