@@ -33,6 +33,10 @@ COPY service ./service
 RUN pip --python /opt/venv/bin/python install --no-deps . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
     && /opt/venv/bin/python -c "import service, onnxruntime, fastapi, uvicorn"
+# The model zoo, readable by the unprivileged runtime user whatever modes the build context has
+# (a checkout's umask, or model directories written as 0700).
+COPY exported/ /models/
+RUN chmod -R a+rX,go-w /models
 
 # ---- runtime -----------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
@@ -42,9 +46,9 @@ RUN groupadd --system --gid 10001 condgen \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin condgen
 COPY --from=build /opt/venv /opt/venv
-# The model zoo is baked in; mount another directory over /models (or set CONDGEN_MODELS_DIR)
-# to serve different models without rebuilding.
-COPY --chown=root:root exported/ /models/
+# The model zoo is baked in (owned by root, read-only to the service); mount another directory
+# over /models (or set CONDGEN_MODELS_DIR) to serve different models without rebuilding.
+COPY --from=build /models /models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -84,7 +84,9 @@ def test_dockerfile_is_multistage_non_root_with_healthcheck(dockerfile: str) -> 
     assert "urllib.request" in health.group(1)
     assert "/healthz" in health.group(1)
     assert "CONDGEN_MODELS_DIR=/models" in dockerfile
-    assert "COPY --chown=root:root exported/ /models/" in dockerfile
+    assert "COPY exported/ /models/" in dockerfile
+    assert "chmod -R a+rX,go-w /models" in dockerfile, "the non-root user must read every model"
+    assert "COPY --from=build /models /models" in dockerfile
     assert "--workers" not in dockerfile, "one worker per container: the batcher is in-process"
     instructions = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
     assert not [line for line in instructions if "torch" in line]
