@@ -106,7 +106,7 @@ must() {
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v promtool >/dev/null || missing+=(prometheus)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v debootstrap >/dev/null || missing+=(debootstrap debian-archive-keyring)
 if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
     missing+=(docker-compose)
 fi
