@@ -21,11 +21,11 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 from fastapi import Body, Depends, FastAPI, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Message
 
 from service.batcher import DynamicBatcher
-from service.card import SAMPLES_FILE, is_valid_name
+from service.card import SAMPLES_FILE, ModelCard, is_valid_name
 from service.config import Settings
 from service.encode import MediaType, json_images, negotiate, npy_bytes, png_of_batch
 from service.errors import (
@@ -58,9 +58,11 @@ from service.schemas import (
     ErrorBody,
     GenerateRequest,
     GridRequest,
+    Health,
     ImagesResponse,
     InterpolateRequest,
     ModelsResponse,
+    ProtocolErrorBody,
     ReadinessBody,
     ReloadResponse,
 )
@@ -78,7 +80,8 @@ SEED_HEADER = "X-Condgen-Seed"
 MODEL_HEADER = "X-Condgen-Model"
 
 
-class OrjsonResponse(Response):
+class OrjsonResponse(JSONResponse):
+    # A JSONResponse, so that FastAPI documents routes' response models as JSON schemas.
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
@@ -271,6 +274,23 @@ _RETRY_AFTER = {
 }
 for _code in (429, 503):
     _ERRORS[_code]["headers"] = _RETRY_AFTER
+# What the /v2 routes can answer besides 200, in that protocol's error shape (422: ours, never
+# expected there, documented so the framework's default validation schema is not advertised).
+_V2_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{
+        code: {"model": ProtocolErrorBody, "description": text}
+        for code, text in {
+            400: "Malformed inference request.",
+            404: "Unknown model or version.",
+            413: "Body (or decompressed body) too large.",
+            415: "Unsupported Content-Encoding.",
+            429: "Queue full; see Retry-After.",
+            500: "Inference failed.",
+            503: "Model not ready, shutting down or timed out; see Retry-After.",
+        }.items()
+    },
+    422: {"model": ErrorBody, "description": "Invalid request."},
+}
 _STARTING = _errors({503: "The service is starting or shutting down; see Retry-After."})
 _MODEL_ERRORS = _errors(
     {
@@ -460,7 +480,13 @@ def create_app(
             )
         return entry
 
-    @app.get("/models/{name}", tags=["models"], responses=_MODEL_ERRORS, summary="A model's card")
+    @app.get(
+        "/models/{name}",
+        tags=["models"],
+        response_model=ModelCard,
+        responses=_MODEL_ERRORS,
+        summary="A model's card",
+    )
     async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
         entry = _entry(resources, name)
         if entry.card is None:
@@ -483,7 +509,7 @@ def create_app(
         return FileResponse(path, media_type="image/png")
 
     # ------------------------------------------------------------------ operations
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    @app.get("/healthz", tags=["operations"], response_model=Health, summary="Liveness: the process answers")
     async def healthz() -> OrjsonResponse:
         return OrjsonResponse({"status": "ok"})
 
@@ -550,7 +576,10 @@ def create_app(
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
-    app.include_router(v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result))
+    app.include_router(
+        v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result),
+        responses=_V2_ERRORS,
+    )
 
     return app
 
