@@ -475,6 +475,61 @@ def compress(body: bytes, coding: str) -> bytes:
 Handler = Callable[..., Awaitable[Response]]
 
 
+def _error_doc(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}},
+                    "required": ["error"],
+                }
+            }
+        },
+    }
+
+
+def _json_doc(description: str, properties: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+_READY = {"type": "boolean"}
+_TENSOR_META = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
+}
+MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: _error_doc("Unknown model or version."),
+    503: _error_doc("Model not loaded or not ready, or the service is starting or shutting down."),
+}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The image tensor: JSON, or the JSON header then raw bytes "
+        "(Inference-Header-Content-Length) when binary output was asked for.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    400: _error_doc("Invalid request: shapes, datatypes, byte counts, values or labels."),
+    404: _error_doc("Unknown model or version."),
+    413: {"description": "Body larger than max_body_bytes (before or after decompression)."},
+    415: _error_doc("Unsupported Content-Encoding."),
+    429: _error_doc("Queue full; see Retry-After."),
+    500: _error_doc("Inference failed."),
+    503: _error_doc("Model not ready, shutting down, or no result in time; see Retry-After."),
+}
+
+
 def _bind(handler: Callable[[Request, str, str | None], Awaitable[Response]], versioned: bool) -> Handler:
     """An endpoint with or without the ``{version}`` path parameter, for one shared handler."""
     if versioned:
@@ -517,16 +572,35 @@ def build_router(
             raise V2Error(404, f"model {name!r} has no version {version!r}; available: {entry.card.version}")
         return entry
 
-    @router.get("", summary="Server metadata")
+    @router.get(
+        "",
+        summary="Server metadata",
+        responses=_json_doc(
+            "Name, version and protocol extensions.",
+            {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": {"type": "array"}},
+        ),
+    )
     async def server_metadata(request: Request) -> Response:
         version = getattr(request.app, "version", "")
         return _json({"name": SERVER_NAME, "version": version, "extensions": EXTENSIONS})
 
-    @router.get("/health/live", summary="Server liveness")
+    @router.get("/health/live", summary="Server liveness", responses=_json_doc("Alive.", {"live": _READY}))
     async def live() -> Response:
         return _json({"live": True})
 
-    @router.get("/health/ready", summary="Server readiness: at least one model ready")
+    @router.get(
+        "/health/ready",
+        summary="Server readiness: at least one model ready",
+        responses={
+            **_json_doc("Ready.", {"ready": _READY}),
+            503: {
+                "description": "Not ready.",
+                "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {"ready": _READY}}}
+                },
+            },
+        },
+    )
     async def ready(request: Request) -> Response:
         resources = request.app.state.resources
         is_ready = resources is not None and any(
@@ -637,11 +711,46 @@ def build_router(
     }
     # Unversioned and versioned paths share handlers; the version must be the card's.
     for prefix, versioned in (("/models/{name}", False), ("/models/{name}/versions/{version}", True)):
-        router.add_api_route(prefix, _bind(metadata, versioned), methods=["GET"], summary="Model metadata")
         router.add_api_route(
-            prefix + "/ready", _bind(model_ready, versioned), methods=["GET"], summary="Model readiness"
+            prefix,
+            _bind(metadata, versioned),
+            methods=["GET"],
+            summary="Model metadata",
+            responses={
+                **_json_doc(
+                    "Name, versions, platform, and the input and output tensors.",
+                    {
+                        "name": {"type": "string"},
+                        "versions": {"type": "array", "items": {"type": "string"}},
+                        "platform": {"type": "string"},
+                        "inputs": _TENSOR_META,
+                        "outputs": _TENSOR_META,
+                    },
+                ),
+                **MODEL_ERRORS,
+            },
         )
-        router.add_api_route(prefix + "/infer", _bind(infer, versioned), methods=["POST"], **infer_doc)
+        router.add_api_route(
+            prefix + "/ready",
+            _bind(model_ready, versioned),
+            methods=["GET"],
+            summary="Model readiness",
+            responses={
+                **_json_doc("Ready.", {"name": {"type": "string"}, "ready": _READY}),
+                404: MODEL_ERRORS[404],
+                503: {
+                    "description": "Not ready (body: name, ready), or no such model loaded (body: error).",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+            },
+        )
+        router.add_api_route(
+            prefix + "/infer",
+            _bind(infer, versioned),
+            methods=["POST"],
+            responses=INFER_RESPONSES,
+            **infer_doc,
+        )
 
     @router.api_route(
         "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
