@@ -47,6 +47,18 @@
     return new ApiError(type, message, response.status);
   }
 
+  // A service configured with CONDGEN_API_KEY wants a bearer token for generation; the page asks
+  // for it on the first 401 and keeps it for this tab only.
+  const KEY_STORAGE = "condgen.apiKey";
+
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORAGE) || "";
+    } catch (_) {
+      return $("api-key").value;
+    }
+  }
+
   async function request(path, body, signal) {
     const init = body === undefined
       ? { headers: { Accept: "application/json" }, signal }
@@ -56,6 +68,8 @@
           body: JSON.stringify(body),
           signal,
         };
+    const key = apiKey();
+    if (body !== undefined && key) init.headers.Authorization = `Bearer ${key}`;
     let response;
     try {
       response = await fetch(path, init);
@@ -63,6 +77,7 @@
       if (err.name === "AbortError") throw err;
       throw new ApiError("network_error", "the service did not answer; is it running?", 0);
     }
+    if (response.status === 401) $("key-field").hidden = false;
     if (!response.ok) throw await errorOf(response);
     return response;
   }
@@ -457,9 +472,7 @@
     if (seed !== undefined) $("seed").value = String(seed);
     setMode(small && seed === undefined ? "sliders" : "seed");
 
-    renderImage();
-    renderGrid();
-    renderInterpolation();
+    renderAll();
   }
 
   // ------------------------------------------------------------------ URL hash: shareable state
@@ -482,7 +495,23 @@
   }
 
   // ------------------------------------------------------------------ wiring
+  function renderAll() {
+    renderImage();
+    renderGrid();
+    renderInterpolation();
+  }
+
   function wire() {
+    $("api-key").value = apiKey();
+    $("key-field").hidden = !$("api-key").value;
+    $("api-key").addEventListener("change", () => {
+      try {
+        sessionStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+      } catch (_) {
+        // storage disabled: apiKey() reads the field instead
+      }
+      renderAll();
+    });
     $("model").addEventListener("change", (e) => selectModel(e.target.value));
     $("label").addEventListener("change", () => {
       renderImage();

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -113,10 +114,11 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser: Any, server_url: str) -> Iterator[Any]:
-    # A fresh context per test is an empty profile: no cache, no storage from another test.
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=server_url)
+@contextmanager
+def watched_page(browser: Any, base_url: str, expected_statuses: tuple[int, ...] = ()) -> Iterator[Any]:
+    """A page in a fresh, empty profile that fails the test on script errors, console errors
+    (other than failed fetches with an expected status) and requests leaving the service."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=base_url)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     problems: list[str] = []
@@ -130,15 +132,24 @@ def page(browser: Any, server_url: str) -> Iterator[Any]:
         "request",
         lambda req: (
             None
-            if req.url.startswith((server_url, "blob:", "data:"))
+            if req.url.startswith((base_url, "blob:", "data:"))
             else problems.append(f"off-origin request: {req.url}")
         ),
     )
-    yield page
-    context.close()
-    # The grid limit error is expected once (the API answers 422; Chromium logs failed fetches).
-    unexpected = [p for p in problems if "status of 422" not in p]
+    try:
+        yield page
+    finally:
+        context.close()
+    # Chromium logs every fetch answered with an error status; the expected ones are not problems.
+    unexpected = [p for p in problems if not any(f"status of {s}" in p for s in expected_statuses)]
     assert not unexpected, unexpected
+
+
+@pytest.fixture
+def page(browser: Any, server_url: str) -> Iterator[Any]:
+    # The grid limit error is expected (the API answers 422).
+    with watched_page(browser, server_url, expected_statuses=(422,)) as page:
+        yield page
 
 
 PIXELS_JS = """(id) => {
@@ -320,3 +331,22 @@ def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str)
     page.select_option("#model", UNCOND)
     page.wait_for_function("() => document.getElementById('label-field').hidden === true")
     page.wait_for_function("() => document.getElementById('grid-title').textContent === 'Samples'")
+
+
+def test_a_service_with_an_api_key_asks_for_it(browser: Any, zoo: Path) -> None:
+    key = "playground-test-key-0123456789"
+    with live_zoo(zoo, api_key=key) as url, watched_page(browser, url, expected_statuses=(401,)) as page:
+        page.goto(f"/#model={UNCOND}")
+        error = page.locator("#image-error")
+        error.wait_for(state="visible")
+        assert "unauthorized" in error.inner_text()
+        assert page.is_visible("#key-field")
+        page.fill("#api-key", key)
+        page.press("#api-key", "Enter")
+        wait_rendered(page, "image", 0)
+        wait_rendered(page, "grid", 0)
+        assert page.is_hidden("#image-error")
+        # Kept for this tab: a reload generates at once.
+        page.reload()
+        wait_rendered(page, "image", 0)
+        assert page.input_value("#api-key") == key
