@@ -62,7 +62,6 @@ from service.schemas import (
     ImagesResponse,
     InterpolateRequest,
     ModelsResponse,
-    ProtocolErrorBody,
     ReadinessBody,
     ReloadResponse,
 )
@@ -274,23 +273,6 @@ _RETRY_AFTER = {
 }
 for _code in (429, 503):
     _ERRORS[_code]["headers"] = _RETRY_AFTER
-# What the /v2 routes can answer besides 200, in that protocol's error shape (422: ours, never
-# expected there, documented so the framework's default validation schema is not advertised).
-_V2_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{
-        code: {"model": ProtocolErrorBody, "description": text}
-        for code, text in {
-            400: "Malformed inference request.",
-            404: "Unknown model or version.",
-            413: "Body (or decompressed body) too large.",
-            415: "Unsupported Content-Encoding.",
-            429: "Queue full; see Retry-After.",
-            500: "Inference failed.",
-            503: "Model not ready, shutting down or timed out; see Retry-After.",
-        }.items()
-    },
-    422: {"model": ErrorBody, "description": "Invalid request."},
-}
 _STARTING = _errors({503: "The service is starting or shutting down; see Retry-After."})
 _MODEL_ERRORS = _errors(
     {
@@ -576,10 +558,7 @@ def create_app(
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
-    app.include_router(
-        v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result),
-        responses=_V2_ERRORS,
-    )
+    app.include_router(v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result))
 
     return app
 

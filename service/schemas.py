@@ -164,12 +164,6 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class ProtocolErrorBody(BaseModel):
-    """Errors of the Open Inference Protocol (/v2) keep that protocol's own shape."""
-
-    error: str = Field(examples=["unknown model 'foo'; known models: cdcgan-mnist"])
-
-
 class Health(BaseModel):
     status: Literal["ok"]
 
