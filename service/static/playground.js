@@ -223,6 +223,8 @@
       const label = conditional() ? `-${labelName()}` : "";
       await showBlob("image", $("image"), blob, $("download"), `${state.model.name}${label}-${what}.png`);
       $("image-placeholder").hidden = true;
+      const source = state.mode === "sliders" ? "latent from the sliders" : `seed ${body.seed}`;
+      $("image").alt = `${state.model.name}${conditional() ? `, label ${labelName()}` : ""}, ${source}`;
       const ms = Math.round(performance.now() - started);
       const image = card().image;
       $("image-meta").textContent = `${image.width}×${image.height}${image.channels === 3 ? " RGB" : ""}`;
