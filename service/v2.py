@@ -445,7 +445,7 @@ def encode_response(
     return header + raw, {HEADER_LENGTH: str(len(header))}, "application/octet-stream"
 
 
-def _accepts(accept_encoding: str | None) -> str | None:
+def response_coding(accept_encoding: str | None) -> str | None:
     """The response coding to use for an Accept-Encoding header: gzip, deflate or None."""
     if not accept_encoding:
         return None
@@ -671,7 +671,7 @@ def build_router(
             content, headers, media = encode_response(
                 name, card.version, document.get("id"), images, wanted.binary
             )
-            coding = _accepts(request.headers.get("accept-encoding"))
+            coding = response_coding(request.headers.get("accept-encoding"))
             if coding is not None and len(content) >= MIN_COMPRESS_BYTES:
                 content = compress(content, coding)
                 headers["Content-Encoding"] = coding

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from service.errors import InvalidRequest, ModelNotReady, QueueFull
-from service.v2 import HEADER_LENGTH, from_service_error
+from service.v2 import HEADER_LENGTH, from_service_error, response_coding
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.live import live_zoo
 from tests.service.runners import GatedRunner, wrapping
@@ -633,3 +633,21 @@ def test_tritonclient_unconditional_and_rgb(server_url: str) -> None:
         assert np.array_equal(got, _generate_npy_sync(server_url, RGB, z, np.array([2, 0])))
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "coding"),
+    [
+        (None, None),
+        ("identity", None),
+        ("gzip", "gzip"),
+        ("deflate, gzip;q=0", "deflate"),
+        ("gzip;q=0.5, deflate", "gzip"),  # both acceptable: ours first
+        ("*", "gzip"),
+        ("*;q=0, deflate", "deflate"),
+        ("br", None),
+        ("gzip;q=bogus", None),
+    ],
+)
+def test_response_coding_follows_accept_encoding(header: str | None, coding: str | None) -> None:
+    assert response_coding(header) == coding
