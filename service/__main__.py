@@ -12,6 +12,7 @@ SIGHUP reloads the model repository.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import math
 import signal
@@ -27,6 +28,10 @@ from service.config import Settings
 from service.logs import configure_logging
 
 logger = logging.getLogger("service")
+
+# After the grace period, how long the 503s of failed requests get to be written, seconds.
+_CUT_WRITE_S = 0.3
+_stopping: set[asyncio.Future[None]] = set()  # strong references to the batchers' stop tasks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,6 +80,8 @@ class DrainingServer(uvicorn.Server):
         self.app = app
         self.grace_s = grace_s
         self.drain_deadline: float | None = None
+        self.cut_at: float | None = None  # when the grace ran out and queued work was failed
+        self.drain_signal: str | None = None  # to be logged on the next tick
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         resources = getattr(self.app.state, "resources", None)
@@ -86,18 +93,35 @@ class DrainingServer(uvicorn.Server):
         self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
         # The last second of the grace period is kept for closing connections and the lifespan.
         self.drain_deadline = time.monotonic() + max(0.0, self.grace_s - 1.0)
-        # Plain attribute writes: safe from a signal handler; the event loop reads them.
+        # Plain attribute writes: safe from a signal handler; the event loop reads them (and logs:
+        # logging from inside a signal handler could interleave with a line being written).
         resources.begin_drain()
-        logging.getLogger("service").info(
-            "signal %s: draining (readiness fails, new requests get 503) for at most %.1f s",
-            signal.Signals(sig).name,
-            self.grace_s,
-        )
+        self.drain_signal = signal.Signals(sig).name
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None and not self.should_exit:
-            left = self.drain_deadline - time.monotonic()
-            if self.app.state.inflight.count == 0 or left <= 0:
+            if self.drain_signal is not None:
+                logger.info(
+                    "signal %s: draining (readiness fails, new requests get 503) for at most %.1f s",
+                    self.drain_signal,
+                    self.grace_s,
+                )
+                self.drain_signal = None
+            now = time.monotonic()
+            left = self.drain_deadline - now
+            if left <= 0 and self.cut_at is None and self.app.state.inflight.count:
+                # Out of time: what is still queued gets its 503 (shutting_down, Retry-After)
+                # now, while the connections are open, rather than a dropped connection later.
+                self.cut_at = now
+                resources = self.app.state.resources
+                logger.warning(
+                    "drain: grace period over with %d request(s) in flight; failing them",
+                    self.app.state.inflight.count,
+                )
+                for batcher in list(resources.batchers.values()):
+                    _stopping.add(asyncio.ensure_future(batcher.stop(0.0)))
+            cut_over = self.cut_at is not None and now - self.cut_at > _CUT_WRITE_S
+            if self.app.state.inflight.count == 0 or cut_over:
                 # uvicorn's own wait for connections gets what is left of the grace period (at
                 # least the second kept for it); past it, requests still running are cancelled.
                 self.config.timeout_graceful_shutdown = max(1, math.ceil(left))
