@@ -1,0 +1,364 @@
+"""Faults heal without a restart, and the model repository reloads without failing requests.
+
+In-process (ASGI) with the fixture zoo: runtimes that throw or hang (injected through the
+``runner_factory`` seam), corrupt and mismatched model files, and ``POST /admin/reload``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.card import ModelCard, sha256_file
+from service.config import Settings
+from service.registry import default_runner_factory
+from service.runtime import Runner
+from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
+from tests.service.onnx_fixtures import edit_card, write_model
+from tests.service.runners import FailingRunner, GatedRunner
+
+TIMEOUT_S = 10.0
+NPY = {"accept": "application/x-npy"}
+
+
+def npy(resp: httpx.Response) -> np.ndarray:
+    assert resp.status_code == 200, resp.text
+    return np.load(io.BytesIO(resp.content), allow_pickle=False)
+
+
+class Sequenced:
+    """A runner factory whose n-th runner for ``model`` is ``makers[n](real runner)``.
+
+    Later loads (session re-creations) of ``model`` get the real runner once ``makers`` is used
+    up; ``release`` (when given) holds every re-creation until it is set.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        makers: list[Callable[[Runner], Runner]],
+        release: threading.Event | None = None,
+    ) -> None:
+        self.model = model
+        self.makers = list(makers)
+        self.release = release
+        self.loads = 0
+
+    def __call__(self, model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
+        real = default_runner_factory(model_dir, card, settings)
+        if card.name != self.model:
+            return real
+        self.loads += 1
+        if self.loads > 1 and self.release is not None:
+            assert self.release.wait(TIMEOUT_S), "test never released the re-creation"
+        return self.makers.pop(0)(real) if self.makers else real
+
+
+def ready_gauge(metrics_text: str, model: str) -> float:
+    prefix = f'condgen_model_ready{{model="{model}"}} '
+    line = next(line for line in metrics_text.splitlines() if line.startswith(prefix))
+    return float(line.removeprefix(prefix))
+
+
+async def model_detail(client: httpx.AsyncClient, model: str) -> dict[str, Any]:
+    detail: dict[str, Any] = (await client.get("/readyz")).json()["models"][model]
+    return detail
+
+
+# --------------------------------------------------------------------------- runtime faults
+async def test_throwing_runtime_turns_unhealthy_then_recovers_with_a_new_session(
+    serve: Serve, zoo: Path
+) -> None:
+    release = threading.Event()
+    factory = Sequenced(GRAY, [lambda _real: FailingRunner()], release)
+    settings = make_settings(zoo, failure_threshold=2, warmup=False)
+    try:
+        async with serve(settings, runner_factory=factory) as (_, client):
+            async with asyncio.timeout(TIMEOUT_S):
+                for i in range(2):
+                    failed = await client.post("/generate", json={"model": GRAY, "label": 1, "seed": i})
+                    assert failed.status_code == 500
+                    assert failed.json()["error"]["type"] == "inference_failed"
+                # Two failures in a row: out of service while the session is re-created.
+                await eventually(lambda: factory.loads == 2)
+                detail = await model_detail(client, GRAY)
+                assert detail["status"] == "not_ready"
+                assert "session runs in a row failed" in detail["reason"]
+                assert ready_gauge((await client.get("/metrics")).text, GRAY) == 0.0
+                refused = await client.post("/generate", json={"model": GRAY, "label": 1, "seed": 9})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["type"] == "model_not_ready"
+                assert "retry-after" in refused.headers
+                # The other models never noticed.
+                assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+                assert (await client.get("/readyz")).status_code == 200
+                release.set()
+                while (await model_detail(client, GRAY))["status"] != "ready":  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                ok = await client.post("/generate", json={"model": GRAY, "label": 1, "seed": 9})
+                assert ok.status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert ready_gauge(metrics, GRAY) == 1.0
+            assert f'condgen_model_recoveries_total{{model="{GRAY}"}} 1.0' in metrics
+    finally:
+        release.set()
+    assert factory.loads == 2  # one start-up load, one re-creation: no process restart
+
+
+class HangingRunner:
+    """Blocks until released, as a wedged device would; no abort()."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        self.started.set()
+        self.release.wait(TIMEOUT_S)
+        raise RuntimeError("released")
+
+
+async def test_hanging_runtime_fails_every_waiter_within_the_run_timeout_and_recovers(
+    serve: Serve, zoo: Path
+) -> None:
+    hung = HangingRunner()
+    release = threading.Event()
+    factory = Sequenced(UNCOND, [lambda _real: hung], release)
+    settings = make_settings(zoo, run_timeout_s=0.3, request_timeout_s=8.0, max_batch_size=2, warmup=False)
+    try:
+        async with serve(settings, runner_factory=factory) as (_, client):
+            async with asyncio.timeout(TIMEOUT_S):
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                waiting = [
+                    asyncio.create_task(client.post("/generate", json={"model": UNCOND, "seed": i}))
+                    for i in range(6)
+                ]
+                results = await asyncio.gather(*waiting)
+                elapsed = loop.time() - started
+                # All answered by the run timeout (0.3 s), far inside their own 8 s deadline.
+                assert elapsed < 3.0
+                for resp in results:
+                    assert resp.status_code == 503, resp.text
+                    assert resp.json()["error"]["type"] == "model_not_ready"
+                    assert "retry-after" in resp.headers
+                await eventually(lambda: factory.loads == 2)
+                detail = await model_detail(client, UNCOND)
+                assert detail["status"] == "not_ready"
+                assert "run_timeout_s" in detail["reason"]
+                assert ready_gauge((await client.get("/metrics")).text, UNCOND) == 0.0
+                release.set()
+                while (await model_detail(client, UNCOND))["status"] != "ready":  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+            assert ready_gauge((await client.get("/metrics")).text, UNCOND) == 1.0
+    finally:
+        release.set()
+        hung.release.set()
+
+
+async def test_model_whose_files_break_while_serving_stays_out_until_they_are_fixed(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    """Recovery re-validates the files: a corrupted model.onnx is reported, never served."""
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    factory = Sequenced(GRAY, [lambda _real: FailingRunner()])
+    settings = make_settings(repo, failure_threshold=1, recovery_backoff_s=0.05, warmup=False)
+    onnx_path = repo / GRAY / "model.onnx"
+    good = onnx_path.read_bytes()
+    async with serve(settings, runner_factory=factory) as (_, client):
+        onnx_path.write_bytes(good[:-10] + b"corrupted!")
+        async with asyncio.timeout(TIMEOUT_S):
+            assert (await client.post("/generate", json={"model": GRAY, "label": 1})).status_code == 500
+            while "sha256 mismatch" not in str((await model_detail(client, GRAY))["reason"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            onnx_path.write_bytes(good)
+            while (await model_detail(client, GRAY))["status"] != "ready":  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert (await client.post("/generate", json={"model": GRAY, "label": 1})).status_code == 200
+
+
+async def test_corrupt_and_mismatched_models_are_skipped_logged_reported_and_others_serve(
+    serve: Serve, zoo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo / UNCOND, repo / UNCOND)
+    shutil.copytree(zoo / UNCOND, repo / "garbage")
+    (repo / "garbage" / "model.json").write_text(
+        (repo / "garbage" / "model.json").read_text().replace(f'"{UNCOND}"', '"garbage"')
+    )
+    (repo / "garbage" / "model.onnx").write_bytes(b"not an onnx file")
+    write_model(repo, "mismatch", dim=12)
+    # A different graph under a card whose digest matches it: caught by the session's I/O check.
+    shutil.copyfile(zoo / GRAY / "model.onnx", repo / "mismatch" / "model.onnx")
+    edit_card(repo / "mismatch", onnx__sha256=sha256_file(repo / "mismatch" / "model.onnx"))
+    caplog.set_level(logging.ERROR, logger="service.registry")
+    async with serve(make_settings(repo)) as (_, client):
+        models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+        assert models[UNCOND]["status"] == "ready"
+        assert models["garbage"]["status"] == "failed"
+        assert models["mismatch"]["status"] == "failed"
+        assert "sha256 mismatch" in models["garbage"]["reason"]
+        assert "do not match the card" in models["mismatch"]["reason"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["models"]["garbage"]["status"] == "failed"
+        metrics = (await client.get("/metrics")).text
+        assert ready_gauge(metrics, "garbage") == 0.0
+        assert ready_gauge(metrics, UNCOND) == 1.0
+        assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+        refused = await client.post("/generate", json={"model": "garbage", "seed": 1})
+        assert refused.status_code == 503
+        assert refused.json()["error"]["type"] == "model_not_ready"
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "model garbage skipped" in logged
+    assert "model mismatch skipped" in logged
+
+
+# --------------------------------------------------------------------------- reload
+def _rename(model_dir: Path, name: str) -> None:
+    card = model_dir / "model.json"
+    card.write_text(card.read_text().replace(f'"{model_dir.name}"', f'"{name}"'))
+    model_dir.rename(model_dir.parent / name)
+
+
+async def test_reload_adds_changes_and_removes_models(serve: Serve, zoo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    async with serve(make_settings(repo)) as (app, client):
+        old_uncond = app.state.resources.batchers[UNCOND]
+        before = npy(await client.post("/generate", json={"model": GRAY, "label": 2, "seed": 4}, headers=NPY))
+        # New weights for GRAY, a new model, and RGB gone.
+        write_model(repo, GRAY, dim=16, labels=[str(i) for i in range(10)], seed=42)
+        shutil.copytree(zoo / UNCOND, repo / "fresh-copy")
+        (repo / "fresh-copy" / "model.json").write_text(
+            (repo / "fresh-copy" / "model.json").read_text().replace(f'"{UNCOND}"', '"fresh-copy"')
+        )
+        shutil.rmtree(repo / RGB)
+        resp = await client.post("/admin/reload")
+        assert resp.status_code == 200, resp.text
+        report = resp.json()
+        assert report == {
+            "status": "ok",
+            "loaded": sorted([GRAY, "fresh-copy"]),
+            "unchanged": [UNCOND],
+            "removed": [RGB],
+            "failed": {},
+            "kept_previous": {},
+        }
+        assert app.state.resources.batchers[UNCOND] is old_uncond  # untouched, queue and all
+        after = npy(await client.post("/generate", json={"model": GRAY, "label": 2, "seed": 4}, headers=NPY))
+        assert not np.array_equal(before, after)  # the new weights serve
+        assert (await client.post("/generate", json={"model": "fresh-copy", "seed": 1})).status_code == 200
+        gone = await client.post("/generate", json={"model": RGB, "label": 0})
+        assert gone.status_code == 404
+        names = [m["name"] for m in (await client.get("/models")).json()["models"]]
+        assert names == sorted([GRAY, UNCOND, "fresh-copy"])
+        await eventually(lambda: not app.state.resources.retiring)
+        metrics = (await client.get("/metrics")).text
+        assert 'condgen_reloads_total{outcome="ok"} 1.0' in metrics
+        assert f'condgen_model_ready{{model="{RGB}"}}' not in metrics  # its series are gone
+        assert ready_gauge(metrics, GRAY) == 1.0
+
+
+async def test_reload_swaps_a_model_without_failing_its_in_flight_requests(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    gate = threading.Event()
+    gated: list[GatedRunner] = []
+
+    def first_gated(real: Runner) -> Runner:
+        gated.append(GatedRunner(real, gate))
+        return gated[-1]
+
+    factory = Sequenced(UNCOND, [first_gated])
+    settings = make_settings(repo, warmup=False, max_batch_size=1)
+    try:
+        async with serve(settings, runner_factory=factory) as (app, client):
+            async with asyncio.timeout(TIMEOUT_S):
+                old = app.state.resources.batchers[UNCOND]
+                running = asyncio.create_task(
+                    client.post("/generate", json={"model": UNCOND, "seed": 1}, headers=NPY)
+                )
+                assert await asyncio.to_thread(gated[0].started.wait, TIMEOUT_S)
+                queued = asyncio.create_task(
+                    client.post("/generate", json={"model": UNCOND, "seed": 2}, headers=NPY)
+                )
+                await eventually(lambda: old.queued_requests == 1)
+                write_model(repo, UNCOND, dim=12, value_range=(0.0, 1.0), seed=77)  # new weights
+                report = (await client.post("/admin/reload")).json()
+                assert report["loaded"] == [UNCOND]
+                new = app.state.resources.batchers[UNCOND]
+                assert new is not old
+                # New requests go to the new batcher at once, while the old one still holds work.
+                fresh = npy(await client.post("/generate", json={"model": UNCOND, "seed": 1}, headers=NPY))
+                assert new.session_runs == 1
+                assert old.state == "stopping"
+                gate.set()
+                first, second = await asyncio.gather(running, queued)
+                assert not np.array_equal(npy(first), fresh)  # the old weights finished the old work
+                assert npy(second).shape == (1, 1, 8, 8)
+                await eventually(lambda: old.state == "stopped")
+            assert old.session_runs == 2  # both old requests ran on the old session
+            metrics = (await client.get("/metrics")).text
+            assert ready_gauge(metrics, UNCOND) == 1.0  # the retired batcher did not clear it
+    finally:
+        gate.set()
+
+
+async def test_reload_keeps_the_previous_version_when_the_new_files_are_broken(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    async with serve(make_settings(repo)) as (app, client):
+        before = app.state.resources.batchers[GRAY]
+        (repo / GRAY / "model.onnx").write_bytes(b"truncated")
+        write_model(repo, "broken-new", dim=12)
+        (repo / "broken-new" / "model.json").write_text("{not json")
+        resp = await client.post("/admin/reload")
+        assert resp.status_code == 200
+        report = resp.json()
+        assert report["status"] == "partial"
+        assert "sha256 mismatch" in report["kept_previous"][GRAY]
+        assert "invalid JSON" in report["failed"]["broken-new"]
+        assert app.state.resources.batchers[GRAY] is before
+        assert (await client.post("/generate", json={"model": GRAY, "label": 1})).status_code == 200
+        detail = await model_detail(client, "broken-new")
+        assert detail["status"] == "failed"
+        for leak in ("Traceback", str(tmp_path), ".py"):
+            assert leak not in resp.text
+        assert 'condgen_reloads_total{outcome="partial"} 1.0' in (await client.get("/metrics")).text
+
+
+async def test_concurrent_reloads_are_serialized(serve: Serve, zoo: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    async with serve(make_settings(repo)) as (_, client):
+        write_model(repo, "another", dim=12)
+        a, b = await asyncio.gather(client.post("/admin/reload"), client.post("/admin/reload"))
+        reports = sorted([a.json(), b.json()], key=lambda r: len(r["loaded"]))
+        assert reports[0]["loaded"] == []  # the second saw the first one's result
+        assert reports[1]["loaded"] == ["another"]
+        assert (await client.post("/generate", json={"model": "another", "seed": 3})).status_code == 200
+
+
+async def test_reload_while_shutting_down_is_refused(serve: Serve, zoo: Path) -> None:
+    async with serve(make_settings(zoo)) as (app, client):
+        app.state.resources.begin_drain()
+        resp = await client.post("/admin/reload")
+        assert resp.status_code == 503
+        assert resp.json()["error"]["type"] == "shutting_down"
