@@ -1,12 +1,13 @@
 """Where the server's time goes under load: ``py-spy record`` in raw (collapsed-stack) format, summarised.
 
 ``py-spy`` samples the server's Python stacks from outside (no code change, no restart) at
-``rate`` Hz; each sample pauses the server for a few microseconds (non-blocking mode would
-not, but then tears stacks). py-spy is pinned with the load generator, off the server's core.
+``rate`` Hz, in non-blocking mode: the server is never paused (blocking mode, which stops every
+thread per sample, cut a 1-core server's throughput several-fold here), at the price of a few
+torn stacks. py-spy is pinned with the load generator, off the server's core.
 
 Every sample is put in one bucket, the first of :data:`CATEGORIES` whose marker appears
 anywhere in its stack (most specific first), so the buckets add up to 100 % of the sampled
-active time; idle samples (a thread waiting in epoll or on a lock) are dropped by py-spy.
+active time; idle samples (a thread asleep in epoll or on a lock) are dropped by py-spy.
 """
 
 from __future__ import annotations
@@ -14,28 +15,37 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 from bench.load import pin_prefix
 
-# (bucket, markers): a sample goes to the first bucket any of whose markers occurs in its stack.
+# (bucket, markers). Specific work is found anywhere in a stack (the first bucket in this order
+# wins); the generic layers (handlers, FastAPI, Starlette, uvicorn, the loop, threads), which
+# also sit under everything else, count only for the frame nearest the leaf that names one.
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("ORT session run", ("(onnxruntime/", "raw (service/runtime.py")),
-    ("float→uint8", ("to_uint8",)),
-    ("PNG encode (zlib, PIL)", ("png_bytes", "png_of_batch", "(PIL/")),
-    ("latents (seed → z)", ("service/latents.py",)),
-    ("batch assembly / split", ("service/batcher.py",)),
-    ("metrics (prometheus_client)", ("(prometheus_client/",)),
-    ("request validation (pydantic)", ("(pydantic/", "(pydantic_core", "service/schemas.py")),
-    ("plan / card checks", ("service/plan.py",)),
-    ("JSON (orjson / json)", ("orjson", "(json/")),
-    ("service handlers / middleware", ("(service/",)),
-    ("FastAPI routing + dependencies", ("(fastapi/",)),
-    ("Starlette request / response", ("(starlette/",)),
-    ("uvicorn HTTP protocol", ("(uvicorn/",)),
-    ("asyncio / uvloop scheduling", ("(asyncio/", "uvloop", "run_forever")),
-    ("threads / executors", ("(concurrent/", "(threading.py")),
+    ("per batch: ORT session run", ("(onnxruntime/", "raw (service/runtime.py")),
+    ("per batch: float→uint8", ("to_uint8",)),
+    ("per batch: batch assembly / split", ("service/batcher.py",)),
+    ("per request: PNG encode (zlib, PIL)", ("png_bytes", "png_of_batch", "(PIL/")),
+    ("per request: latents (seed → z)", ("service/latents.py",)),
+    (
+        "per request: sync FastAPI dependency → thread pool",
+        ("run_in_threadpool", "(anyio/to_thread.py", "AnyIO worker thread"),
+    ),
+    ("per request: validation (pydantic)", ("(pydantic/", "(pydantic_core", "service/schemas.py")),
+    ("per request: metrics (prometheus_client)", ("(prometheus_client/",)),
+    ("per request: plan / card checks", ("service/plan.py",)),
+    ("per request: JSON (orjson / json)", ("orjson", "(json/")),
+]
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("per request: service handlers / middleware", ("(service/",)),
+    ("HTTP: FastAPI routing + dependencies", ("(fastapi/",)),
+    ("HTTP: Starlette request / response", ("(starlette/",)),
+    ("HTTP: uvicorn protocol (httptools)", ("(uvicorn/protocols",)),
+    ("event loop: uvloop / asyncio internals", ("(asyncio/", "uvloop", "(uvicorn/", "(anyio/")),
+    ("thread hand-off / wake-up", ("(threading.py", "(concurrent/futures/", "(queue.py")),
 ]
 OTHER = "other"
 
@@ -43,8 +53,14 @@ _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
+def py_spy_path() -> str | None:
+    """py-spy next to this interpreter (a venv not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
 def py_spy_available() -> bool:
-    return shutil.which("py-spy") is not None
+    return py_spy_path() is not None
 
 
 def record_command(
@@ -52,7 +68,7 @@ def record_command(
 ) -> list[str]:
     return [
         *pin_prefix(cpus),
-        "py-spy",
+        py_spy_path() or "py-spy",
         "record",
         "--pid",
         str(pid),
@@ -62,6 +78,7 @@ def record_command(
         str(rate),
         "--format",
         "raw",
+        "--nonblocking",
         "--threads",
         "--output",
         str(out),
@@ -97,26 +114,35 @@ def short_frame(frame: str) -> str:
     return f"{m.group('func')} ({path})"
 
 
-def categorise(frames: list[str]) -> str:
-    stack = ";".join(short_frame(f) for f in frames)
+def categorise(frames: list[str], thread: str = "") -> str:
+    """The bucket of one stack (``frames`` root first; ``thread`` is its thread's name)."""
+    short = [short_frame(f) for f in frames]
+    stack = thread + ";" + ";".join(short)
     for name, markers in CATEGORIES:
         if any(marker in stack for marker in markers):
             return name
+    for frame in reversed(short):
+        for name, markers in LAYERS:
+            if any(marker in frame for marker in markers):
+                return name
     return OTHER
 
 
 def summarise(text: str, top: int = 15) -> dict[str, object]:
     samples = parse_collapsed(text)
-    total = sum(c for _, c in samples)
+    total = 0
     by_thread: Counter[str] = Counter()
     by_category: Counter[str] = Counter()
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for frames, count in samples:
         thread = frames[0] if frames and frames[0].startswith("thread") else "?"
-        body = frames[1:] if thread != "?" else frames
+        body = [f for f in (frames[1:] if thread != "?" else frames) if f.strip()]
+        if not body:
+            continue  # a thread caught outside any Python frame
+        total += count
         by_thread[_thread_label(thread)] += count
-        by_category[categorise(body)] += count
+        by_category[categorise(body, _thread_label(thread))] += count
         if body:
             self_time[short_frame(body[-1])] += count
         for frame in {short_frame(f) for f in body}:

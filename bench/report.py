@@ -230,8 +230,8 @@ def _fmt(x: float | None, spec: str = "{:.0f}") -> str:
 def cells_table(results: dict[str, Any], model: str) -> str:
     raw = raw_best(results, model)
     lines = [
-        "| server | n | c | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | n | c | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw | CPU ms/img |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     order = {s: i for i, s in enumerate(SERVER_LABELS)}
     cells = sorted(
@@ -244,7 +244,8 @@ def cells_table(results: dict[str, Any], model: str) -> str:
         vs_raw = _fmt(_ratio(c["images_per_s"], raw), "{:.2f}")
         lines.append(
             f"| {c['server']} | {c['n']} | {c['concurrency']} | {c['images_per_s']:.0f} | "
-            f"{c['requests_per_s']:.1f} | {' | '.join(ms)} | {c['error_count']} | {vs_raw} |"
+            f"{c['requests_per_s']:.1f} | {' | '.join(ms)} | {c['error_count']} | {vs_raw} | "
+            f"{_fmt(c.get('server_cpu_ms_per_image'), '{:.3f}')} |"
         )
     return "\n".join(lines)
 

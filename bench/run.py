@@ -331,6 +331,7 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
                 seed0=seed0,
             )
             seed0 += 10_000_000
+            cpu0 = server.cpu_seconds()
             try:
                 result = run_load(spec, cfg.loadgen, cfg.client_cpus)
             except Exception as exc:
@@ -338,8 +339,13 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
                 logger.error("%s %s n=%d c=%d failed: %s", server.spec.name, model, n, c, exc)
                 drain(url, model)
                 continue
+            cpu_s = server.cpu_seconds() - cpu0  # includes the few in-flight requests at the end
             prev = result
-            res.cells.append({"server": server.spec.name, "model": model, **result.to_json()})
+            cell: dict[str, Any] = {"server": server.spec.name, "model": model, **result.to_json()}
+            if result.requests:
+                cell["server_cpu_ms_per_request"] = round(cpu_s * 1000.0 / result.requests, 3)
+                cell["server_cpu_ms_per_image"] = round(cpu_s * 1000.0 / (result.requests * n), 4)
+            res.cells.append(cell)
             lat = result.latency_ms
             logger.info(
                 "%-8s %-22s n=%-3d c=%-4d %8.0f img/s %7.1f req/s  p50 %7.1f  p99 %7.1f ms  "

@@ -22,10 +22,10 @@ def test_summary_buckets_add_up_and_rank_frames() -> None:
     assert summary["samples"] == 100
     cats = {c["name"]: c["percent"] for c in summary["categories"]}  # type: ignore[attr-defined]
     assert cats == {
-        "ORT session run": 40.0,
-        "PNG encode (zlib, PIL)": 30.0,
-        "request validation (pydantic)": 20.0,
-        "uvicorn HTTP protocol": 10.0,
+        "per batch: ORT session run": 40.0,
+        "per request: PNG encode (zlib, PIL)": 30.0,
+        "per request: validation (pydantic)": 20.0,
+        "HTTP: uvicorn protocol (httptools)": 10.0,
     }
     threads = {t["name"]: t["percent"] for t in summary["threads"]}  # type: ignore[attr-defined]
     assert threads == {"MainThread": 60.0, "condgen-m": 40.0}
@@ -34,6 +34,21 @@ def test_summary_buckets_add_up_and_rank_frames() -> None:
     inclusive = {r["name"]: r["samples"] for r in summary["top_inclusive"]}  # type: ignore[attr-defined]
     assert inclusive["run (uvicorn/main.py)"] == 60
     assert "ORT session run" in render_markdown(summary, "t")
+
+
+def test_sync_dependencies_and_bare_threads() -> None:
+    text = "\n".join(
+        [
+            "thread (1): MainThread;solve_dependencies (fastapi/dependencies/utils.py:1);"
+            "run_in_threadpool (starlette/concurrency.py:2);notify (threading.py:3) 3",
+            "thread (5): AnyIO worker thread;wait (threading.py:4) 1",
+            "thread (1): MainThread 7",
+        ]
+    )
+    summary = summarise(text)
+    assert summary["samples"] == 4  # the bare thread frame is not a Python sample
+    cats = {c["name"]: c["samples"] for c in summary["categories"]}  # type: ignore[attr-defined]
+    assert cats == {"per request: sync FastAPI dependency → thread pool": 4}
 
 
 @pytest.mark.parametrize(

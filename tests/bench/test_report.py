@@ -80,6 +80,7 @@ def test_report_renders_tables(tmp_path: Path) -> None:
     assert "## Goals (issue 5)" in text
     assert "| condgen | 64 | 32 | 950 |" in text
     assert "| server | n | c | images/s | requests/s | p50 ms | p95 ms | p99 ms | errors | ÷ raw |" in text
+    assert "| CPU ms/img |" in text
     assert "**1000** (batch 64)" in text
     assert "identical PNG bytes from bentoml, condgen; different: torch" in text
 

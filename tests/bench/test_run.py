@@ -51,6 +51,7 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert set(results["raw"]) == {"cond-gray", "cond-rgb"}
     assert len(results["cells"]) == 2 * 2 * 2
     assert all(c["error_count"] == 0 and c["requests"] > 0 for c in results["cells"])
+    assert all(c["server_cpu_ms_per_request"] > 0 for c in results["cells"])
     assert results["cold_start"]["models_ready"] == 3
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
     assert (out / "RESULTS.md").is_file()
