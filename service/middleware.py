@@ -222,6 +222,7 @@ class RequestContextMiddleware:
                 path,
                 status,
                 extra={
+                    "request_id": request_id,
                     "model": model,
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000.0, 3),
