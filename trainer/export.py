@@ -142,6 +142,9 @@ def export_checkpoint(
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(stage, dest)
+        # The staging directory is private (0700); the served copy must be readable by a
+        # service running as another user (the container's non-root user, for one).
+        dest.chmod(0o755)
     log.info("exported %s → %s", name, dest)
     return dest
 
