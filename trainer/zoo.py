@@ -1,11 +1,11 @@
 """The bundled zoo: which recipes ``exported/`` holds, for how many epochs, and one command to
 rebuild it (``python -m trainer zoo``).
 
-Epoch counts are sized for a 2-core CPU machine shared with other work (about an hour and a
-half for the whole zoo with two workers); each model card records the epochs and wall time the
-model actually got. Recipes run in separate processes with one torch thread each: these small
-networks scale poorly across threads, so two single-threaded workers train about twice as fast
-as one two-threaded one.
+Epoch counts are sized for a 2-core CPU machine (about an hour for the whole zoo with two
+workers, longer while other work shares the cores); each model card records the epochs and
+wall time the model actually got. Recipes run in separate processes with one torch thread
+each: these small networks scale poorly across threads, so two single-threaded workers train
+about twice as fast as one two-threaded one.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 ZOO_PLAN: dict[str, int] = {
     "condgen-fashion": 2,
     "condgen-mnist": 2,
-    "cgan-fashion-wgangp-10": 2,
-    "cgan-fashion-wgangp-32": 2,
+    "cgan-fashion-wgangp-10": 1,
+    "cgan-fashion-wgangp-32": 1,
     "cgan-fashion-bce-10": 1,
     "cgan-fashion-bce-32": 1,
     "cgan-fashion-hinge-10": 1,
@@ -33,9 +33,9 @@ ZOO_PLAN: dict[str, int] = {
     "cdcgan-mnist": 1,
     "dcgan-mnist": 1,
     "lsgan-mnist": 1,
-    "gan-mnist": 8,
-    "cgan-mnist": 8,
-    "cvae-mnist": 15,
+    "gan-mnist": 5,
+    "cgan-mnist": 5,
+    "cvae-mnist": 10,
 }
 
 
