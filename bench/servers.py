@@ -106,6 +106,8 @@ class ServerSpec:
     ready_path: str
     env: dict[str, str] = field(default_factory=dict)
     note: str = ""  # e.g. which weights the torch peer used
+    # Working directory: ``python -m`` puts it first on sys.path, ahead of PYTHONPATH.
+    cwd: Path = REPO_ROOT
 
     @property
     def base_url(self) -> str:
@@ -125,13 +127,16 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
-        # The repository root on the path: bench.* and service.* import from a plain checkout.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        # The repository root on the path: bench.* and service.* import from a plain checkout. A
+        # spec's own PYTHONPATH (a patched copy of service/, for an A/B run) goes before it.
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [self.spec.env.get("PYTHONPATH"), str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+        )
         log = self.log_path.open("wb")
         self.spawned_at = time.perf_counter()
         self.proc = subprocess.Popen(
             [*pin_prefix(self.cpus), *self.spec.argv],
-            cwd=REPO_ROOT,
+            cwd=self.spec.cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
