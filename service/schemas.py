@@ -46,7 +46,9 @@ Latent = list[float]
 
 class _Body(BaseModel):
     # allow_inf_nan=False: JSON's NaN/Infinity literals (which Python's parser accepts) are a 422.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+    # strict: a number is a JSON number, never the string "4", a bool or 2.5 for an integer (an
+    # integer still counts as a float).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, strict=True)
 
 
 def _as_latent_list(value: Any) -> Any:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +34,7 @@ def assert_error(resp: httpx.Response, status: int, error_type: str, *needles: s
     assert message
     for needle in needles:
         assert needle in message, message
-    for leak in ("Traceback", 'File "', "/tmp", "site-packages", "service/"):
+    for leak in ("Traceback", 'File "', "/tmp", "/work", ".py", "site-packages", "service/"):
         assert leak not in resp.text
     return message
 
@@ -64,6 +66,42 @@ INVALID_BODIES = [
     ("unknown_field", {"model": UNCOND, "seeds": 3}, "seeds"),
     ("model_missing", {"seed": 1}, "model"),
     ("body_not_object", [1, 2], "body"),
+    ("body_empty_object", {}, "model"),
+    ("body_null", None, "body"),
+    ("body_string", "model", "body"),
+    # wrong types
+    ("model_not_string", {"model": 7}, "model"),
+    ("model_null", {"model": None}, "model"),
+    ("n_string", {"model": UNCOND, "n": "4"}, "n"),
+    ("n_float", {"model": UNCOND, "n": 2.5}, "n"),
+    ("seed_float", {"model": UNCOND, "seed": 1.5}, "seed"),
+    ("seed_bool", {"model": UNCOND, "seed": True}, "seed"),
+    ("z_object", {"model": UNCOND, "z": {"a": 1}}, "z"),
+    ("z_string", {"model": UNCOND, "z": "0.1,0.2"}, "z"),
+    ("labels_string", {"model": GRAY, "labels": "123"}, "labels"),
+    ("labels_empty", {"model": GRAY, "labels": []}, "labels"),
+    ("label_list", {"model": GRAY, "label": [1]}, "label"),
+    ("label_float", {"model": GRAY, "label": 1.0}, "label"),
+    ("label_empty_name", {"model": GRAY, "label": ""}, "label"),
+    ("truncation_string", {"model": UNCOND, "truncation": "1"}, "truncation"),
+    # huge and negative numbers
+    ("n_huge", {"model": UNCOND, "n": 10**30}, "n"),
+    ("n_negative", {"model": UNCOND, "n": -5}, "n"),
+    ("seed_huge", {"model": UNCOND, "seed": 10**400}, "seed"),
+    ("label_huge", {"model": GRAY, "label": 10**30}, "label"),
+    ("label_very_negative", {"model": GRAY, "label": -(10**30)}, "label"),
+    ("truncation_negative", {"model": UNCOND, "truncation": -1.0}, "truncation"),
+    ("truncation_huge", {"model": UNCOND, "truncation": 1e300}, "truncation"),
+    ("z_max_float64", {"model": UNCOND, "z": [1.7976931348623157e308] * UNCOND_DIM}, "float32"),
+    # ragged and empty latents
+    ("z_ragged_mixed", {"model": UNCOND, "z": [[0.1] * UNCOND_DIM, 0.3]}, "z"),
+    ("z_nested_too_deep", {"model": UNCOND, "z": [[[0.1] * UNCOND_DIM]]}, "z"),
+    ("z_empty", {"model": UNCOND, "z": []}, "z"),
+    ("z_empty_vector", {"model": UNCOND, "z": [[]]}, "z"),
+    ("z_null_item", {"model": UNCOND, "z": [None] * UNCOND_DIM}, "z"),
+    # labels and models
+    ("labels_on_unconditional_by_name", {"model": UNCOND, "labels": ["zero"]}, "unconditional"),
+    ("labels_length_vs_z", {"model": GRAY, "labels": [1, 2], "z": [[0.0] * GRAY_DIM]}, "labels"),
 ]
 
 
@@ -174,3 +212,88 @@ def test_validation_message_names_fields() -> None:
         validation_message(errors) == "z[0][3]: Input should be a finite number; body: give either z or seed"
     )
     assert validation_message([{"loc": (), "msg": "Invalid JSON"}], root="card") == "card: Invalid JSON"
+
+
+# --------------------------------------------------------------------------- raw bodies
+def _raw(client: httpx.AsyncClient, body: bytes, content_type: str = "application/json") -> Any:
+    return client.post("/generate", content=body, headers={"content-type": content_type})
+
+
+RAW_BODIES = [
+    ("not_utf8", b'{"model": "\xff\xfe"}', "not UTF-8"),
+    ("latin1_bytes", '{"model": "ünc"}'.encode("latin-1"), "not UTF-8"),
+    ("truncated", b'{"model": "uncond", "z": [0.1, ', "invalid JSON"),
+    ("trailing_garbage", b'{"model": "uncond"} x', "invalid JSON"),
+    ("single_quotes", b"{'model': 'uncond'}", "invalid JSON"),
+    ("float_overflows_to_inf", b'{"model": "uncond", "truncation": 1e400}', "truncation"),
+    ("nan_literal_seed", b'{"model": "uncond", "seed": NaN}', "seed"),
+    ("duplicate_keys", b'{"model": "uncond", "model": 5}', "model"),
+    ("bare_number", b"42", "body"),
+]
+
+
+@pytest.mark.parametrize(("raw", "needle"), [c[1:] for c in RAW_BODIES], ids=[c[0] for c in RAW_BODIES])
+async def test_malformed_bodies_are_422(client: httpx.AsyncClient, raw: bytes, needle: str) -> None:
+    assert_error(await _raw(client, raw), 422, "invalid_request", needle)
+
+
+@pytest.mark.parametrize("depth", [100_000, 1_000_000])
+async def test_pathological_nesting_is_bounded(serve: Serve, zoo: Path, depth: int) -> None:
+    """Deep nesting is refused by the parser's recursion guard (the body limit comes first when
+    the body is larger); no crash, a prompt 422, and the server keeps serving."""
+    async with serve(make_settings(zoo, max_body_bytes=4 * 1024 * 1024)) as (_, client):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        nested = b'{"model": "uncond", "z": ' + b"[" * depth + b"]" * depth + b"}"
+        assert_error(await _raw(client, nested), 422, "invalid_request", "nested too deeply")
+        objects = b'{"a": ' * (depth // 10) + b"1" + b"}" * (depth // 10)
+        assert_error(await _raw(client, objects), 422, "invalid_request", "nested too deeply")
+        digits = b'{"model": "uncond", "seed": ' + b"9" * 5000 + b"}"  # past int()'s 4300-digit guard
+        assert_error(await _raw(client, digits), 422, "invalid_request", "invalid JSON")
+        assert loop.time() - started < 5.0
+        assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+
+
+async def test_nesting_over_the_body_limit_is_413_before_parsing(client: httpx.AsyncClient) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000  # 200 kB, over this fixture's 4 kB limit
+    assert_error(await _raw(client, deep), 413, "body_too_large", "4096")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "",
+    ],
+)
+async def test_wrong_content_type_is_422(client: httpx.AsyncClient, content_type: str) -> None:
+    body = b'{"model": "uncond", "seed": 1}'
+    headers = {"content-type": content_type} if content_type else {}
+    resp = await client.post("/generate", content=body, headers=headers)
+    assert_error(resp, 422, "invalid_request", "Content-Type: application/json")
+
+
+async def test_no_body_is_422(client: httpx.AsyncClient) -> None:
+    assert_error(await client.post("/generate"), 422, "invalid_request")
+    assert_error(await client.post("/grid", content=b""), 422, "invalid_request")
+
+
+@pytest.mark.parametrize("name", ["../uncond", "UNCOND", "a" * 129, "uncond/../uncond", "", " uncond"])
+async def test_invalid_model_names_are_404_or_422(client: httpx.AsyncClient, name: str) -> None:
+    resp = await client.post("/generate", json={"model": name})
+    if not name or len(name) > 128:
+        assert_error(resp, 422, "invalid_request", "model")
+    else:
+        assert_error(resp, 404, "unknown_model")
+
+
+async def test_body_limit_is_configurable(serve: Serve, zoo: Path) -> None:
+    body = json.dumps({"model": UNCOND, "z": [0.5] * UNCOND_DIM}).encode()
+    async with serve(make_settings(zoo, max_body_bytes=1024)) as (_, small):
+        assert len(body) < 1024
+        assert (await _raw(small, body)).status_code == 200
+        padded = body[:-1] + b" " * 1100 + b"}"
+        assert_error(await _raw(small, padded), 413, "body_too_large", "1024")
