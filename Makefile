@@ -63,7 +63,7 @@ data/fashion-mnist/train-images-idx3-ubyte.gz:
 	  cd ../.. && rm -rf data/.deb; \
 	fi
 
-## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 12 min on 2 cores)
+## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 14 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
 BENCH_ARGS ?=
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
