@@ -239,6 +239,10 @@ async def test_accepted_variants(client: httpx.AsyncClient) -> None:
     for body in variants:
         resp = await client.post(f"/v2/models/{GRAY}/infer", json=body)
         assert np.array_equal(image_of(resp), expected), body
+    # A large body (here padded with JSON whitespace) is parsed off the event loop: same answer.
+    padded = orjson.dumps(json_request(z, labels)) + b" " * (100 * 1024)
+    resp = await client.post(f"/v2/models/{GRAY}/infer", content=padded)
+    assert np.array_equal(image_of(resp), expected)
 
 
 async def test_fp16_binary_latents(client: httpx.AsyncClient) -> None:
