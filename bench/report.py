@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.costs import markdown as costs_markdown
 from bench.profile import render_markdown
 
 PLOT_FILE = "throughput_latency.png"
@@ -369,6 +370,17 @@ def render_markdown_report(results: dict[str, Any]) -> str:
                     else ""
                 )
             )
+    if results.get("costs"):
+        parts += [
+            "",
+            "## Per-step costs (in-process, µs per call, on the servers' CPU)",
+            "",
+            "What each step of the request path costs on its own (`python -m bench.costs`); the HTTP "
+            "stack's share is what a cell costs beyond their sum.",
+            "",
+        ]
+        for model, rows in results["costs"].items():
+            parts += [costs_markdown(rows, f"`{model}`"), ""]
     if results.get("profile"):
         parts += ["", "## Profile (py-spy on condgen)", ""]
         for title, summary in results["profile"].items():

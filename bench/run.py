@@ -101,6 +101,7 @@ class Results:
     cells: list[dict[str, Any]] = field(default_factory=list)
     checks: dict[str, dict[str, str]] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    costs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -266,6 +267,33 @@ def stage_raw(cfg: Config, models: list[str], res: Results) -> None:
         res.raw[model] = data
         best = RawResult.from_json(data).best
         logger.info("raw %s: best %.0f images/s at batch %d", model, best.images_per_s, best.batch)
+
+
+def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
+    """Per-step costs of the request path (``bench.costs``), on the servers' CPUs."""
+    for model in models:
+        cmd = [
+            *pin_prefix(cfg.server_cpus),
+            sys.executable,
+            "-m",
+            "bench.costs",
+            "--model-dir",
+            str(cfg.models_dir / model),
+            "--threads",
+            str(cfg.threads),
+            "--seconds",
+            str(min(0.2, cfg.raw_seconds)),
+            "--json",
+        ]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, check=False
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr.strip()[-1500:])
+            res.costs[model] = json.loads(proc.stdout.strip().splitlines()[-1])
+        except Exception as exc:
+            res.problems.append(f"costs {model}: {exc}")
 
 
 def stage_cold_start(cfg: Config, res: Results, log_dir: Path) -> None:
@@ -439,6 +467,7 @@ def run(cfg: Config) -> Results:
     started = time.perf_counter()
 
     stage_raw(cfg, models, res)
+    stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:
         stage_cold_start(cfg, res, log_dir)
 
