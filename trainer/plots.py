@@ -9,35 +9,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from service.encode import tile
 from service.latents import latents_for
+from service.runtime import to_uint8
 
 log = logging.getLogger(__name__)
 
 GRID_SEED = 0  # grids use latents_for(GRID_SEED, ...): any cell can be asked of the service again
 
 
-def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Float N×C×H×W in ``value_range`` → uint8 N×C×H×W (clipped, rounded)."""
-    lo, hi = value_range
-    scaled = (images.astype(np.float32) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def tile(images: np.ndarray, columns: int, pad: int = 2, fill: int = 255) -> np.ndarray:
-    """uint8 N×C×H×W → one H'×W'×C picture, row-major, ``pad`` pixels between cells."""
-    n, c, h, w = images.shape
-    rows = -(-n // columns)
-    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), fill, dtype=np.uint8)
-    for i in range(n):
-        r, col = divmod(i, columns)
-        y, x = pad + r * (h + pad), pad + col * (w + pad)
-        out[y : y + h, x : x + w] = images[i].transpose(1, 2, 0)
-    return out
-
-
 def save_png(picture: np.ndarray, path: Path, scale: int = 1) -> Path:
-    arr = picture[:, :, 0] if picture.shape[2] == 1 else picture
-    img = Image.fromarray(arr)
+    """Save a uint8 (C, H, W) picture, enlarged ``scale`` times (nearest neighbour) for viewing."""
+    img = Image.fromarray(picture[0] if picture.shape[0] == 1 else picture.transpose(1, 2, 0))
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +51,10 @@ def sample_grid(
 ) -> Path:
     """Render ``generate(z, labels)`` (float N×C×H×W) on the standard grid and save it as PNG."""
     z, labels = grid_inputs(z_dim, num_classes, columns)
+    # The service's own conversion and tiling: a grid cell is byte-for-byte what /generate returns.
     images = to_uint8(generate(z, labels), value_range)
-    return save_png(tile(images, columns), path, scale=2)
+    rows = -(-images.shape[0] // columns)
+    return save_png(tile(images, rows, columns), path, scale=2)
 
 
 def loss_curves(history: Sequence[dict[str, float]], path: Path, title: str) -> Path | None:
