@@ -88,6 +88,7 @@ class Config:
     loadgen: str
     max_batch_size: int = 64
     no_report: bool = False
+    costs_seconds: float = 0.2
     readme: Path | None = None
     condgen_env: dict[str, str] = field(default_factory=dict)
 
@@ -282,7 +283,7 @@ def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
             "--threads",
             str(cfg.threads),
             "--seconds",
-            str(min(0.2, cfg.raw_seconds)),
+            str(cfg.costs_seconds),
             "--json",
         ]
         try:
@@ -467,7 +468,8 @@ def run(cfg: Config) -> Results:
     started = time.perf_counter()
 
     stage_raw(cfg, models, res)
-    stage_costs(cfg, models, res)
+    if cfg.costs_seconds > 0:
+        stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:
         stage_cold_start(cfg, res, log_dir)
 
@@ -539,6 +541,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before a model's cells")
     p.add_argument("--raw-seconds", type=float, default=1.0, help="per batch size")
     p.add_argument("--raw-batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)))
+    p.add_argument("--costs-seconds", type=float, default=0.2, help="per step timing loop; 0 skips")
     p.add_argument("--cold-starts", type=int, default=3)
     p.add_argument("--profile-seconds", type=float, default=8.0, help="0 skips py-spy")
     p.add_argument(
@@ -585,6 +588,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         threads=a.threads or cpu_count(a.server_cpus or None),
         loadgen=a.loadgen,
         no_report=a.no_report,
+        costs_seconds=a.costs_seconds,
         readme=a.readme,
         condgen_env=dict(kv.split("=", 1) for kv in a.condgen_env),
     )

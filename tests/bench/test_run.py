@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.run import main
 
 
+@pytest.mark.slow
 def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     main(
@@ -34,6 +37,8 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
             "0.05",
             "--raw-batch-sizes",
             "1,8",
+            "--costs-seconds",
+            "0.002",
             "--cold-starts",
             "1",
             "--profile-seconds",
@@ -53,6 +58,7 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert all(c["error_count"] == 0 and c["requests"] > 0 for c in results["cells"])
     assert all(c["server_cpu_ms_per_request"] > 0 for c in results["cells"])
     assert results["cold_start"]["models_ready"] == 3
+    assert {r["step"] for r in results["costs"]["cond-gray"]} >= {"float→uint8", "metrics (4 observations)"}
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
     assert (out / "RESULTS.md").is_file()
     assert (out / "throughput_latency.png").is_file()
