@@ -58,7 +58,9 @@ def _pump(proc: subprocess.Popen[bytes], lines: list[str]) -> None:
 
 
 @contextmanager
-def run_service(models_dir: Path, **env: str | float | int) -> Iterator[ServiceProcess]:
+def run_service(
+    models_dir: Path, cwd: Path = REPO_ROOT, **env: str | float | int
+) -> Iterator[ServiceProcess]:
     """Start ``python -m service`` on a free port with ``CONDGEN_<KEY>`` settings; stop it after.
 
     Yields once ``/healthz`` answers. On the way out the process gets SIGTERM, then SIGKILL if it
@@ -73,12 +75,13 @@ def run_service(models_dir: Path, **env: str | float | int) -> Iterator[ServiceP
             "CONDGEN_MODELS_DIR": str(models_dir),
             "CONDGEN_INTRA_OP_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(REPO_ROOT),  # importable from any working directory
         }
     )
     child_env.update({f"CONDGEN_{key.upper()}": str(value) for key, value in env.items()})
     proc = subprocess.Popen(
         [sys.executable, "-m", "service"],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=child_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -159,3 +159,31 @@ async def test_sighup_reloads_the_repository_and_logs_are_json_lines(tmp_path: P
     assert unknown["status"] == 404
     assert any(r["logger"] == "service.supervisor" and "reload (SIGHUP)" in str(r["msg"]) for r in records)
     assert any(str(r["msg"]).startswith("Uvicorn running on") for r in records)  # uvicorn's too
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+async def test_the_process_writes_nothing_to_its_directory_or_models(tmp_path: Path, zoo: Path) -> None:
+    """What a read-only root filesystem needs from the service itself (the image runs it so):
+    serving, reloading and draining write no file to the working directory or the models."""
+    repo, cwd = tmp_path / "repo", tmp_path / "cwd"
+    shutil.copytree(zoo, repo)
+    cwd.mkdir()
+    before = _snapshot(repo)
+    with run_service(repo, cwd=cwd, log_level="info") as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=TIMEOUT_S) as client:
+            for accept in ("image/png", "application/json", "application/x-npy"):
+                resp = await client.post(
+                    "/grid", json={"model": "cond-gray", "seed": 1}, headers={"accept": accept}
+                )
+                assert resp.status_code == 200
+            assert (await client.get("/models/cond-gray/samples.png")).status_code == 200
+            assert (await client.post("/admin/reload")).status_code == 200
+            service.signal(signal.SIGHUP)
+            assert (await client.get("/metrics")).status_code == 200
+        service.signal(signal.SIGTERM)
+        assert _exited_by_signal_or_cleanly(await asyncio.to_thread(service.wait, TIMEOUT_S))
+    assert list(cwd.iterdir()) == []
+    assert _snapshot(repo) == before
