@@ -41,6 +41,8 @@ class Goal:
         value = self.values.get(key)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "–"
+        if math.isinf(value):
+            return "∞"
         return self.fmt.format(value)
 
 
@@ -73,10 +75,29 @@ def models_of(results: dict[str, Any]) -> list[str]:
     return seen
 
 
+# A cell counts for latency comparisons only when at most this share of its answers were errors:
+# the latency of fast failures says nothing about serving.
+MAX_ERROR_SHARE = 0.01
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
+    """a / b; infinite when only b is zero (a peer that served nothing), None when unknown."""
+    if a is None or b is None:
         return None
+    if b == 0:
+        return math.inf if a > 0 else None
     return a / b
+
+
+def _clean(cell: dict[str, Any] | None) -> bool:
+    if not cell:
+        return False
+    answered = max(1, int(cell.get("requests", 0)))
+    return int(cell.get("error_count", 0)) <= MAX_ERROR_SHARE * answered
+
+
+def _p99_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    return _ratio(_p99(a), _p99(b)) if _clean(a) and _clean(b) else None
 
 
 def _img(cell: dict[str, Any] | None) -> float | None:
@@ -155,10 +176,7 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             v = {
                 m: _worst(
                     [
-                        _ratio(
-                            _p99(find(results, "condgen", m, n, GOAL_C)),
-                            _p99(find(results, peer, m, n, GOAL_C)),
-                        )
+                        _p99_ratio(find(results, "condgen", m, n, GOAL_C), find(results, peer, m, n, GOAL_C))
                         for n in ns
                     ],
                     lowest=False,
@@ -167,7 +185,7 @@ def goals(results: dict[str, Any]) -> list[Goal]:
             }
             out.append(
                 Goal(
-                    f"condgen p99 ÷ {label} p99 at c={GOAL_C} (worst n)",
+                    f"condgen p99 ÷ {label} p99 at c={GOAL_C} (worst n without errors)",
                     "≤ 0.5",
                     v,
                     _all(v.values(), lambda x: x <= 0.5),
@@ -225,7 +243,9 @@ def goals_table(results: dict[str, Any]) -> str:
 
 
 def _fmt(x: float | None, spec: str = "{:.0f}") -> str:
-    return "–" if x is None else spec.format(x)
+    if x is None:
+        return "–"
+    return "∞" if math.isinf(x) else spec.format(x)
 
 
 def cells_table(results: dict[str, Any], model: str) -> str:
@@ -268,7 +288,7 @@ def peers_table(results: dict[str, Any]) -> str:
                 _fmt(_ratio(_img(cg), _img(tc)), "{:.2f}×"),
                 _fmt(_p99(cg), "{:.1f}"),
                 _fmt(_p99(bm), "{:.1f}"),
-                _fmt(_ratio(_p99(cg), _p99(bm)), "{:.2f}"),
+                _fmt(_p99_ratio(cg, bm), "{:.2f}"),
             ]
             lines.append(f"| `{m}` | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -329,8 +349,10 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         "",
         goals_table(results),
         "",
-        f"Ratios against peers are taken at c={GOAL_C} for every n and the worst one is shown; "
-        f"the full comparison is below.",
+        f"Ratios against peers are taken at c={GOAL_C} for every n and the worst one is shown (∞: the "
+        f"peer answered nothing but errors); p99 ratios leave out cells where either side had more "
+        f"than {MAX_ERROR_SHARE:.0%} errors, whose latency is that of failures. Latency percentiles "
+        "(wrk) cover every answer, errors included.",
         "",
         f"![throughput vs p99 latency]({PLOT_FILE})",
         "",

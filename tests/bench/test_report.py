@@ -22,6 +22,7 @@ def _cell(server: str, model: str, n: int, c: int, img: float, p99: float, error
         "concurrency": c,
         "images_per_s": img,
         "requests_per_s": img / n,
+        "requests": int(img / n * 5),
         "error_count": errors,
         "latency_ms": {"p50": p99 / 2, "p95": p99 * 0.9, "p99": p99},
     }
@@ -33,7 +34,7 @@ def results() -> dict[str, Any]:
         for c in (1, 32):
             cells += [
                 _cell("condgen", "small", n, c, 700.0 if n == 1 else 950.0, 40.0),
-                _cell("bentoml", "small", n, c, 300.0, 100.0, errors=3),
+                _cell("bentoml", "small", n, c, 300.0, 100.0, errors=3 if n == 64 else 0),
                 _cell("torch", "small", n, c, 200.0, 300.0),
             ]
     return {
@@ -70,9 +71,22 @@ def test_goals_are_the_issue_ratios() -> None:
     assert bento.values["small"] == 700.0 / 300.0  # the worst n
     torch_goal = next(g for name, g in by_name.items() if "torch" in name)
     assert torch_goal.values["small"] == 3.5
+    p99_vs = next(g for name, g in by_name.items() if name.startswith("condgen p99 ÷"))
+    assert p99_vs.values["small"] == 0.4  # n=64, where BentoML had errors, is left out
     p99 = next(g for name, g in by_name.items() if name.startswith("condgen p99 at"))
     assert p99.values["small"] == 40.0
     assert all(g.passes for g in by_name.values())
+
+
+def test_a_peer_that_served_nothing_loses_by_infinity() -> None:
+    res = results()
+    for cell in res["cells"]:
+        if cell["server"] == "torch":
+            cell["images_per_s"] = 0.0
+    torch_goal = next(g for g in goals(res) if "torch" in g.name)
+    assert torch_goal.values["small"] == float("inf")
+    assert torch_goal.cell("small") == "∞"
+    assert torch_goal.passes is True
 
 
 def test_report_renders_tables(tmp_path: Path) -> None:
