@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,14 @@ from service.runtime import (
     CPU_PROVIDER,
     ModelLoadError,
     OrtRunner,
+    abort_run,
     select_providers,
     session_options,
     to_uint8,
 )
 from tests.service.conftest import GRAY, RGB, UNCOND, make_settings
 from tests.service.onnx_fixtures import reference_images
+from tests.service.slow_model import write_slow_model
 
 
 def load(zoo: Path, name: str, **overrides: object) -> OrtRunner:
@@ -130,3 +134,31 @@ def test_warm_up_checks_the_real_output_shape(zoo: Path) -> None:
         runner.warm_up([1])
     with pytest.raises(ValueError, match="returned shape"):
         runner.run(np.zeros((2, 16), dtype=np.float32), np.zeros(2, dtype=np.int64))
+
+
+def test_abort_stops_a_run_in_progress(tmp_path: Path) -> None:
+    """The watchdog's abort reaches into ONNX Runtime: a long run ends at its next operator."""
+    model_dir = write_slow_model(tmp_path, rounds=600)  # seconds of work per run
+    runner = OrtRunner.load(model_dir, load_card(model_dir), make_settings(tmp_path, warmup=False))
+    outcome: list[BaseException | np.ndarray] = []
+
+    def run() -> None:
+        try:
+            outcome.append(runner.run(np.zeros((1, 12), dtype=np.float32), None))
+        except Exception as exc:
+            outcome.append(exc)
+
+    for attempt in range(2):  # the same session runs again after an abort
+        worker = threading.Thread(target=run)
+        worker.start()
+        time.sleep(0.3)
+        assert worker.is_alive()  # running, not ended by the previous abort
+        started = time.monotonic()
+        assert abort_run(runner)
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        assert time.monotonic() - started < 1.0
+        assert isinstance(outcome[attempt], Exception)
+        assert "terminate" in str(outcome[attempt]).lower()
+    assert abort_run(runner)  # nothing in progress: a no-op
+    assert not abort_run(object())  # type: ignore[arg-type]  # runners without abort()
