@@ -34,12 +34,12 @@ def mnist_test() -> LabeledImages:
     from tests.trainer.conftest import REPO
 
     split = load_split("mnist", "test", REPO / "data" / "mnist")
-    return LabeledImages(split.images[:4000], split.labels[:4000], split.source)
+    return LabeledImages(split.images[:2000], split.labels[:2000], split.source)
 
 
 @pytest.fixture(scope="module")
 def real_features(mnist_test: LabeledImages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(logits, features, labels) of 4,000 real MNIST test images under the committed classifier."""
+    """(logits, features, labels) of 2,000 real MNIST test images under the committed classifier."""
     logits, feats = predict(load_classifier("mnist"), mnist_test.images[:, None])
     return logits, feats, mnist_test.labels
 
@@ -103,8 +103,8 @@ def test_label_accuracy_on_real_test_images_is_the_classifiers_own(
 def test_evaluate_images_names_extractor_and_n(
     in_repo: Path, mnist_dir: Path, mnist_test: LabeledImages
 ) -> None:
-    cfg = EvalConfig(n_inception=0, n_classifier=300, classifier_real_n=1000, data_dir=mnist_dir)
-    metrics = evaluate_images(mnist_test.images[2000:2300, None], mnist_test.labels[2000:2300], "mnist", cfg)
+    cfg = EvalConfig(n_inception=0, n_classifier=300, classifier_real_n=600, data_dir=mnist_dir)
+    metrics = evaluate_images(mnist_test.images[1000:1300, None], mnist_test.labels[1000:1300], "mnist", cfg)
     by_name = {m.name: m for m in metrics}
     assert set(by_name) == {
         "label_accuracy",
@@ -117,7 +117,7 @@ def test_evaluate_images_names_extractor_and_n(
     for m in metrics:
         assert m.n_samples == 300
         assert "mnist classifier" in (m.feature_extractor or "")
-        assert m.reference == "mnist test split, 1000 images"
+        assert m.reference == "mnist test split, 600 images"
     assert by_name["label_accuracy"].value > 0.97
     assert by_name["precision"].value > 0.8
     assert by_name["z_diversity"].value == pytest.approx(1.0, abs=0.1)
@@ -139,7 +139,7 @@ def test_inception_metric_uses_cached_real_statistics(
     cfg = EvalConfig(n_inception=50, real_n=200, data_dir=mnist_dir)
     real = load_split("mnist", "test", mnist_dir).images
     first = inception_fid(real[:50, None], "mnist", cfg, extractor=PixelMeans())
-    second = inception_fid(np.roll(real[:50, None], 5, axis=3), "mnist", cfg, extractor=PixelMeans())
+    second = inception_fid(np.roll(real[:50, None], 5, axis=2), "mnist", cfg, extractor=PixelMeans())
     assert calls == [200, 50, 50]  # the real statistics were computed once
     assert (tmp_path / "fid" / "mnist-test-n200-pixel-rows.npz").is_file()
     assert first.name == "fid_inception"
@@ -222,10 +222,11 @@ def test_merge_replaces_by_name_and_table_shows_reference_row() -> None:
     b = Metric(name="recall", value=0.4, n_samples=10)
     a2 = Metric(name="precision", value=0.7, n_samples=20)
     assert merge_metrics([a, b], [a2]) == [b, a2]
-    table = quality_table([], {"mnist": [a2]}, "../exported/")
+    fid = Metric(name="fid_classifier", value=1.5, n_samples=20, reference="mnist test split, 10000 images")
+    table = quality_table([], {"mnist": [a2, fid]}, "../exported/")
     assert "*real train (reference)* | mnist" in table
     assert "| 0.7 |" in table
-    assert "| 20 |" in table  # no real-set size named in this reference
+    assert "| 20 / 10000 |" in table
 
 
 def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
