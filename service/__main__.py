@@ -15,7 +15,9 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -145,7 +147,24 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # service.access writes one line per request, with its request ID
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
     )
-    DrainingServer(config, app, settings.drain_timeout_s).run()
+    try:
+        DrainingServer(config, app, settings.drain_timeout_s).run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: uvicorn re-raises the SIGINT it handled once shutdown is complete
+    finally:
+        # A session run that hung and could not be aborted keeps its worker thread, and Python
+        # joins worker threads at exit: that would turn the bounded drain into a hang.
+        deadline = time.monotonic() + 1.0  # idle workers of stopped batchers exit in microseconds
+        stuck = []
+        for thread in threading.enumerate():
+            if thread.name.startswith("condgen-"):
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+                if thread.is_alive():
+                    stuck.append(thread.name)
+        if stuck:
+            logger.error("exiting with session runs still stuck on %s", ", ".join(stuck))
+            logging.shutdown()
+            os._exit(1)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,11 @@ class _Job:
         return int(self.z.shape[0])
 
 
+def _retrieve(future: asyncio.Future[np.ndarray]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 # A batch is a list of (job, first row, end row) slices.
 _Slice = tuple[_Job, int, int]
 
@@ -448,6 +453,9 @@ class DynamicBatcher:
         hung = False
         try:
             run = loop.run_in_executor(self._executor, runner.run, z, labels)
+            # A run given up on (hung, or the collector stopped) may still end later, often with
+            # the abort's exception: retrieve it so it is not reported as never retrieved.
+            run.add_done_callback(_retrieve)
             if self.run_timeout_s is None:
                 out = await run
             else:
