@@ -419,6 +419,7 @@ def render_markdown_report(results: dict[str, Any]) -> str:
 
 def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -446,15 +447,27 @@ def plot(results: dict[str, Any], path: Path) -> None:
                     continue
                 xs = [c["images_per_s"] for c in pts]
                 ys = [c["latency_ms"]["p99"] for c in pts]
-                ax.plot(xs, ys, "o-", color=colors[server], label=label, markersize=4)
+                ax.plot(xs, ys, "-", color=colors[server], label=label, linewidth=1.2)
                 for c, x, y in zip(pts, xs, ys, strict=True):
+                    # x: a cell with errors (its p99 includes fast failures, or it shed load)
+                    clean = _clean(c)
+                    ax.plot(
+                        [x], [y], "o" if clean else "x", color=colors[server], markersize=4 if clean else 6
+                    )
                     ax.annotate(
-                        f"c{c['concurrency']}", (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points"
+                        f"c{c['concurrency']}" + ("" if clean else " err"),
+                        (x, y),
+                        fontsize=6,
+                        xytext=(3, 2),
+                        textcoords="offset points",
                     )
             raw = raw_best(results, model)
             if raw:
                 ax.axvline(raw, color="black", linestyle="--", linewidth=1, label="raw ORT, best batch")
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(f"{model}, n={n}", fontsize=9)
             ax.set_xlabel("images/s")
             ax.set_ylabel("p99 latency, ms")
@@ -463,7 +476,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle("Closed loop: throughput vs p99 latency (points: concurrency)", fontsize=10)
+    fig.suptitle(
+        "Closed loop: throughput vs p99 latency (points: concurrency; x: cell with errors)", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
