@@ -187,3 +187,14 @@ async def test_the_process_writes_nothing_to_its_directory_or_models(tmp_path: P
         assert _exited_by_signal_or_cleanly(await asyncio.to_thread(service.wait, TIMEOUT_S))
     assert list(cwd.iterdir()) == []
     assert _snapshot(repo) == before
+
+
+async def test_ctrl_c_drains_too_and_exits_cleanly(zoo: Path) -> None:
+    with run_service(zoo, log_level="info") as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=TIMEOUT_S) as client:
+            assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+        service.signal(signal.SIGINT)
+        code = await asyncio.to_thread(service.wait, TIMEOUT_S)
+    assert code == 0, service.log()
+    _json_lines(service)  # no traceback: every line is still a JSON object
+    assert "Application shutdown complete" in service.log()
