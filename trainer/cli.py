@@ -108,6 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from .evaluate import (
+        EVALUATED_DATASETS,
         EvalConfig,
         evaluate_checkpoints,
         evaluate_model,
@@ -136,7 +137,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     datasets: set[str] = set()
-    for model_dir in model_dirs(args.models, args.target):
+    if args.reference_only:
+        datasets = set(EVALUATED_DATASETS) if args.target == "all" else {args.target}
+        if not datasets <= set(EVALUATED_DATASETS):
+            raise ValueError(f"--reference-only takes a dataset ({', '.join(EVALUATED_DATASETS)}) or all")
+    for model_dir in [] if args.reference_only else model_dirs(args.models, args.target):
         try:
             metrics = evaluate_model(model_dir, cfg)
         except Exception as exc:  # one unscorable model must not stop the others
@@ -148,8 +153,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         datasets.add(card.dataset)
         summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
         print(f"{card.name}: {summary}")
-    if args.reference:
-        for dataset in sorted(datasets or {args.target}):
+    if args.reference or args.reference_only:
+        for dataset in sorted(datasets):
             metrics = reference_metrics(dataset, cfg)
             save_reference(args.doc.with_suffix(".json"), dataset, metrics)
             summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
@@ -210,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate", help="score exported models (FID, accuracy, diversity, P/R) into their cards"
     )
-    p.add_argument("target", help="model name, or `all`")
+    p.add_argument("target", help="model name, or `all` (a dataset with --reference-only)")
     p.add_argument("--n", type=int, default=10_000, help="generated images for Inception FID (0 skips it)")
     p.add_argument(
         "--real-n", type=int, default=10_000, help="real test images behind the Inception statistics"
@@ -230,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument(
         "--reference", action="store_true", help="also score real train images (the reference row)"
+    )
+    p.add_argument(
+        "--reference-only", action="store_true", help="target is a dataset or all: only the reference row"
     )
     p.add_argument("--doc", type=Path, default=Path("docs/quality.md"), help="comparison table to rewrite")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite the comparison table")

@@ -207,6 +207,13 @@ def test_cli_evaluates_a_model_dir_and_writes_the_table(
     card = json.loads((models / "tiny" / "model.json").read_text())
     assert {m["name"] for m in card["metrics"]} >= {"label_accuracy", "precision", "recall", "z_diversity"}
 
+    argv[1:3] = ["mnist", "--reference-only"]
+    assert cli.main(argv) == 0
+    refs = json.loads(doc.with_suffix(".json").read_text())
+    assert {m["name"] for m in refs["mnist"]} >= {"label_accuracy", "precision", "recall", "z_diversity"}
+    assert all(m["n_samples"] == 100 for m in refs["mnist"])
+    assert "| *real train (reference)* | mnist |" in doc.read_text()
+
 
 def test_a_digest_mismatch_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
     from trainer.evaluate import EvaluationError
