@@ -32,7 +32,7 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-hinge-32": 2,
     "cgan-fashion-lsgan-10": 2,
     "cgan-fashion-lsgan-32": 2,
-    "cdcgan-mnist": 1,
+    "cdcgan-mnist": 3,
     "dcgan-mnist": 1,
     "lsgan-mnist": 1,
     "gan-mnist": 5,
