@@ -88,6 +88,7 @@ class Config:
     loadgen: str
     max_batch_size: int = 64
     no_report: bool = False
+    max_latency_s: float = 8.0
     costs_seconds: float = 0.2
     readme: Path | None = None
     condgen_env: dict[str, str] = field(default_factory=dict)
@@ -349,6 +350,17 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
     for n in cfg.ns:
         prev: LoadResult | None = None
         for c in sorted(cfg.concurrency):
+            expected = c / prev.requests_per_s if prev is not None and prev.requests_per_s > 0 else 0.0
+            if expected > cfg.max_latency_s:
+                # Closed loop: latency = c / throughput. Past this bound a cell only measures a
+                # queue (and nears the service's request timeout); higher c even more so.
+                note = (
+                    f"{server.spec.name} {model} n={n}: c >= {c} skipped, expected latency "
+                    f"{expected:.1f} s > {cfg.max_latency_s:g} s (--max-latency)"
+                )
+                res.notes.append(note)
+                logger.info("%s", note)
+                break
             duration = cell_duration(cfg, prev, c)
             spec = LoadSpec(
                 port=server.spec.port,
@@ -555,6 +567,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--duration", type=float, default=4.0, help="seconds per cell (the base window)")
     p.add_argument("--max-cell-seconds", type=float, default=20.0)
     p.add_argument("--latency-windows", type=float, default=6.0, help="window >= this many latencies")
+    p.add_argument(
+        "--max-latency",
+        type=float,
+        default=8.0,
+        help="skip cells whose expected latency (c / previous throughput) exceeds this, seconds",
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before a model's cells")
     p.add_argument("--raw-seconds", type=float, default=1.0, help="per batch size")
     p.add_argument("--raw-batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)))
@@ -605,6 +623,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         threads=a.threads or cpu_count(a.server_cpus or None),
         loadgen=a.loadgen,
         no_report=a.no_report,
+        max_latency_s=a.max_latency,
         costs_seconds=a.costs_seconds,
         readme=a.readme,
         condgen_env=dict(kv.split("=", 1) for kv in a.condgen_env),
