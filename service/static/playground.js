@@ -403,7 +403,7 @@
     if (c.metrics && c.metrics.length) {
       const table = document.createElement("table");
       const head = table.createTHead().insertRow();
-      for (const name of ["Metric", "Value", "Samples", "Measured with"]) {
+      for (const name of ["Metric", "Value", "N"]) {
         const th = document.createElement("th");
         th.scope = "col";
         th.textContent = name;
@@ -412,15 +412,31 @@
       const tbody = table.createTBody();
       for (const m of c.metrics) {
         const row = tbody.insertRow();
-        const cells = [m.name, formatNumber(m.value), m.n_samples.toLocaleString("en"),
-          [m.feature_extractor, m.reference, m.notes].filter(Boolean).join("; ") || "—"];
-        cells.forEach((text, i) => {
-          const td = row.insertCell();
-          td.textContent = text;
-          if (i === 1 || i === 2) td.className = "num";
-        });
+        const name = row.insertCell();
+        name.textContent = m.name;
+        // What it was measured with, in a line under the name; the full story on hover.
+        if (m.feature_extractor) {
+          const how = document.createElement("div");
+          how.className = "how";
+          how.textContent = m.feature_extractor.split(" (")[0];
+          name.append(how);
+        }
+        row.title = [m.feature_extractor, m.reference, m.notes].filter(Boolean).join("\n");
+        const value = row.insertCell();
+        value.textContent = formatNumber(m.value);
+        value.className = "num";
+        const n = row.insertCell();
+        n.textContent = m.n_samples.toLocaleString("en");
+        n.className = "num";
       }
       body.append(table);
+      const references = [...new Set(c.metrics.map((m) => m.reference).filter(Boolean))];
+      if (references.length) {
+        const note = document.createElement("p");
+        note.className = "hint";
+        note.textContent = `Against ${references.join("; ")}. Hover a row for how it was measured.`;
+        body.append(note);
+      }
     } else {
       const p = document.createElement("p");
       p.className = "muted";
