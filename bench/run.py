@@ -310,7 +310,7 @@ def stage_cold_start(cfg: Config, res: Results, log_dir: Path) -> None:
             with server:
                 times.append(round(server.wait_ready(timeout_s=120.0), 3))
                 rss.append(server.rss_mb())
-                ready = httpx.get(server.spec.base_url + "/readyz", timeout=5.0).json()
+                ready = server.ready_body if isinstance(server.ready_body, dict) else {}
                 models = sum(1 for m in ready.get("models", {}).values() if m.get("status") == "ready")
         except Exception as exc:
             res.problems.append(f"cold start: {exc}")

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -124,6 +125,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawned_at = 0.0
         self.ready_s: float | None = None
+        self.ready_body: Any = None  # the readiness answer's JSON, when it was JSON
 
     def start(self) -> ServerProcess:
         env = {**os.environ, **self.spec.env, "PYTHONUNBUFFERED": "1"}
@@ -155,7 +157,7 @@ class ServerProcess:
         assert self.proc is not None
         deadline = time.perf_counter() + timeout_s
         url = self.spec.base_url + self.spec.ready_path
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=5.0) as client:
             while time.perf_counter() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(
@@ -163,8 +165,11 @@ class ServerProcess:
                         f"log: {self.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(url).status_code == 200:
+                    response = client.get(url)
+                    if response.status_code == 200:
                         self.ready_s = time.perf_counter() - self.spawned_at
+                        with contextlib.suppress(ValueError):
+                            self.ready_body = response.json()
                         return self.ready_s
                 time.sleep(poll_s)
         raise TimeoutError(f"{self.spec.name} not ready within {timeout_s:.0f} s; log: {self.log_tail()}")
