@@ -79,4 +79,4 @@ class CVAE(nn.Module):
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         n = x01.shape[0]
         total = (recon + beta * kl) / n
-        return total, {"recon": float(recon) / n, "kl": float(kl) / n}
+        return total, {"recon": recon.item() / n, "kl": kl.item() / n}
