@@ -156,11 +156,17 @@ class Resources:
         return "ready", None
 
 
-def get_resources(request: Request) -> Resources:
+def resources_of(request: Request) -> Resources:
     resources: Resources | None = getattr(request.app.state, "resources", None)
     if resources is None:
         raise Unavailable("the service is starting; models are not loaded yet", retry_after_s=1.0)
     return resources
+
+
+async def get_resources(request: Request) -> Resources:
+    """The dependency. async on purpose: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a thread hop per request that cost 17% of the CPU profile at n=1 for a getattr."""
+    return resources_of(request)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
@@ -558,7 +564,7 @@ def create_app(
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
-    app.include_router(v2_router(get_resources=get_resources, serving=_serving, await_result=_await_result))
+    app.include_router(v2_router(get_resources=resources_of, serving=_serving, await_result=_await_result))
 
     return app
 

@@ -17,7 +17,7 @@ def test_defaults_suit_a_small_box() -> None:
     assert s.png_compress_level == 1
     assert 1 <= s.effective_intra_op_threads <= 4
     assert s.inter_op_threads == 1
-    assert s.max_wait_s == pytest.approx(0.005)
+    assert s.max_wait_s == pytest.approx(0.001)
     assert s.providers[-1] == "CPUExecutionProvider"
 
 
