@@ -112,6 +112,19 @@ def to_input(images: np.ndarray | Tensor) -> Tensor:
     return x / 127.5 - 1.0
 
 
+IMAGE_SIZE = 28  # the classifiers see MNIST-sized images
+
+
+def to_classifier_size(images: np.ndarray) -> np.ndarray:
+    """uint8 N×1×S×S → N×1×28×28 (antialiased bilinear; e.g. the 32×32 DCGAN recipes, which
+    trained on MNIST upsampled 28→32). Images already 28×28 are returned as they are."""
+    if images.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
+        return images
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32))
+    x = nn.functional.interpolate(x, size=IMAGE_SIZE, mode="bilinear", align_corners=False, antialias=True)
+    return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 def augment(x: Tensor, shift: int, hflip: bool, gen: torch.Generator) -> Tensor:
     """Random per-image translation by up to ``shift`` pixels (zero fill) and optional h-flips."""
     n, _, h, w = x.shape

@@ -168,7 +168,7 @@ def classifier_metrics(
     what: str = "generated",
 ) -> list[Metric]:
     """Label accuracy, classifier-space FID / intra-FID, precision, recall and z-diversity."""
-    from .classifier import classifier_name, load_classifier, predict
+    from .classifier import classifier_name, load_classifier, predict, to_classifier_size
     from .quality import PR_K, diversity_ratio, intra_fid, label_accuracy, precision_recall
 
     if real is None:
@@ -179,7 +179,8 @@ def classifier_metrics(
             )
     model = load_classifier(dataset, cfg.classifier_root)
     extractor = classifier_name(dataset, cfg.classifier_root)
-    logits, feats = predict(model, images)
+    size = images.shape[-1]
+    logits, feats = predict(model, to_classifier_size(images))
     # The real set's features are the same for every model scored in one process (`all`).
     memo_key = (extractor, real.source, len(real), int(real.labels[:64].sum()))
     if memo_key not in _REAL_FEATURES:
@@ -190,6 +191,9 @@ def classifier_metrics(
     names = CLASS_NAMES[dataset]
 
     def metric(name: str, value: float, notes: str | None = None) -> Metric:
+        if size != real.images.shape[-1]:
+            resized = f"{size}×{size} images resized to {real.images.shape[-1]} (antialiased bilinear)"
+            notes = f"{notes}; {resized}" if notes else resized
         return Metric(
             name=name,
             value=round(value, 4),

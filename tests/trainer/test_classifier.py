@@ -18,6 +18,7 @@ from trainer.classifier import (
     augment,
     load_classifier,
     predict,
+    to_classifier_size,
     train_classifier,
     weights_path,
 )
@@ -93,3 +94,13 @@ def test_a_tiny_training_run_writes_weights_and_record(
 def test_missing_classifier_says_how_to_train(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="python -m trainer classifier fashion-mnist"):
         load_classifier("fashion-mnist", tmp_path)
+
+
+def test_other_sizes_are_resized_to_28() -> None:
+    images = np.full((3, 1, 32, 32), 200, dtype=np.uint8)
+    out = to_classifier_size(images)
+    assert out.shape == (3, 1, 28, 28)
+    assert out.dtype == np.uint8
+    assert (out == 200).all()
+    same = images[:, :, :28, :28]
+    assert to_classifier_size(same) is same

@@ -252,3 +252,12 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     assert points[0]["epoch"] == 1
     assert any(m["name"] == "label_accuracy" for m in points[0]["metrics"])
     assert (tmp_path / "curves" / "cgan-mnist-curve.png").stat().st_size > 1000
+
+
+def test_a_32px_model_is_judged_at_28px(tmp_path: Path, mnist_dir: Path) -> None:
+    model_dir = write_model(tmp_path, "tiny32", dim=8, height=32, width=32, labels=None, seed=3)
+    edit_card(model_dir, dataset="mnist")
+    cfg = EvalConfig(n_inception=0, n_classifier=60, classifier_real_n=200, data_dir=mnist_dir)
+    metrics = evaluate_model(model_dir, cfg)
+    assert "label_accuracy" not in {m.name for m in metrics}  # unconditional
+    assert all("32×32 images resized to 28" in (m.notes or "") for m in metrics)
