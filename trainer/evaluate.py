@@ -458,6 +458,19 @@ about 25 minutes of 2 CPU cores per model.
 """
 
 
+def _classifier_lines() -> str:
+    from .classifier import CLASSIFIER_DIR
+
+    lines = []
+    for path in sorted(CLASSIFIER_DIR.glob("*.json")):
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        lines.append(
+            f"- `{rec['weights']}`: {rec['test_accuracy'] * 100:.2f}% on the {rec['test_images']:,} "
+            f"{rec['dataset']} test images ({rec['parameters']:,} parameters, {rec['epochs']} epochs)"
+        )
+    return ("Domain classifiers:\n\n" + "\n".join(lines) + "\n\n") if lines else ""
+
+
 def write_quality_doc(
     models_root: Path, doc: Path, references_path: Path, seed: int = EVAL_SEED
 ) -> list[ModelCard]:
@@ -466,7 +479,11 @@ def write_quality_doc(
 
     cards = [c for c in load_cards(models_root) if c.dataset in EVALUATED_DATASETS]
     prefix = os.path.relpath(models_root, doc.parent).replace(os.sep, "/").rstrip("/") + "/"
-    body = DOC_INTRO.format(seed=seed) + quality_table(cards, load_references(references_path), prefix)
+    body = (
+        DOC_INTRO.format(seed=seed)
+        + _classifier_lines()
+        + quality_table(cards, load_references(references_path), prefix)
+    )
     curves = sorted(doc.parent.glob(f"{doc.stem}/*-curve.png"))
     if curves:
         body += "\n## Quality against epoch\n\n"
