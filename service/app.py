@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -222,11 +223,22 @@ async def _await_result(request: Request, future: asyncio.Future[np.ndarray], ti
     raise RequestTimeout(f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0)
 
 
-async def _generate_images(
-    request: Request, batcher: DynamicBatcher, plan: Plan, timeout_s: float
-) -> np.ndarray:
+async def _answer(
+    request: Request,
+    resources: Resources,
+    name: str,
+    make_plan: Callable[[ModelCard, Settings], Plan],
+) -> Response:
+    """The path every image endpoint shares: model → media type → plan → batcher → encoding.
+
+    The media type is negotiated before any compute, so a 406 costs no session run."""
+    entry, batcher = _serving(resources, name, request)
+    media = negotiate(request.headers.get("accept"))
+    assert entry.card is not None
+    plan = make_plan(entry.card, resources.settings)
     future = batcher.submit(plan.z, plan.labels)
-    return await _await_result(request, future, timeout_s)
+    images = await _await_result(request, future, resources.settings.request_timeout_s)
+    return await _render(plan, images, media, entry.name, resources.settings)
 
 
 async def _render(
@@ -393,12 +405,7 @@ def create_app(
         body: Annotated[GenerateRequest, Body(openapi_examples=GENERATE_EXAMPLES)],
         resources: ResourcesDep,
     ) -> Response:
-        entry, batcher = _serving(resources, body.model, request)
-        media = negotiate(request.headers.get("accept"))
-        assert entry.card is not None
-        plan = plan_generate(body, entry.card, resources.settings)
-        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
-        return await _render(plan, images, media, entry.name, resources.settings)
+        return await _answer(request, resources, body.model, partial(plan_generate, body))
 
     @app.post(
         "/grid",
@@ -412,12 +419,7 @@ def create_app(
         body: Annotated[GridRequest, Body(openapi_examples=GRID_EXAMPLES)],
         resources: ResourcesDep,
     ) -> Response:
-        entry, batcher = _serving(resources, body.model, request)
-        media = negotiate(request.headers.get("accept"))
-        assert entry.card is not None
-        plan = plan_grid(body, entry.card, resources.settings)
-        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
-        return await _render(plan, images, media, entry.name, resources.settings)
+        return await _answer(request, resources, body.model, partial(plan_grid, body))
 
     @app.post(
         "/interpolate",
@@ -431,12 +433,7 @@ def create_app(
         body: Annotated[InterpolateRequest, Body(openapi_examples=INTERPOLATE_EXAMPLES)],
         resources: ResourcesDep,
     ) -> Response:
-        entry, batcher = _serving(resources, body.model, request)
-        media = negotiate(request.headers.get("accept"))
-        assert entry.card is not None
-        plan = plan_interpolate(body, entry.card, resources.settings)
-        images = await _generate_images(request, batcher, plan, resources.settings.request_timeout_s)
-        return await _render(plan, images, media, entry.name, resources.settings)
+        return await _answer(request, resources, body.model, partial(plan_interpolate, body))
 
     # ------------------------------------------------------------------ models
     def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:
