@@ -141,7 +141,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         datasets = set(EVALUATED_DATASETS) if args.target == "all" else {args.target}
         if not datasets <= set(EVALUATED_DATASETS):
             raise ValueError(f"--reference-only takes a dataset ({', '.join(EVALUATED_DATASETS)}) or all")
-    for model_dir in [] if args.reference_only else model_dirs(args.models, args.target):
+    skip_models = args.reference_only or args.doc_only
+    for model_dir in [] if skip_models else model_dirs(args.models, args.target):
         try:
             metrics = evaluate_model(model_dir, cfg)
         except Exception as exc:  # one unscorable model must not stop the others
@@ -153,7 +154,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         datasets.add(card.dataset)
         summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
         print(f"{card.name}: {summary}")
-    if args.reference or args.reference_only:
+    if (args.reference or args.reference_only) and not args.doc_only:
         for dataset in sorted(datasets):
             metrics = reference_metrics(dataset, cfg)
             save_reference(args.doc.with_suffix(".json"), dataset, metrics)
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--doc", type=Path, default=Path("docs/quality.md"), help="comparison table to rewrite")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite the comparison table")
+    p.add_argument("--doc-only", action="store_true", help="only rewrite the table from the cards")
     p.add_argument(
         "--checkpoints",
         type=Path,

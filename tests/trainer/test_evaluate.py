@@ -215,6 +215,10 @@ def test_cli_evaluates_a_model_dir_and_writes_the_table(
     assert all(m["n_samples"] == 100 for m in refs["mnist"])
     assert "| *real train (reference)* | mnist |" in doc.read_text()
 
+    doc.unlink()
+    assert cli.main(["evaluate", "all", "--models", str(models), "--doc", str(doc), "--doc-only"]) == 0
+    assert "| `tiny` | mnist |" in doc.read_text()
+
 
 def test_a_digest_mismatch_is_refused(tmp_path: Path, mnist_dir: Path) -> None:
     from trainer.evaluate import EvaluationError
