@@ -447,13 +447,22 @@ service does. Real images are the dataset's **test split**.
   FID) in that feature space; **precision / recall** = k-NN manifold coverage with k = 5
   (Kynkäänniemi et al. 2019); **diversity** = mean pairwise feature distance among generated images
   of one label ÷ the same among real test images of that label, averaged over labels (1 = as varied
-  as the data; well below 1 = mode collapse).
+  as the data; well below 1 = mode collapse; above 1 = images spread wider than their class,
+  usually because some are drawn off-class).
 - The *real train (reference)* row scores real training images as if they were generated: what a
   perfect generator reaches at the same N.
 
-Each figure is also in the model's card (`metrics`, with N, extractor and reference set).
-Regenerate with `python -m trainer evaluate all --reference`; the full 10k Inception run takes
-about 25 minutes of 2 CPU cores per model.
+Each figure is also in the model's card (`metrics`, with N, extractor and reference set), and
+each row's N is in the table: read no Inception FID without its N.
+
+```sh
+# classifier metrics for every model, and the reference rows (minutes per model on a CPU)
+python -m trainer evaluate all --n 0 --reference
+# Inception FID, standard protocol: 10,000 generated vs 10,000 test images. About 25 min per
+# model on 2 CPU cores; the real-set features are cached in .cache/fid/ and computed once.
+python -m trainer evaluate condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
+python -m trainer evaluate mnist --reference-only --n 10000 --real-n 10000 --classifier-n 0 --threads 2
+```
 
 """
 
