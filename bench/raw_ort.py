@@ -74,6 +74,7 @@ def measure(
         intra_op_threads=threads,
         warmup=False,
         max_batch_size=max(batch_sizes),
+        run_batch_size=max(batch_sizes),  # one session run per batch: the limit at each size
         max_n=max(batch_sizes),
         max_grid_images=max(batch_sizes),
         max_queue_images=max(1024, max(batch_sizes)),

@@ -39,6 +39,7 @@ from service.errors import (
     UnknownModel,
     install_error_handlers,
 )
+from service.fastpath import FastRoute, GenerationFastPath
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.middleware import (
     STATE_MODEL,
@@ -71,7 +72,6 @@ from service.v2 import build_router as v2_router
 
 logger = logging.getLogger(__name__)
 
-GENERATION_PATHS = frozenset({"/generate", "/grid", "/interpolate"})
 # Responses above this many pixel bytes are encoded on a worker thread: a 64-image grid takes
 # milliseconds of zlib/base64 work that would otherwise stall every other request on the loop.
 # Below it, the thread hop (~50-100 µs) costs more than the encoding.
@@ -201,24 +201,35 @@ async def _wait_for_disconnect(receive: Any) -> None:
             return
 
 
-async def _await_result(request: Request, future: asyncio.Future[np.ndarray], timeout_s: float) -> np.ndarray:
+async def _await_result(
+    request: Request, future: asyncio.Future[np.ndarray], timeout_s: float, watch_after_s: float = 0.0
+) -> np.ndarray:
     """Wait for the batcher's result; give up on timeout or client disconnect.
 
-    Either way the future is cancelled, so a request still queued is dropped before compute.
+    Either way the future is cancelled, so a request still queued is dropped before compute. The
+    disconnect watcher (a task reading ``receive``) starts after ``watch_after_s``: most results
+    come sooner, and for them it would be pure overhead.
     """
-    watcher: asyncio.Future[Any] = asyncio.ensure_future(_wait_for_disconnect(request.receive))
-    waiters: set[asyncio.Future[Any]] = {future, watcher}
+    watched = min(watch_after_s, timeout_s)
+    watcher: asyncio.Future[Any] | None = None
     try:
-        done, _ = await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        if watched > 0:
+            await asyncio.wait((future,), timeout=watched)
+        if not future.done() and timeout_s > watched:
+            watcher = asyncio.ensure_future(_wait_for_disconnect(request.receive))
+            try:
+                await asyncio.wait(
+                    (future, watcher), timeout=timeout_s - watched, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                watcher.cancel()
     except asyncio.CancelledError:
         future.cancel()
         raise
-    finally:
-        watcher.cancel()
-    if future in done:
+    if future.done() and not future.cancelled():
         return future.result()
     future.cancel()
-    if watcher in done:
+    if watcher is not None and watcher.done() and not watcher.cancelled():
         raise ClientDisconnected("client disconnected before the result was ready")
     raise RequestTimeout(f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0)
 
@@ -235,10 +246,13 @@ async def _answer(
     entry, batcher = _serving(resources, name, request)
     media = negotiate(request.headers.get("accept"))
     assert entry.card is not None
-    plan = make_plan(entry.card, resources.settings)
+    settings = resources.settings
+    plan = make_plan(entry.card, settings)
     future = batcher.submit(plan.z, plan.labels)
-    images = await _await_result(request, future, resources.settings.request_timeout_s)
-    return await _render(plan, images, media, entry.name, resources.settings)
+    images = await _await_result(
+        request, future, settings.request_timeout_s, settings.disconnect_watch_after_ms / 1000.0
+    )
+    return await _render(plan, images, media, entry.name, settings)
 
 
 async def _render(
@@ -267,6 +281,28 @@ async def _render(
     if plan.seed_header is not None:
         headers[SEED_HEADER] = plan.seed_header
     return Response(content=body, media_type=str(media), headers=headers)
+
+
+async def serve_generate(request: Request, body: GenerateRequest) -> Response:
+    return await _answer(request, resources_of(request), body.model, partial(plan_generate, body))
+
+
+async def serve_grid(request: Request, body: GridRequest) -> Response:
+    return await _answer(request, resources_of(request), body.model, partial(plan_grid, body))
+
+
+async def serve_interpolate(request: Request, body: InterpolateRequest) -> Response:
+    return await _answer(request, resources_of(request), body.model, partial(plan_interpolate, body))
+
+
+# The generation endpoints on the fast path (service/fastpath.py); their FastAPI routes below
+# call the same functions, and answer whatever the fast path passes on.
+FAST_ROUTES = {
+    "/generate": FastRoute(GenerateRequest, serve_generate),
+    "/grid": FastRoute(GridRequest, serve_grid),
+    "/interpolate": FastRoute(InterpolateRequest, serve_interpolate),
+}
+GENERATION_PATHS = frozenset(FAST_ROUTES)
 
 
 def _errors(texts: dict[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -384,6 +420,8 @@ def create_app(
 
     # Added innermost first. Outermost, every response gets its request ID and access line; the
     # API key is checked before the body is read; metrics see the 401s and 413s too.
+    if settings.fast_path:
+        app.add_middleware(GenerationFastPath, routes=FAST_ROUTES)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
@@ -401,11 +439,9 @@ def create_app(
         summary="Generate images for a label and seed (or explicit latents)",
     )
     async def generate(
-        request: Request,
-        body: Annotated[GenerateRequest, Body(openapi_examples=GENERATE_EXAMPLES)],
-        resources: ResourcesDep,
+        request: Request, body: Annotated[GenerateRequest, Body(openapi_examples=GENERATE_EXAMPLES)]
     ) -> Response:
-        return await _answer(request, resources, body.model, partial(plan_generate, body))
+        return await serve_generate(request, body)
 
     @app.post(
         "/grid",
@@ -415,11 +451,9 @@ def create_app(
         summary="Labels × latents grid: rows are classes, columns share one latent",
     )
     async def grid(
-        request: Request,
-        body: Annotated[GridRequest, Body(openapi_examples=GRID_EXAMPLES)],
-        resources: ResourcesDep,
+        request: Request, body: Annotated[GridRequest, Body(openapi_examples=GRID_EXAMPLES)]
     ) -> Response:
-        return await _answer(request, resources, body.model, partial(plan_grid, body))
+        return await serve_grid(request, body)
 
     @app.post(
         "/interpolate",
@@ -429,11 +463,9 @@ def create_app(
         summary="Latent interpolation between two seeds or two latents, at a fixed label",
     )
     async def interpolate(
-        request: Request,
-        body: Annotated[InterpolateRequest, Body(openapi_examples=INTERPOLATE_EXAMPLES)],
-        resources: ResourcesDep,
+        request: Request, body: Annotated[InterpolateRequest, Body(openapi_examples=INTERPOLATE_EXAMPLES)]
     ) -> Response:
-        return await _answer(request, resources, body.model, partial(plan_interpolate, body))
+        return await serve_interpolate(request, body)
 
     # ------------------------------------------------------------------ models
     def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:

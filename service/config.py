@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     warmup: bool = Field(default=True, description="Run each session once at load so no client pays for it.")
 
     # --- dynamic batching (per model) ----------------------------------------------------------
-    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Images per session run.")
+    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Images per batch.")
+    # A batch runs as ONNX Runtime runs of at most this many rows. Past a few dozen 28x28 images
+    # the activations outgrow the CPU caches and every image gets slower (bench/raw_ort.py: on
+    # the 2-core bench box, cdcgan-mnist ~20 % slower per image at 64 than at 32); one thread
+    # hand-off per batch still serves them all.
+    run_batch_size: int = Field(default=32, ge=1, le=4096, description="Rows per ONNX Runtime run.")
     # How long the first request of a batch may wait for company, in milliseconds. A few ms costs
     # little latency at low load and lets concurrent requests share one run at high load.
     # 1 ms: under load, requests that arrive during a run already form the next batch; the
@@ -75,6 +80,15 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Shutdown grace: after SIGTERM, how long in-flight and queued work may take, seconds.",
     )
+
+    # Serve well-formed generation requests without FastAPI's per-request routing and dependency
+    # machinery (service/fastpath.py); answers are identical either way. Off: every request takes
+    # the FastAPI routes (for comparison and debugging).
+    fast_path: bool = Field(default=True, description="Generation requests skip FastAPI's routing.")
+    # A request's wait for its result watches for the client hanging up (so a queued request is
+    # withdrawn before compute) only once it has waited this long: the watcher costs more than
+    # a fast answer's own bookkeeping, and a run this short is not worth saving.
+    disconnect_watch_after_ms: float = Field(default=100.0, ge=0.0, le=60_000.0)
 
     # --- fault handling -----------------------------------------------------------------------
     # A session run that takes longer is treated as hung: its requests fail (503), and the model

@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import io
 import math
+import struct
+import zlib
 from collections.abc import Sequence
 from enum import StrEnum
 
 import numpy as np
-from PIL import Image
 
 from service.errors import NotAcceptable
 
@@ -120,18 +121,45 @@ def tile(
     return out
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPE = {1: 0, 3: 2}  # channels -> PNG colour type: greyscale, truecolour
+_PNG_FILTER_NONE = 0
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data, zlib.crc32(kind))
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+_PNG_IEND = _png_chunk(b"IEND", b"")
+
+
 def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
-    """PNG of one uint8 ``(C, H, W)`` image: grey for C=1, RGB for C=3."""
-    if image.ndim != 3 or image.dtype != np.uint8 or image.shape[0] not in (1, 3):
+    """PNG of one uint8 ``(C, H, W)`` image: grey for C=1, RGB for C=3.
+
+    Written directly (signature, IHDR, one zlib IDAT, IEND) rather than through Pillow, whose
+    per-call setup was 3-5x the cost of the compression itself for these small images. Every
+    scanline uses filter type 0 (None): on MNIST-like images and 64-image grids it compressed as
+    well as Pillow's adaptive filtering at level 1, at a fraction of the time.
+    """
+    if image.ndim != 3 or image.dtype != np.uint8 or image.shape[0] not in _PNG_COLOUR_TYPE:
         raise ValueError(f"expected uint8 (1|3, H, W), got {image.dtype} {image.shape}")
-    if image.shape[0] == 1:
-        pil = Image.fromarray(np.ascontiguousarray(image[0]))
-    else:
-        pil = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
-    buf = io.BytesIO()
-    # optimize=False: it would retry compressions and cost more than the bytes it saves here.
-    pil.save(buf, format="PNG", compress_level=compress_level, optimize=False)
-    return buf.getvalue()
+    if not 0 <= compress_level <= 9:
+        raise ValueError(f"compress_level must be in 0..9, got {compress_level}")
+    c, h, w = image.shape
+    pixels = image[0] if c == 1 else image.transpose(1, 2, 0)
+    scanlines = np.empty((h, 1 + w * c), dtype=np.uint8)
+    scanlines[:, 0] = _PNG_FILTER_NONE
+    scanlines[:, 1:] = pixels.reshape(h, w * c)
+    header = struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOUR_TYPE[c], 0, 0, 0)
+    return b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level)),
+            _PNG_IEND,
+        )
+    )
 
 
 def png_of_batch(images: np.ndarray, layout: tuple[int, int] | None = None, compress_level: int = 1) -> bytes:

@@ -161,6 +161,14 @@ def response_for(exc: ServiceError) -> Response:
     return error_response(exc.status_code, exc.error_type, exc.message, exc.headers())
 
 
+def answer_service_error(method: str, path: str, exc: ServiceError) -> Response:
+    """The response for ``exc``; server-side failures (5xx) are also logged. Used by the exception
+    handler and by the generation fast path, which runs outside FastAPI's handlers."""
+    if exc.status_code >= 500:
+        logger.warning("%s %s -> %d %s: %s", method, path, exc.status_code, exc.error_type, exc.message)
+    return response_for(exc)
+
+
 def _field_path(loc: Sequence[Any], root: str = "body") -> str:
     """``("body", "z", 0, 3)`` -> ``z[0][3]``; the leading "body" says nothing to a client."""
     parts = list(loc)
@@ -227,16 +235,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_service_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
-        if exc.status_code >= 500:
-            logger.warning(
-                "%s %s -> %d %s: %s",
-                request.method,
-                request.url.path,
-                exc.status_code,
-                exc.error_type,
-                exc.message,
-            )
-        return response_for(exc)
+        return answer_service_error(request.method, request.url.path, exc)
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -163,14 +163,18 @@ def check_io(session: ort.InferenceSession, card: ModelCard) -> None:
 class OrtRunner:
     """One ONNX Runtime session for one model, with the card's uint8 conversion."""
 
-    def __init__(self, session: ort.InferenceSession, card: ModelCard) -> None:
+    def __init__(self, session: ort.InferenceSession, card: ModelCard, run_rows: int = 4096) -> None:
+        if run_rows < 1:
+            raise ValueError("run_rows must be >= 1")
         self.session = session
         self.card = card
+        self.run_rows = run_rows  # most rows per session run; larger batches are split
         self._z_name = card.onnx.z_input
         self._label_name = card.onnx.label_input
         self._output = [card.onnx.output]
         self._shape = (card.image.channels, card.image.height, card.image.width)
         self._run_options: ort.RunOptions | None = None  # of the run in progress
+        self._aborted = False  # abort() was called during the current split batch
 
     @classmethod
     def load(cls, model_dir: Path, card: ModelCard, settings: Settings) -> OrtRunner:
@@ -184,7 +188,7 @@ class OrtRunner:
         except Exception as exc:  # ORT raises its own (unexported) exception types
             raise ModelLoadError(f"onnxruntime cannot load {card.onnx.file}: {exc}") from exc
         check_io(session, card)
-        runner = cls(session, card)
+        runner = cls(session, card, settings.run_batch_size)
         logger.info(
             "model %s: providers %s, %d intra-op thread(s)",
             card.name,
@@ -217,11 +221,26 @@ class OrtRunner:
 
     def abort(self) -> None:
         """Make the run in progress (if any) stop at its next operator and raise; thread-safe."""
+        self._aborted = True
         options = self._run_options
         if options is not None:
             options.terminate = True
 
     def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """uint8 ``(N, C, H, W)`` for the batch, in session runs of at most ``run_rows`` rows."""
+        n = z.shape[0]
+        if n <= self.run_rows:
+            return self._run_rows(z, labels)
+        self._aborted = False
+        out = np.empty((n, *self._shape), dtype=np.uint8)
+        for start in range(0, n, self.run_rows):
+            if self._aborted:  # abort() between two session runs of this batch
+                raise RuntimeError(f"model {self.card.name!r}: run aborted")
+            end = min(start + self.run_rows, n)
+            out[start:end] = self._run_rows(z[start:end], None if labels is None else labels[start:end])
+        return out
+
+    def _run_rows(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         raw = self.raw(z, labels)
         expected = (z.shape[0], *self._shape)
         if raw.shape != expected:

@@ -79,20 +79,33 @@ def test_tile_places_images_row_major_with_padding() -> None:
         tile(images, rows=1, cols=3)
 
 
+@pytest.mark.parametrize("level", [0, 1, 9])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_png_round_trip(channels: int) -> None:
+def test_png_round_trip(channels: int, level: int) -> None:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (channels, 5, 7), dtype=np.uint8)
-    data = png_bytes(image, compress_level=1)
+    data = png_bytes(image, compress_level=level)
+    decoded = Image.open(io.BytesIO(data))
+    decoded.verify()  # chunk CRCs and structure
     decoded = Image.open(io.BytesIO(data))
     assert decoded.size == (7, 5)
     assert decoded.mode == ("L" if channels == 1 else "RGB")
     arr = np.asarray(decoded)
     back = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
     assert np.array_equal(back, image)
-    assert png_bytes(image, compress_level=1) == data  # deterministic
+    assert png_bytes(image, compress_level=level) == data  # deterministic
     with pytest.raises(ValueError, match="uint8"):
         png_bytes(image.astype(np.float32))
+    with pytest.raises(ValueError, match="compress_level"):
+        png_bytes(image, compress_level=10)
+
+
+def test_png_of_a_strided_view_is_the_image() -> None:
+    """Grids and batches hand over views (slices, transposes); the bytes are the pixels'."""
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (4, 3, 6, 9), dtype=np.uint8)
+    view = batch[:, :, ::2, 1:][2]  # non-contiguous (3, 3, 8)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(view)))).transpose(2, 0, 1), view)
 
 
 def test_png_of_batch_single_and_grid() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,56 @@ def test_batched_rows_equal_rows_run_alone(zoo: Path) -> None:
     together = runner.run(z, labels)
     for i in range(64):
         assert np.array_equal(runner.run(z[i : i + 1], labels[i : i + 1])[0], together[i])
+
+
+class _CountingSession:
+    """Wraps a session and records the batch size of every run; may call a hook after each."""
+
+    def __init__(self, inner: ort.InferenceSession, after_run: Callable[[], None] | None = None) -> None:
+        self.inner = inner
+        self.after_run = after_run
+        self.rows: list[int] = []
+
+    def run(
+        self, outputs: list[str], feed: dict[str, np.ndarray], run_options: ort.RunOptions | None = None
+    ) -> list[np.ndarray]:
+        result = self.inner.run(outputs, feed, run_options=run_options)
+        self.rows.append(int(next(iter(feed.values())).shape[0]))
+        if self.after_run is not None:
+            self.after_run()
+        return list(result)
+
+    def get_providers(self) -> list[str]:
+        return list(self.inner.get_providers())
+
+
+def test_a_batch_larger_than_run_batch_size_is_split_into_session_runs(zoo: Path) -> None:
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((23, 16)).astype(np.float32)
+    labels = rng.integers(0, 10, 23)
+    whole = load(zoo, GRAY, run_batch_size=64)
+    split = load(zoo, GRAY, run_batch_size=5)
+    counting = _CountingSession(split.session)
+    split.session = counting
+    out = split.run(z, labels)
+    assert counting.rows == [5, 5, 5, 5, 3]
+    assert out.dtype == np.uint8
+    assert out.shape == (23, 1, 8, 8)
+    assert np.array_equal(out, whole.run(z, labels))
+    counting.rows.clear()
+    split.run(z[:5], labels[:5])  # at the limit: one run
+    assert counting.rows == [5]
+
+
+def test_abort_between_the_session_runs_of_a_split_batch_stops_the_rest(zoo: Path) -> None:
+    runner = load(zoo, GRAY, run_batch_size=2)
+    counting = _CountingSession(runner.session, after_run=runner.abort)
+    runner.session = counting
+    with pytest.raises(RuntimeError, match="aborted"):
+        runner.run(np.zeros((6, 16), dtype=np.float32), np.zeros(6, dtype=np.int64))
+    assert counting.rows == [2]  # the abort came after the first run; no further run started
+    counting.after_run = None
+    assert runner.run(np.zeros((6, 16), dtype=np.float32), np.zeros(6, dtype=np.int64)).shape[0] == 6
 
 
 def test_conditional_runner_needs_labels(zoo: Path) -> None:

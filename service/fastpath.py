@@ -1,0 +1,92 @@
+"""The hot path: well-formed generation requests served without FastAPI's per-request machinery.
+
+Under load at n=1, FastAPI's routing, dependency solving and body handling cost more CPU per
+request than everything condgen itself does for it (see ``bench/results/RESULTS.md``, profile).
+For ``POST`` to a generation endpoint with a JSON body, this middleware validates the body with
+the endpoint's own pydantic model straight from bytes and calls the same serving function the
+FastAPI routes call. Everything else goes on to FastAPI untouched, the body replayed: other paths
+and methods, other content types, and every body that does not validate. So a client's error
+(its 422 message included), the OpenAPI schema and every other route keep one implementation,
+and ``tests/service/test_fastpath.py`` checks that both paths answer byte for byte alike.
+
+It sits innermost among the middleware: request IDs, the access log, metrics, the API key and
+the body limit apply to it exactly as to the routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import ServiceError, answer_service_error
+
+# (request, validated body) -> the response; the routes' own handler body.
+Serve = Callable[[Request, Any], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    body_model: type[BaseModel]
+    serve: Serve
+
+
+def _is_json(scope: Scope) -> bool:
+    for key, value in scope.get("headers", []):
+        if key == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json"
+    return False
+
+
+class GenerationFastPath:
+    """Serve ``POST`` bodies that validate against ``routes[path].body_model``; pass the rest on."""
+
+    def __init__(self, app: ASGIApp, routes: Mapping[str, FastRoute]) -> None:
+        self.app = app
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope.get("method") != "POST" or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # gone before its body arrived: nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        try:
+            parsed = route.body_model.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, _replay(body, receive), send)  # FastAPI words the 422
+            return
+        request = Request(scope, receive)
+        try:
+            response = await route.serve(request, parsed)
+        except ServiceError as exc:
+            response = answer_service_error("POST", scope["path"], exc)
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields ``body`` once, then whatever the connection reports next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,114 @@
+"""The generation fast path: it answers exactly as the FastAPI routes do, and skips them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import fastapi.routing
+import pytest
+
+from tests.service.conftest import GRAY, RGB, UNCOND, make_settings, serve_app
+
+JSON = {"content-type": "application/json"}
+
+# (path, raw body, headers): successes and every kind of client error the endpoints can give.
+CASES: list[tuple[str, bytes, dict[str, str]]] = [
+    ("/generate", b'{"model": "%s", "label": 3, "seed": 7}' % GRAY.encode(), JSON),
+    ("/generate", b'{"model": "%s", "label": 1, "seed": 7, "n": 5}' % RGB.encode(), JSON),
+    (
+        "/generate",
+        b'{"model": "%s", "seed": 9, "n": 3}' % UNCOND.encode(),
+        {**JSON, "accept": "application/x-npy"},
+    ),
+    (
+        "/generate",
+        b'{"model": "%s", "label": 2, "seed": 1, "n": 2}' % GRAY.encode(),
+        {**JSON, "accept": "application/json"},
+    ),
+    (
+        "/generate",
+        b'{"model": "%s", "label": 4, "z": [%s]}' % (GRAY.encode(), b", ".join([b"0.5"] * 16)),
+        JSON,
+    ),
+    ("/grid", b'{"model": "%s", "seed": 3, "columns": 2}' % GRAY.encode(), JSON),
+    ("/interpolate", b'{"model": "%s", "label": 0, "seeds": [1, 2], "steps": 4}' % RGB.encode(), JSON),
+    # Errors the fast path answers itself (they arise after validation):
+    ("/generate", b'{"model": "no-such-model", "label": 3}', JSON),
+    ("/generate", b'{"model": "%s", "label": 3}' % GRAY.encode(), {**JSON, "accept": "text/html"}),
+    ("/generate", b'{"model": "%s", "label": 99}' % GRAY.encode(), JSON),  # checked against the card
+    # Errors it leaves to FastAPI (the body does not validate, or is not JSON):
+    ("/generate", b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON),
+    ("/generate", b'{"model": "%s", "label": 3, "seed": "x"}' % GRAY.encode(), JSON),
+    ("/generate", b'{"model": "%s", "label": 3, "z": [1, 2]}' % GRAY.encode(), JSON),
+    ("/generate", b'{"model": "%s", "label": 3,', JSON),
+    ("/generate", b"[1, 2, 3]", JSON),
+    ("/generate", b"", JSON),
+    ("/generate", b'{"model": "%s", "label": 3}' % GRAY.encode(), {"content-type": "text/plain"}),
+    ("/generate", b'{"model": "%s", "label": 3}' % GRAY.encode(), {}),
+    ("/generate", b'{"model": "%s", "label": 3, "extra": 1}' % GRAY.encode(), JSON),
+    ("/grid", b'{"model": "%s", "columns": 0}' % GRAY.encode(), JSON),
+    ("/interpolate", b'{"model": "%s", "label": 0, "seeds": [1]}' % RGB.encode(), JSON),
+]
+
+COMPARED_HEADERS = ("content-type", "x-condgen-seed", "x-condgen-model", "retry-after", "vary")
+
+
+async def _answers(zoo: Path, fast_path: bool) -> list[tuple[int, dict[str, str], bytes]]:
+    settings = make_settings(zoo, fast_path=fast_path)
+    out = []
+    async with serve_app(settings) as (_, client):
+        for path, body, headers in CASES:
+            response = await client.post(path, content=body, headers=headers)
+            kept = {k: response.headers[k] for k in COMPARED_HEADERS if k in response.headers}
+            out.append((response.status_code, kept, response.content))
+    return out
+
+
+async def test_fast_path_answers_byte_for_byte_as_the_fastapi_routes(zoo: Path) -> None:
+    fast = await _answers(zoo, fast_path=True)
+    routed = await _answers(zoo, fast_path=False)
+    statuses = [status for status, _, _ in fast]
+    assert statuses[:7] == [200] * 7
+    assert statuses[7:10] == [404, 406, 422]
+    assert all(status == 422 for status in statuses[10:])
+    for case, a, b in zip(CASES, fast, routed, strict=True):
+        assert a == b, f"{case[0]} {case[1]!r} {case[2]}"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "reaches_fastapi"),
+    [
+        (b'{"model": "%s", "label": 3, "seed": 7}' % GRAY.encode(), JSON, False),
+        (b'{"model": "no-such-model", "label": 3}', JSON, False),
+        (b'{"model": "%s", "label": 99}' % GRAY.encode(), JSON, False),  # 422 from the card check
+        (b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON, True),
+        (b'{"model": "%s", "label": 3}' % GRAY.encode(), {"content-type": "text/plain"}, True),
+    ],
+)
+async def test_valid_json_bodies_skip_fastapis_request_handling(
+    zoo: Path, body: bytes, headers: dict[str, str], reaches_fastapi: bool
+) -> None:
+    solve = mock.Mock(wraps=fastapi.routing.solve_dependencies)
+    with mock.patch.object(fastapi.routing, "solve_dependencies", solve):
+        async with serve_app(make_settings(zoo)) as (_, client):
+            response = await client.post("/generate", content=body, headers=headers)
+    assert response.status_code in {200, 404, 422}
+    assert solve.called is reaches_fastapi
+
+
+async def test_fast_path_keeps_the_middleware_around_it(zoo: Path) -> None:
+    """Request IDs, metrics and the API key apply to fast-path answers as to routed ones."""
+    body: dict[str, Any] = {"model": GRAY, "label": 3, "seed": 7}
+    async with serve_app(make_settings(zoo, api_key="k" * 32)) as (_, client):
+        refused = await client.post("/generate", json=body)
+        assert refused.status_code == 401
+        ok = await client.post(
+            "/generate", json=body, headers={"authorization": "Bearer " + "k" * 32, "x-request-id": "abc-1"}
+        )
+        assert ok.status_code == 200
+        assert ok.headers["x-request-id"] == "abc-1"
+        metrics = (await client.get("/metrics")).text
+    assert f'condgen_requests_total{{model="{GRAY}",status="200"}} 1.0' in metrics
+    assert 'condgen_requests_total{model="unknown",status="401"} 1.0' in metrics
