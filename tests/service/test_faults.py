@@ -7,10 +7,12 @@ In-process (ASGI) with the fixture zoo: runtimes that throw or hang (injected th
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 import shutil
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -362,3 +364,19 @@ async def test_reload_while_shutting_down_is_refused(serve: Serve, zoo: Path) ->
         resp = await client.post("/admin/reload")
         assert resp.status_code == 503
         assert resp.json()["error"]["type"] == "shutting_down"
+
+
+async def test_a_reload_frees_the_sessions_it_replaced(serve: Serve, zoo: Path, tmp_path: Path) -> None:
+    """Start-up freezes the heap out of the collector's reach (service.app.settle_heap); the
+    sessions a reload retires must still be freed, not kept forever with the frozen rest."""
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    async with serve(make_settings(repo, warmup=False)) as (app, client):
+        assert gc.get_freeze_count() > 0
+        old_runner = weakref.ref(app.state.resources.batchers[UNCOND].runner)
+        write_model(repo, UNCOND, dim=12, value_range=(0.0, 1.0), seed=78)  # new weights
+        assert (await client.post("/admin/reload")).json()["loaded"] == [UNCOND]
+        await eventually(lambda: not app.state.resources.retiring)
+        await eventually(lambda: old_runner() is None)
+        assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+    assert gc.get_freeze_count() == 0  # a closed app leaves nothing frozen behind
