@@ -36,10 +36,22 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "
 STATE_MODEL = "model_label"
 
 
+def _error_body(path: str, error_type: str, message: str) -> bytes:
+    """The service's error shape, or the Open Inference Protocol's ``{"error": message}`` under /v2."""
+    if path.startswith("/v2/"):
+        return orjson.dumps({"error": message})
+    return orjson.dumps(error_payload(error_type, message))
+
+
 async def _send_error(
-    send: Send, status: int, error_type: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    error_type: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    body = orjson.dumps(error_payload(error_type, message))
+    body = _error_body(scope.get("path", ""), error_type, message)
     await send(
         {
             "type": "http.response.start",
@@ -77,10 +89,11 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_error(send, 400, "bad_request", "Content-Length is not a number")
+                    await _send_error(scope, send, 400, "bad_request", "Content-Length is not a number")
                     return
                 if declared > limit:
                     await _send_error(
+                        scope,
                         send,
                         413,
                         "body_too_large",
@@ -97,7 +110,7 @@ class BodyLimitMiddleware:
             size += len(chunk)
             if size > limit:
                 await _send_error(
-                    send, 413, "body_too_large", f"request body exceeds the limit of {limit} bytes"
+                    scope, send, 413, "body_too_large", f"request body exceeds the limit of {limit} bytes"
                 )
                 return
             chunks.append(chunk)
@@ -271,4 +284,4 @@ class ApiKeyMiddleware:
         else:
             challenge = b'Bearer realm="condgen", error="invalid_token"'
             message = "the API key is missing or wrong: send Authorization: Bearer <key>"
-        await _send_error(send, 401, "unauthorized", message, [(b"www-authenticate", challenge)])
+        await _send_error(scope, send, 401, "unauthorized", message, [(b"www-authenticate", challenge)])

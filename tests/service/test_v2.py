@@ -281,6 +281,11 @@ async def test_compressed_request_and_response(client: httpx.AsyncClient) -> Non
     bomb = gzip.compress(b" " * (3 * 1024 * 1024))  # inflates past max_body_bytes (2 MiB)
     resp = await client.post(f"/v2/models/{RGB}/infer", content=bomb, headers={"content-encoding": "gzip"})
     assert resp.status_code == 413
+    assert isinstance(resp.json()["error"], str)
+    # Over the limit before inflating: refused by the body limit, in the protocol's shape too.
+    resp = await client.post(f"/v2/models/{RGB}/infer", content=b" " * (3 * 1024 * 1024))
+    assert resp.status_code == 413
+    assert "exceeds the limit" in resp.json()["error"]
     resp = await client.post(f"/v2/models/{RGB}/infer", content=plain, headers={"content-encoding": "br"})
     assert resp.status_code == 415
 
