@@ -512,8 +512,8 @@ def evaluate_checkpoints(checkpoints: list[Path], cfg: EvalConfig, out_dir: Path
     """Export each checkpoint to a temporary ONNX file, score it like a served model, and write
     ``out_dir/<name>-curve.json`` and ``-curve.png`` (Inception FID and label accuracy by epoch).
 
-    Training keeps one ``checkpoint.pt`` per run, rewritten every epoch; a curve needs a copy per
-    epoch (e.g. ``runs/<recipe>/epochs/epoch_NNN.pt``) passed here in order.
+    Training keeps the generator of every epoch in ``runs/<recipe>/epochs/epoch_NNN.pt``
+    (``TrainConfig.keep_epochs``); pass them here in order.
     """
     from .export import build_card, export_onnx
     from .training import generator_from_checkpoint

@@ -1,7 +1,8 @@
 """The training loops (GAN and VAE), with checkpoints, resume, progress bars and sample grids.
 
 A run lives in ``runs/<recipe>/``: ``checkpoint.pt`` (rewritten atomically after every epoch, so a
-killed run resumes from its last finished epoch), ``samples/epoch_NNN.png`` (the label × z grid
+killed run resumes from its last finished epoch), ``epochs/epoch_NNN.pt`` (the generator alone
+after each epoch, for quality-against-epoch curves), ``samples/epoch_NNN.png`` (the label × z grid
 after each epoch), ``losses.png`` and ``run.json`` at the end.
 """
 
@@ -31,6 +32,7 @@ from .recipes import Recipe, get_recipe
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+EPOCHS_DIR = "epochs"  # per-epoch generator snapshots
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop after N optimiser steps (smoke tests)
     threads: int | None = None  # torch intra-op threads; None → torch's default
     resume: bool = True
+    keep_epochs: bool = True  # also keep the generator after every epoch, in epochs/epoch_NNN.pt
     log_every: int = 50  # steps between loss-history points
     folder_options: dict[str, Any] = field(default_factory=dict)  # image-folder recipes only
 
@@ -186,6 +189,9 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     epochs = cfg.epochs if cfg.epochs is not None else recipe.epochs
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = cfg.run_dir / CHECKPOINT
+    epochs_dir = cfg.run_dir / EPOCHS_DIR
+    if cfg.keep_epochs:
+        epochs_dir.mkdir(exist_ok=True)
 
     model, disc = recipe.build(recipe)
     is_vae = isinstance(model, CVAE)
@@ -230,6 +236,21 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             },
             ckpt_path,
         )
+        if cfg.keep_epochs:
+            # The generator as it was after this epoch (no discriminator, no optimiser state):
+            # what quality-against-epoch curves score (``trainer evaluate --checkpoints``).
+            _atomic_save(
+                {
+                    "recipe": recipe.name,
+                    "overrides": overrides,
+                    "model": model.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
+                    "state": state.__dict__,
+                    "seed": cfg.seed,
+                    "libraries": library_versions(),
+                },
+                epochs_dir / f"epoch_{state.epoch:03d}.pt",
+            )
 
     def grid(epoch: int) -> None:
         shown = ema.module if ema is not None else model

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from trainer.training import CHECKPOINT, TrainConfig, generator_from_checkpoint, load_checkpoint, train
+from trainer.training import (
+    CHECKPOINT,
+    EPOCHS_DIR,
+    TrainConfig,
+    generator_from_checkpoint,
+    load_checkpoint,
+    train,
+)
 
 
 def _cfg(run_dir: Path, mnist_dir: Path, **kw: object) -> TrainConfig:
@@ -52,6 +60,19 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, in_repo: Path, mni
     assert state.epoch == 2
     assert state.step == 2 * first["step"]
     assert len(state.history) > len(first["history"])
+    # One generator snapshot per epoch, each the weights of its epoch (not of the last one).
+    snapshots = sorted((tmp_path / EPOCHS_DIR).glob("*.pt"))
+    assert [p.name for p in snapshots] == ["epoch_001.pt", "epoch_002.pt"]
+    one, _, kept = generator_from_checkpoint(snapshots[0])
+    two, _, _ = generator_from_checkpoint(snapshots[1])
+    last, _, _ = generator_from_checkpoint(tmp_path / CHECKPOINT)
+    assert kept["state"]["epoch"] == 1
+    assert "disc" not in kept  # the generator only
+    weights = [dict(g.state_dict()) for g in (one, two, last)]
+    assert all(torch.equal(weights[1][k], weights[2][k]) for k in weights[2])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[2])
+    train("gan-mnist", _cfg(tmp_path / "lean", mnist_dir, keep_epochs=False))
+    assert not (tmp_path / "lean" / EPOCHS_DIR).exists()
 
 
 def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
