@@ -358,6 +358,9 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         "",
         "## Raw ONNX Runtime limit (images/s, in-process, float→uint8 included)",
         "",
+        "One session run per batch, whatever its size; each size's figure is the median of "
+        "interleaved rounds (`python -m bench.raw_ort`).",
+        "",
         raw_table(results),
         "",
         f"## condgen vs peers at c={GOAL_C}",

@@ -574,7 +574,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         help="skip cells whose expected latency (c / previous throughput) exceeds this, seconds",
     )
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before a model's cells")
-    p.add_argument("--raw-seconds", type=float, default=1.0, help="per batch size")
+    p.add_argument("--raw-seconds", type=float, default=1.5, help="per batch size, over 3 rounds")
     p.add_argument("--raw-batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)))
     p.add_argument("--costs-seconds", type=float, default=0.2, help="per step timing loop; 0 skips")
     p.add_argument("--cold-starts", type=int, default=3)
