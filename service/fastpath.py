@@ -22,9 +22,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ServiceError, answer_service_error
+from service.middleware import replaying
 
 # (request, validated body) -> the response; the routes' own handler body.
 Serve = Callable[[Request, Any], Awaitable[Response]]
@@ -68,7 +69,7 @@ class GenerationFastPath:
         try:
             parsed = route.body_model.model_validate_json(body)
         except ValidationError:
-            await self.app(scope, _replay(body, receive), send)  # FastAPI words the 422
+            await self.app(scope, replaying(body, receive), send)  # FastAPI words the 422
             return
         request = Request(scope, receive)
         try:
@@ -76,17 +77,3 @@ class GenerationFastPath:
         except ServiceError as exc:
             response = answer_service_error("POST", scope["path"], exc)
         await response(scope, receive, send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that yields ``body`` once, then whatever the connection reports next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

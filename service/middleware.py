@@ -68,6 +68,21 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read ``body`` once, then what ``receive`` reports:
+    after the body that is only the disconnect, which handlers listen for."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_body_bytes`` with 413, by Content-Length and by bytes received.
 
@@ -116,18 +131,7 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            # After the body, receive() only reports the disconnect (handlers listen for it).
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
 class MetricsMiddleware:
