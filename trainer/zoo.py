@@ -24,18 +24,18 @@ ZOO_PLAN: dict[str, int] = {
     "condgen-mnist": 2,
     # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
     # gets a fifth of the generator updates per epoch and needs more epochs.
-    "cgan-fashion-wgangp-10": 3,
-    "cgan-fashion-wgangp-32": 3,
+    "cgan-fashion-wgangp-10": 7,
+    "cgan-fashion-wgangp-32": 6,
     "cgan-fashion-bce-10": 2,
     "cgan-fashion-bce-32": 2,
     "cgan-fashion-hinge-10": 2,
     "cgan-fashion-hinge-32": 2,
     "cgan-fashion-lsgan-10": 2,
     "cgan-fashion-lsgan-32": 2,
-    "cdcgan-mnist": 3,
+    "cdcgan-mnist": 10,
     "dcgan-mnist": 1,
-    "lsgan-mnist": 1,
-    "gan-mnist": 5,
+    "lsgan-mnist": 4,
+    "gan-mnist": 20,
     "cgan-mnist": 5,
     "cvae-mnist": 10,
 }
