@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     # --- dynamic batching (per model) ----------------------------------------------------------
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Images per batch.")
     # A batch runs as ONNX Runtime runs of at most this many rows. Past a few dozen 28x28 images
-    # the activations outgrow the CPU caches and every image gets slower (bench/raw_ort.py: on
-    # the 2-core bench box, cdcgan-mnist made 25 % fewer images/s at 64 than at 32); one thread
+    # the activations outgrow the CPU caches and every image gets slower (bench/results: raw
+    # cdcgan-mnist made 2172 images/s at batch 32, 2048 at 64 and 1549 at 128); one thread
     # hand-off per batch still serves them all.
     run_batch_size: int = Field(default=32, ge=1, le=4096, description="Rows per ONNX Runtime run.")
     # How long the first request of a batch may wait for company, in milliseconds. 0: none. Under
