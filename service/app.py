@@ -139,8 +139,8 @@ class Resources:
     def _retired(self, task: asyncio.Task[None]) -> None:
         self.retiring.discard(task)
         if not self.retiring and not self.closing:
-            # The replaced sessions were frozen with the rest of the heap at start-up; now that
-            # nothing refers to them (the retiring task's frame is gone too), free them.
+            # The reload is over (the retiring tasks' frames are gone too): collect any cycles
+            # left among the replaced sessions, and freeze the new ones with the rest.
             settle_heap()
 
     async def _retire(self, batcher: DynamicBatcher) -> None:

@@ -219,38 +219,27 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
 
     def save(finished: bool) -> None:
         state.finished = finished
-        _atomic_save(
-            {
-                "recipe": recipe.name,
-                "overrides": overrides,
-                "model": model.state_dict(),
-                "disc": disc.state_dict() if disc is not None else None,
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict() if opt_d is not None else None,
-                "ema": ema.module.state_dict() if ema is not None else None,
-                "state": state.__dict__,
-                "torch_rng": torch.get_rng_state(),
-                "batch_rng": gen.get_state(),
-                "seed": cfg.seed,
-                "libraries": library_versions(),
-            },
-            ckpt_path,
-        )
+        # The generator as it is now: all that quality-against-epoch curves score
+        # (``trainer evaluate --checkpoints``); the checkpoint adds what resuming needs.
+        generator = {
+            "recipe": recipe.name,
+            "overrides": overrides,
+            "model": model.state_dict(),
+            "ema": ema.module.state_dict() if ema is not None else None,
+            "state": state.__dict__,
+            "seed": cfg.seed,
+            "libraries": library_versions(),
+        }
+        resumable = {
+            "disc": disc.state_dict() if disc is not None else None,
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict() if opt_d is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "batch_rng": gen.get_state(),
+        }
+        _atomic_save({**generator, **resumable}, ckpt_path)
         if cfg.keep_epochs:
-            # The generator as it was after this epoch (no discriminator, no optimiser state):
-            # what quality-against-epoch curves score (``trainer evaluate --checkpoints``).
-            _atomic_save(
-                {
-                    "recipe": recipe.name,
-                    "overrides": overrides,
-                    "model": model.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "state": state.__dict__,
-                    "seed": cfg.seed,
-                    "libraries": library_versions(),
-                },
-                epochs_dir / f"epoch_{state.epoch:03d}.pt",
-            )
+            _atomic_save(generator, epochs_dir / f"epoch_{state.epoch:03d}.pt")
 
     def grid(epoch: int) -> None:
         shown = ema.module if ema is not None else model
