@@ -146,6 +146,7 @@ class DynamicBatcher:
         self._arrived = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._halted = False  # set by stop(): the collector ends at its next batch
         # One thread per model: runs of one session never overlap (ORT parallelises inside a run
         # with its own intra-op threads), and a slow model cannot starve another model's runs.
         self._executor = self._new_executor()
@@ -239,11 +240,15 @@ class DynamicBatcher:
                     len(self._queue) + len(self._inflight),
                     drain_timeout_s,
                 )
+        self._halted = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        # Waiting requests get their 503 before the collector is awaited: their answers must not
+        # depend on how fast it winds down.
+        self._fail_pending(ShuttingDown(f"model {self.name!r} is shutting down", retry_after_s=1.0))
+        if self._task is not None and not self._task.done():
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        self._fail_pending(ShuttingDown(f"model {self.name!r} is shutting down", retry_after_s=1.0))
         # A run already on the worker thread cannot be interrupted; it finishes and is discarded.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._state = "stopped"
@@ -347,7 +352,8 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------------ collector
     async def _collect(self) -> None:
-        while True:
+        # The flag ends the loop even if a stop()'s cancellation were ever lost.
+        while not self._halted:
             batch = await self._next_batch()
             if batch:
                 await self._run(batch)
@@ -456,12 +462,12 @@ class DynamicBatcher:
             # A run given up on (hung, or the collector stopped) may still end later, often with
             # the abort's exception: retrieve it so it is not reported as never retrieved.
             run.add_done_callback(_retrieve)
-            if self.run_timeout_s is None:
-                out = await run
-            else:
-                # shield: a timeout must not cancel the executor future (the thread runs on
-                # regardless); the worker is abandoned below instead.
-                out = await asyncio.wait_for(asyncio.shield(run), self.run_timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
+            # that lands as the run completes, and the collector then outlives stop(). shield:
+            # a timeout must not cancel the executor future (the thread runs on regardless);
+            # the worker is abandoned below instead.
+            async with asyncio.timeout(self.run_timeout_s):
+                out = await asyncio.shield(run)
         except TimeoutError:
             hung = True
         except Exception:
@@ -597,7 +603,8 @@ class DynamicBatcher:
     async def _new_runner(self) -> Runner:
         if self._recover_fn is None:
             return self.runner
-        return await asyncio.wait_for(asyncio.to_thread(self._recover_fn), _RECOVER_TIMEOUT_S)
+        async with asyncio.timeout(_RECOVER_TIMEOUT_S):  # not wait_for: see _run
+            return await asyncio.to_thread(self._recover_fn)
 
     def _new_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"condgen-{self.name}")

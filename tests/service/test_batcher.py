@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -292,6 +293,43 @@ async def test_stop_resolves_every_pending_future(gate: threading.Event) -> None
             b.submit(rows([9]), None)
     assert b.state == "stopped"
     assert not b.ready
+
+
+@pytest.mark.parametrize("depth", range(8))
+async def test_stop_landing_as_a_run_completes_still_stops(gate: threading.Event, depth: int) -> None:
+    """The cancellation stop() sends may reach the collector at any point of a run's completion.
+
+    The run's result travels through a few event-loop callbacks (executor future, shield, timeout)
+    before the collector resumes; ``depth`` puts stop() after that many of them. A cancellation
+    that were swallowed on one of them would leave the collector serving on after stop().
+    """
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=1, max_wait_s=0.0, run_timeout_s=TIMEOUT_S)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(TIMEOUT_S):
+        running = b.submit(rows([1]), None)
+        await wait_started(runner)
+        queued = [b.submit(rows([i]), None) for i in range(2, 6)]
+        gate.set()
+        # Hold the loop while the worker thread finishes and hands its result back
+        # (call_soon_threadsafe): the result's callbacks are then first in the loop's queue.
+        time.sleep(0.1)  # noqa: ASYNC251 - deliberately holding the loop
+        stopped: asyncio.Future[asyncio.Task[None]] = loop.create_future()
+
+        def stop_after(k: int) -> None:
+            if k == 0:
+                stopped.set_result(asyncio.ensure_future(b.stop(drain_timeout_s=0.0)))
+            else:
+                loop.call_soon(stop_after, k - 1)
+
+        loop.call_soon(stop_after, depth)
+        await (await stopped)
+        assert b.state == "stopped"
+        assert running.done()  # its result, or ShuttingDown if stop() came first
+        for fut in queued:
+            with pytest.raises(ShuttingDown):
+                fut.result()
+        assert len(runner.calls) <= 2  # nothing queued ran after stop()
 
 
 @pytest.mark.parametrize("how", ["stop", "crash"])
