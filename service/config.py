@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Graphs here are a single chain of operators: parallel branches would gain nothing.
     inter_op_threads: int = Field(default=1, ge=1, le=64)
     warmup: bool = Field(default=True, description="Run each session once at load so no client pays for it.")
+    # IOBinding: inputs are bound from host memory and the output is allocated on the device the
+    # session runs on, then copied to the host once. auto: on when a device provider (CUDA) runs
+    # the session; off on the CPU provider, where a plain run already copies nothing. on: always
+    # (the binding path on whatever device the session has).
+    io_binding: Literal["auto", "on", "off"] = "auto"
 
     # --- dynamic batching (per model) ----------------------------------------------------------
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Images per batch.")

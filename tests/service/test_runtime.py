@@ -18,6 +18,7 @@ from service.runtime import (
     ModelLoadError,
     OrtRunner,
     abort_run,
+    binding_device,
     select_providers,
     session_options,
     to_uint8,
@@ -93,6 +94,32 @@ def test_runner_output_matches_the_graph(zoo: Path, name: str) -> None:
     assert out.shape == (5, card.image.channels, card.image.height, card.image.width)
     want = reference_images(zoo / name, z, labels)
     assert int(np.abs(out.astype(int) - want.astype(int)).max()) <= 1
+
+
+def test_binding_device_follows_the_setting_and_the_primary_provider() -> None:
+    cuda = ["CUDAExecutionProvider", CPU_PROVIDER]
+    assert binding_device("auto", cuda) == "cuda"
+    assert binding_device("auto", [CPU_PROVIDER]) is None  # a plain CPU run copies nothing
+    assert binding_device("on", [CPU_PROVIDER]) == "cpu"
+    assert binding_device("on", cuda) == "cuda"
+    assert binding_device("off", cuda) is None
+    # A provider with no known device: bound on the host when asked, plain runs otherwise.
+    assert binding_device("auto", ["OpenVINOExecutionProvider", CPU_PROVIDER]) is None
+    assert binding_device("on", ["OpenVINOExecutionProvider", CPU_PROVIDER]) == "cpu"
+
+
+@pytest.mark.parametrize("name", [GRAY, UNCOND])
+def test_io_binding_runs_give_the_plain_runs_pixels(zoo: Path, name: str) -> None:
+    plain = load(zoo, name, io_binding="off")
+    bound = load(zoo, name, io_binding="on", run_batch_size=4)
+    assert plain.binding_device is None
+    assert bound.binding_device == "cpu"
+    card = plain.card
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 3):  # batch sizes change between runs of the one binding; 7 is split in two
+        z = rng.standard_normal((n, card.latent.dim)).astype(np.float32)
+        labels = rng.integers(0, card.num_classes, n) if card.conditional else None
+        np.testing.assert_array_equal(bound.run(z, labels), plain.run(z, labels))
 
 
 def test_batched_rows_equal_rows_run_alone(zoo: Path) -> None:
@@ -187,10 +214,13 @@ def test_warm_up_checks_the_real_output_shape(zoo: Path) -> None:
         runner.run(np.zeros((2, 16), dtype=np.float32), np.zeros(2, dtype=np.int64))
 
 
-def test_abort_stops_a_run_in_progress(tmp_path: Path) -> None:
+@pytest.mark.parametrize("io_binding", ["off", "on"])
+def test_abort_stops_a_run_in_progress(tmp_path: Path, io_binding: str) -> None:
     """The watchdog's abort reaches into ONNX Runtime: a long run ends at its next operator."""
     model_dir = write_slow_model(tmp_path, rounds=600)  # seconds of work per run
-    runner = OrtRunner.load(model_dir, load_card(model_dir), make_settings(tmp_path, warmup=False))
+    settings = make_settings(tmp_path, warmup=False, io_binding=io_binding)
+    runner = OrtRunner.load(model_dir, load_card(model_dir), settings)
+    assert (runner.binding_device is not None) == (io_binding == "on")
     outcome: list[BaseException | np.ndarray] = []
 
     def run() -> None:
