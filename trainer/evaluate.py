@@ -495,7 +495,13 @@ def write_quality_doc(
     )
     curves = sorted(doc.parent.glob(f"{doc.stem}/*-curve.png"))
     if curves:
-        body += "\n## Quality against epoch\n\n"
+        body += (
+            "\n## Quality against epoch\n\n"
+            "Each point scores the generator kept after that epoch (`runs/<name>/epochs/`), exported "
+            "to ONNX like a served model; N is in each plot's title. Reproduce with\n"
+            "`python -m trainer evaluate <name> --checkpoints runs/<name>/epochs --n 1000 --real-n 4000` "
+            "(values in `" + doc.stem + "/<name>-curve.json`).\n\n"
+        )
         for png in curves:
             rel = png.relative_to(doc.parent).as_posix()
             body += f"![{png.stem}]({rel})\n\n"

@@ -23,6 +23,7 @@ from trainer.evaluate import (
     merge_metrics,
     quality_table,
     write_metrics,
+    write_quality_doc,
 )
 from trainer.quality import diversity_ratio, intra_fid, knn_radii, label_accuracy, precision_recall
 
@@ -256,6 +257,12 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     assert points[0]["epoch"] == 1
     assert any(m["name"] == "label_accuracy" for m in points[0]["metrics"])
     assert (tmp_path / "curves" / "cgan-mnist-curve.png").stat().st_size > 1000
+    # The comparison table beside the curves shows them, with the command that made them.
+    (tmp_path / "models").mkdir()
+    write_quality_doc(tmp_path / "models", tmp_path / "curves.md", tmp_path / "no-references.json")
+    doc = (tmp_path / "curves.md").read_text()
+    assert "![cgan-mnist-curve](curves/cgan-mnist-curve.png)" in doc
+    assert "--checkpoints runs/<name>/epochs" in doc
 
 
 def test_a_32px_model_is_judged_at_28px(tmp_path: Path, mnist_dir: Path) -> None:
