@@ -558,26 +558,28 @@ def plot_curve(points: list[dict[str, object]], path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def series(metric: str) -> tuple[list[int], list[float], int | None]:
-        xs, ys, n = [], [], None
+    def series(metric: str) -> tuple[list[int], list[float], int | None, str]:
+        xs, ys, n, reference = [], [], None, ""
         for p in points:
             for m in p["metrics"]:  # type: ignore[attr-defined]
                 if m["name"] == metric:
                     xs.append(int(p["epoch"]))  # type: ignore[call-overload]
                     ys.append(float(m["value"]))
-                    n = int(m["n_samples"])
-        return xs, ys, n
+                    n, reference = int(m["n_samples"]), str(m.get("reference") or "")
+        return xs, ys, n, reference
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for ax, metric, label in (
         (axes[0], INCEPTION_METRIC, "Inception FID"),
         (axes[1], "label_accuracy", "label accuracy (domain classifier)"),
     ):
-        xs, ys, n = series(metric)
+        xs, ys, n, reference = series(metric)
         ax.plot(xs, ys, marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.set_title(f"{label}, N={n}" if n else f"{label}: not measured")
+        # The real set belongs in the title: an FID is only comparable at equal N on both sides.
+        heading = f"{label}\nN={n} generated vs {reference}" if n else f"{label}: not measured"
+        ax.set_title(heading, fontsize=10)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
