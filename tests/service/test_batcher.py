@@ -323,13 +323,17 @@ async def test_stop_landing_as_a_run_completes_still_stops(gate: threading.Event
                 loop.call_soon(stop_after, k - 1)
 
         loop.call_soon(stop_after, depth)
-        await (await stopped)
+        await (await stopped)  # a collector that outlived stop() would keep this waiting
+        runs_at_stop = len(runner.calls)
         assert b.state == "stopped"
-        assert running.done()  # its result, or ShuttingDown if stop() came first
-        for fut in queued:
-            with pytest.raises(ShuttingDown):
-                fut.result()
-        assert len(runner.calls) <= 2  # nothing queued ran after stop()
+        for fut in [running, *queued]:
+            # Its result if its run ended before stop() (a busy machine gets further), else 503.
+            assert fut.done()
+            if fut.exception() is not None:
+                assert isinstance(fut.exception(), ShuttingDown)
+        assert any(isinstance(f.exception(), ShuttingDown) for f in queued)
+        await asyncio.sleep(0.05)
+        assert len(runner.calls) == runs_at_stop  # no run starts after stop()
 
 
 @pytest.mark.parametrize("how", ["stop", "crash"])
