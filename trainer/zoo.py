@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # recipe → epochs, longest first so the two workers finish together.
 ZOO_PLAN: dict[str, int] = {
-    "condgen-fashion": 2,
-    "condgen-mnist": 2,
+    "condgen-fashion": 8,
+    "condgen-mnist": 8,
     # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
     # gets a fifth of the generator updates per epoch and needs more epochs.
     "cgan-fashion-wgangp-10": 7,
@@ -33,10 +33,10 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-lsgan-10": 2,
     "cgan-fashion-lsgan-32": 2,
     "cdcgan-mnist": 10,
-    "dcgan-mnist": 1,
-    "lsgan-mnist": 4,
+    "dcgan-mnist": 5,
+    "lsgan-mnist": 7,
     "gan-mnist": 20,
-    "cgan-mnist": 5,
+    "cgan-mnist": 30,
     "cvae-mnist": 10,
 }
 
