@@ -53,13 +53,17 @@ class Settings(BaseSettings):
     # the session; off on the CPU provider, where a plain run already copies nothing. on: always
     # (the binding path on whatever device the session has).
     io_binding: Literal["auto", "on", "off"] = "auto"
+    # glibc's mmap threshold, MiB (the trim threshold is 4x): session runs free their activations
+    # and reuse them next run instead of page-faulting them back in (service/malloc.py). Applied
+    # process-wide when the first model loads; 0 keeps the C library's defaults.
+    malloc_threshold_mb: int = Field(default=32, ge=0, le=32)
 
     # --- dynamic batching (per model) ----------------------------------------------------------
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="Images per batch.")
-    # A batch runs as ONNX Runtime runs of at most this many rows. Past a few dozen 28x28 images
-    # the activations outgrow the CPU caches and every image gets slower (bench/results: raw
-    # cdcgan-mnist made 2172 images/s at batch 32, 2048 at 64 and 1549 at 128); one thread
-    # hand-off per batch still serves them all.
+    # A batch runs as ONNX Runtime runs of at most this many rows, so a run's activations stay
+    # within the CPU caches: per image, 28x28 generators gain nothing past a few dozen rows, and
+    # larger images lose (raw figures per batch size: bench/results/RESULTS.md). One thread
+    # hand-off per batch still serves all its runs.
     run_batch_size: int = Field(default=32, ge=1, le=4096, description="Rows per ONNX Runtime run.")
     # How long the first request of a batch may wait for company, in milliseconds. 0: none. Under
     # load batches form anyway: requests that arrive while a run is in flight (and those that

@@ -17,6 +17,7 @@ import onnxruntime as ort
 
 from service.card import ModelCard
 from service.config import Settings
+from service.malloc import tune_malloc
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ CPU_PROVIDER = "CPUExecutionProvider"
 _DEVICES = {"CUDAExecutionProvider": "cuda", CPU_PROVIDER: "cpu"}
 
 _reported_missing: set[str] = set()
+_malloc_tuned: set[int] = set()  # thresholds already applied in this process
 
 _ORT_TYPES = {"z": "tensor(float)", "label": "tensor(int64)", "image": "tensor(float)"}
 
@@ -206,6 +208,9 @@ class OrtRunner:
     def load(cls, model_dir: Path, card: ModelCard, settings: Settings) -> OrtRunner:
         """Create the session, check it against the card and (if configured) warm it up."""
         path = model_dir / card.onnx.file
+        if settings.malloc_threshold_mb not in _malloc_tuned:
+            _malloc_tuned.add(settings.malloc_threshold_mb)
+            tune_malloc(settings.malloc_threshold_mb)
         providers = select_providers(settings.providers, ort.get_available_providers())
         try:
             session = ort.InferenceSession(

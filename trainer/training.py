@@ -171,6 +171,22 @@ def generator_from_checkpoint(path: Path) -> tuple[nn.Module, Recipe, dict[str, 
     return generator.eval(), recipe, ckpt
 
 
+@dataclass(frozen=True)
+class LinearDecay:
+    """Learning-rate factor: 1 until the last ``decay_steps`` of ``total_steps``, then linear to 0.
+
+    A function of the step alone, so a resumed run picks the schedule up where it left off.
+    """
+
+    total_steps: int
+    decay_steps: int
+
+    def factor(self, step: int) -> float:
+        if self.decay_steps <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (self.total_steps - step) / self.decay_steps))
+
+
 def _progress(total: int, desc: str) -> tqdm:
     # In a log file (not a terminal) a bar redrawn every 100 ms would flood it: redraw every 30 s.
     interactive = sys.stderr.isatty()
@@ -264,6 +280,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
 
     n = x.shape[0]
     steps_per_epoch = max(1, n // recipe.batch_size)
+    schedule = LinearDecay(epochs * steps_per_epoch, recipe.lr_decay_epochs * steps_per_epoch)
     started = time.monotonic() - state.seconds
     stop = False
     while state.epoch < epochs and not stop:
@@ -285,6 +302,11 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
             xb = to_range(x[idx], recipe.value_range)
             yb = y[idx] if y is not None else None
+            scale = schedule.factor(state.step)
+            for opt, base in ((opt_g, recipe.lr_g), (opt_d, recipe.lr_d)):
+                if opt is not None:
+                    for group in opt.param_groups:
+                        group["lr"] = base * scale
             if is_vae:
                 assert isinstance(model, CVAE)
                 assert yb is not None

@@ -9,9 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from trainer.recipes import get_recipe
 from trainer.training import (
     CHECKPOINT,
     EPOCHS_DIR,
+    LinearDecay,
     TrainConfig,
     generator_from_checkpoint,
     load_checkpoint,
@@ -85,3 +87,29 @@ def test_restart_ignores_the_checkpoint(tmp_path: Path, in_repo: Path, mnist_dir
     train("gan-mnist", _cfg(tmp_path, mnist_dir))
     _, state = train("gan-mnist", _cfg(tmp_path, mnist_dir, resume=False, max_steps=2))
     assert state.step == 2
+
+
+def test_linear_decay_holds_then_falls_to_zero() -> None:
+    flat = LinearDecay(total_steps=100, decay_steps=0)
+    assert [flat.factor(s) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    decay = LinearDecay(total_steps=100, decay_steps=40)
+    assert decay.factor(0) == 1.0
+    assert decay.factor(60) == 1.0
+    assert decay.factor(80) == pytest.approx(0.5)
+    assert decay.factor(99) == pytest.approx(1 / 40)
+    assert decay.factor(100) == 0.0
+    assert decay.factor(120) == 0.0  # past the end (a run cut short and extended): never negative
+
+
+def test_the_flagship_decays_its_learning_rates_over_its_last_epochs(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path
+) -> None:
+    recipe = get_recipe("condgen-mnist")
+    assert recipe.lr_decay_epochs > 0
+    # 256 images → 4 steps per epoch; one epoch lies wholly inside the decay window, so the
+    # last step (step 3 of 4) trains at (4 − 3) ÷ (4 × lr_decay_epochs) of the base rates.
+    train("condgen-mnist", _cfg(tmp_path, mnist_dir, max_steps=None, limit=256))
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    expected = 1 / (4 * recipe.lr_decay_epochs)
+    assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(recipe.lr_g * expected)
+    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(recipe.lr_d * expected)
