@@ -21,6 +21,7 @@ from trainer.evaluate import (
     evaluate_model,
     inception_fid,
     merge_metrics,
+    merge_reference,
     quality_table,
     write_metrics,
     write_quality_doc,
@@ -272,3 +273,25 @@ def test_a_32px_model_is_judged_at_28px(tmp_path: Path, mnist_dir: Path) -> None
     metrics = evaluate_model(model_dir, cfg)
     assert "label_accuracy" not in {m.name for m in metrics}  # unconditional
     assert all("32×32 images resized to 28" in (m.notes or "") for m in metrics)
+
+
+def test_the_reference_keeps_an_inception_fid_per_sample_size() -> None:
+    clf = Metric(
+        name="fid_classifier", value=0.12, n_samples=10000, reference="mnist test split, 10000 images"
+    )
+    small = Metric(
+        name="fid_inception", value=10.05, n_samples=1000, reference="mnist test split, 4000 images"
+    )
+    large = Metric(
+        name="fid_inception", value=1.2, n_samples=10000, reference="mnist test split, 10000 images"
+    )
+    again = Metric(
+        name="fid_inception", value=1.3, n_samples=10000, reference="mnist test split, 10000 images"
+    )
+    kept = merge_reference(merge_reference([clf, small], [large]), [again])
+    assert kept == [clf, small, again]
+    rows = [r for r in quality_table([], {"mnist": kept}, "../exported/").splitlines() if "reference" in r]
+    assert len(rows) == 2  # one per N, the larger first, each with the classifier figures
+    assert "| 1.3 | 10000 / 10000 |" in rows[0]
+    assert "| 10.05 | 1000 / 4000 |" in rows[1]
+    assert all("| 0.12 |" in r for r in rows)
