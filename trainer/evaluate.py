@@ -527,7 +527,9 @@ def write_quality_doc(
             "Each point scores the generator kept after that epoch (`runs/<name>/epochs/`), exported "
             "to ONNX like a served model; N is in each plot's title. Reproduce with\n"
             "`python -m trainer evaluate <name> --checkpoints runs/<name>/epochs --n 1000 --real-n 4000` "
-            "(values in `" + doc.stem + "/<name>-curve.json`).\n\n"
+            "(values in `" + doc.stem + "/<name>-curve.json`). Where a recipe decays its learning "
+            "rates (`lr_decay_epochs` in the card's hyperparameters), its last that many epochs are "
+            "the decay.\n\n"
         )
         for png in curves:
             rel = png.relative_to(doc.parent).as_posix()
