@@ -26,7 +26,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -268,11 +268,13 @@ def evaluate_model(model_dir: Path, cfg: EvalConfig) -> list[Metric]:
     return evaluate_images(images, labels, card.dataset, cfg)
 
 
-def merge_metrics(old: Iterable[Metric], new: Iterable[Metric]) -> list[Metric]:
-    """New figures replace old ones of the same name; others are kept, in their order."""
+def merge_metrics(
+    old: Iterable[Metric], new: Iterable[Metric], key: Callable[[Metric], object] = lambda m: m.name
+) -> list[Metric]:
+    """New figures replace old ones of the same ``key`` (the name); others are kept, in their order."""
     new = list(new)
-    replaced = {m.name for m in new}
-    return [m for m in old if m.name not in replaced] + new
+    replaced = {key(m) for m in new}
+    return [m for m in old if key(m) not in replaced] + new
 
 
 def write_metrics(model_dir: Path, metrics: list[Metric]) -> ModelCard:
@@ -342,10 +344,7 @@ def load_references(path: Path) -> dict[str, list[Metric]]:
 def merge_reference(old: Iterable[Metric], new: Iterable[Metric]) -> list[Metric]:
     """Like :func:`merge_metrics`, but the Inception FID is kept per sample size: the reference is
     the floor for rows at every N, and FID's small-sample bias makes each N its own floor."""
-    new = list(new)
-    replaced = {(m.name, m.n_samples if m.name == INCEPTION_METRIC else 0) for m in new}
-    kept = [m for m in old if (m.name, m.n_samples if m.name == INCEPTION_METRIC else 0) not in replaced]
-    return kept + new
+    return merge_metrics(old, new, key=lambda m: (m.name, m.n_samples if m.name == INCEPTION_METRIC else 0))
 
 
 def save_reference(path: Path, dataset: str, metrics: list[Metric]) -> None:
