@@ -67,6 +67,9 @@ class OnnxSpec(_Strict):
     label_input: str | None = "label"
     output: str = "image"
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Exact rewrites applied to the graph after export, to make it cheaper to run
+    # (trainer/graph_passes.py), e.g. "Resize(nearest, ×2) + Conv(3×3) → ConvTranspose(… ) ×2".
+    rewrites: list[str] = Field(default_factory=list)
 
     @field_validator("file")
     @classmethod

@@ -1,5 +1,5 @@
-"""Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | zoo | report |
-classifier <dataset> | evaluate <model|all>``."""
+"""Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | optimize <model|all> |
+zoo | report | classifier <dataset> | evaluate <model|all>``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,28 @@ def _cmd_export(args: argparse.Namespace) -> int:
     dest = export_checkpoint(args.checkpoint, args.out, name=args.name)
     print(f"exported → {dest}")
     return 0
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from .export import ExportError, optimize_exported
+
+    if args.target == "all":
+        dirs = sorted(p.parent for p in args.models.glob("*/model.json"))
+    else:
+        dirs = [args.models / args.target]
+        if not (dirs[0] / "model.json").is_file():
+            print(f"no exported model {args.target!r} under {args.models}", file=sys.stderr)
+            return 2
+    failed = 0
+    for model_dir in dirs:
+        try:
+            rewrites = optimize_exported(model_dir)
+        except (ExportError, ValueError) as exc:
+            print(f"{model_dir.name}: FAILED {exc}")
+            failed += 1
+            continue
+        print(f"{model_dir.name}: {'; '.join(rewrites) if rewrites else 'nothing to rewrite'}")
+    return 1 if failed else 0
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
@@ -191,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attr-csv", type=Path, help="image folders: CelebA-style attribute CSV")
     p.add_argument("--export-to", type=Path, help="export to DIR/<recipe>/ when training ends")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "optimize", help="apply the exact graph rewrites to exported models (parity-checked, in place)"
+    )
+    p.add_argument("target", help="model name, or `all`")
+    p.add_argument("--models", type=Path, default=Path("exported"))
+    p.set_defaults(func=_cmd_optimize)
 
     p = sub.add_parser("zoo", help="train and export the bundled zoo (resumable)")
     p.add_argument("--workers", type=int, default=2, help="parallel single-threaded trainings")

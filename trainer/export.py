@@ -2,13 +2,17 @@
 
 The exported graph takes ``z`` (float32 N×dim) and, for conditional models, ``label`` (int64 N),
 and returns ``image`` (float32 N×C×H×W) in the card's ``image.value_range``. The batch axis is
-dynamic. An export whose ONNX Runtime output differs from torch's by more than ``PARITY_TOL`` on a
-fixed batch is refused: nothing is written to the destination.
+dynamic. The exact rewrites of :mod:`trainer.graph_passes` run on the exported graph before the
+gate, so the gate checks what is served. An export whose ONNX Runtime output differs from torch's
+by more than ``PARITY_TOL`` on a fixed batch is refused: nothing is written to the destination.
+:func:`optimize_exported` applies the rewrites to a model exported before them, against the same
+tolerance.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -35,6 +40,7 @@ from service.card import (
 )
 from service.latents import latents_for
 
+from .graph_passes import optimize_model
 from .plots import sample_grid
 from .recipes import Recipe
 from .training import generator_from_checkpoint, library_versions
@@ -91,23 +97,74 @@ def export_onnx(generator: nn.Module, recipe: Recipe, path: Path) -> None:
         )
 
 
+def optimize_onnx(path: Path) -> list[str]:
+    """Apply the exact graph rewrites to the file in place; returns what was rewritten."""
+    model = onnx.load(str(path))
+    rewrites = optimize_model(model)
+    if rewrites:
+        onnx.save(model, str(path))
+    return rewrites
+
+
+def _parity_feeds(z_dim: int, num_classes: int) -> dict[str, np.ndarray]:
+    """The fixed parity batch: ``PARITY_BATCH`` latents and, if conditional, labels cycling 0..K−1."""
+    feeds = {"z": latents_for(1234, PARITY_BATCH, z_dim)}
+    if num_classes:
+        feeds["label"] = np.arange(PARITY_BATCH, dtype=np.int64) % num_classes
+    return feeds
+
+
+def _ort_image(onnx_model: Path | bytes, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    out: np.ndarray = session.run(["image"], feeds)[0]
+    return out
+
+
 def parity(generator: nn.Module, recipe: Recipe, onnx_path: Path) -> float:
     """Max |torch − ORT| over a fixed batch of ``PARITY_BATCH`` (z, label) pairs."""
-    z = latents_for(1234, PARITY_BATCH, recipe.z_dim)
-    feeds: dict[str, np.ndarray] = {"z": z}
-    labels = None
-    if recipe.conditional:
-        labels = np.arange(PARITY_BATCH, dtype=np.int64) % recipe.num_classes
-        feeds["label"] = labels
+    feeds = _parity_feeds(recipe.z_dim, recipe.num_classes)
+    labels = feeds.get("label")
     with torch.no_grad():
         expected = generator.eval()(
-            torch.from_numpy(z), torch.from_numpy(labels) if labels is not None else None
+            torch.from_numpy(feeds["z"]), torch.from_numpy(labels) if labels is not None else None
         ).numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["image"], feeds)
+    got = _ort_image(onnx_path, feeds)
     if got.shape != expected.shape:
         raise ExportError(f"ONNX output shape {got.shape} != torch {expected.shape}")
     return float(np.max(np.abs(got - expected)))
+
+
+def optimize_exported(model_dir: Path) -> list[str]:
+    """Apply the graph rewrites to an already exported model, in place, behind the parity gate.
+
+    The rewritten graph must reproduce the one it replaces (ORT against ORT, ``PARITY_TOL``); the
+    file is replaced atomically and the card's digest and ``onnx.rewrites`` follow it. Returns the
+    rewrites made (none: nothing is written, so running it twice is harmless).
+    """
+    card = verify_export(model_dir)
+    onnx_path = model_dir / card.onnx.file
+    model = onnx.load(str(onnx_path))
+    rewrites = optimize_model(model)
+    if not rewrites:
+        return []
+    rewritten = model.SerializeToString()
+    feeds = _parity_feeds(card.latent.dim, len(card.labels or []))
+    if card.onnx.label_input is None:
+        feeds.pop("label", None)
+    before, after = _ort_image(onnx_path, feeds), _ort_image(rewritten, feeds)
+    diff = float(np.max(np.abs(before - after))) if before.shape == after.shape else float("inf")
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"{model_dir.name}: the rewritten graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+    staged = onnx_path.with_name(f".{onnx_path.name}.rewritten")
+    staged.write_bytes(rewritten)
+    os.replace(staged, onnx_path)
+    onnx_spec = card.onnx.model_copy(
+        update={"sha256": sha256_file(onnx_path), "rewrites": [*card.onnx.rewrites, *rewrites]}
+    )
+    write_card(card.model_copy(update={"onnx": onnx_spec}), model_dir)
+    log.info("%s: %s (max |before - after| = %.2e)", model_dir.name, "; ".join(rewrites), diff)
+    return rewrites
 
 
 def export_checkpoint(
@@ -121,6 +178,7 @@ def export_checkpoint(
         stage = Path(tmp)
         onnx_path = stage / ONNX_FILE
         export_onnx(generator, recipe, onnx_path)
+        rewrites = optimize_onnx(onnx_path)
         diff = parity(generator, recipe, onnx_path)
         if not diff <= PARITY_TOL:
             raise ExportError(f"{name}: ONNX Runtime differs from torch by {diff:.2e} > {PARITY_TOL:.0e}")
@@ -136,7 +194,7 @@ def export_checkpoint(
             return out
 
         sample_grid(generate, recipe.z_dim, recipe.num_classes, recipe.value_range, stage / SAMPLES_FILE)
-        card = build_card(recipe, ckpt, name, onnx_path, metrics or [])
+        card = build_card(recipe, ckpt, name, onnx_path, metrics or [], rewrites)
         write_card(card, stage)
         if dest.exists():
             shutil.rmtree(dest)
@@ -150,7 +208,12 @@ def export_checkpoint(
 
 
 def build_card(
-    recipe: Recipe, ckpt: dict[str, Any], name: str, onnx_path: Path, metrics: list[Metric]
+    recipe: Recipe,
+    ckpt: dict[str, Any],
+    name: str,
+    onnx_path: Path,
+    metrics: list[Metric],
+    rewrites: list[str] | None = None,
 ) -> ModelCard:
     state = ckpt["state"]
     class_names = recipe.class_names if recipe.conditional else None
@@ -176,6 +239,7 @@ def build_card(
             opset=OPSET,
             label_input="label" if recipe.conditional else None,
             sha256=sha256_file(onnx_path),
+            rewrites=rewrites or [],
         ),
         training=TrainingInfo(
             recipe=recipe.name,

@@ -55,9 +55,15 @@ def _settings() -> Settings:
 
 # Access logs off, as condgen and the torch peer run them (uvicorn at log level warning).
 SERVICE_CONFIG: dict = {"workers": 1, "logging": {"access": {"enabled": False}}}
+# Since BentoML 1.4.31 the caller's client to a dependency replaces its HTTP session every
+# `runner_connection.max_requests` calls (default 100) or `max_age` seconds, closing the old one
+# under the calls still in flight on it: under concurrent load those fail ("Connector is closed",
+# "Server disconnected"; bentoml/BentoML#5540), about a fifth of all requests at c=32 here. The
+# documented setting, on the callee, keeps one session for a whole benchmark run.
+RUNNER_CONNECTION: dict = {"max_requests": 2**31 - 1, "max_age": 7 * 24 * 3600.0}
 
 
-@bentoml.service(**SERVICE_CONFIG)
+@bentoml.service(**SERVICE_CONFIG, runner_connection=RUNNER_CONNECTION)
 class Generator:
     def __init__(self) -> None:
         self.card = load_card(MODEL_DIR)

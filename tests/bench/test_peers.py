@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,3 +50,12 @@ def test_bentoml_peer_returns_condgen_bytes(condgen: ServerProcess, tiny_zoo: Pa
     with peer:
         peer.wait_ready(timeout_s=120.0)
         assert check_png(peer.spec.base_url, GRAY, 3, 7, 4) == check_png(condgen.spec.base_url, GRAY, 3, 7, 4)
+        # Past BentoML's default of 100 calls per dependency session, with calls in flight when it
+        # would be replaced: every one must succeed (bench/peers/bentoml_service.py, RUNNER_CONNECTION).
+        body = {"model": GRAY, "label": 1, "seed": 0, "n": 1}
+        with (
+            httpx.Client(base_url=peer.spec.base_url, timeout=30.0) as client,
+            ThreadPoolExecutor(16) as pool,
+        ):
+            statuses = list(pool.map(lambda _: client.post("/generate", json=body).status_code, range(400)))
+        assert statuses.count(200) == len(statuses), sorted(set(statuses))

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from PIL import Image
@@ -13,7 +14,9 @@ from PIL import Image
 from service.card import load_card, sha256_file
 from tests.service.conftest import make_settings, serve_app
 from trainer import export as export_mod
-from trainer.export import ExportError, export_checkpoint, verify_export
+from trainer import graph_passes
+from trainer.export import ExportError, export_checkpoint, optimize_exported, verify_export
+from trainer.graph_passes import UPSAMPLE_CONV
 from trainer.training import TrainConfig, train
 
 
@@ -87,3 +90,63 @@ async def test_the_service_serves_the_exported_model(cdcgan_ckpt: Path, tmp_path
         assert img.size == (28, 28)
         again = await client.post("/generate", json={"model": "cdcgan-mnist", "label": "3", "seed": 7})
         assert again.content == resp.content
+
+
+def _tiny_checkpoint(recipe: str, dataset: str, run_dir: Path) -> Path:
+    """Two optimiser steps of ``recipe``: weights that are not the initial ones, in seconds."""
+    from tests.trainer.conftest import REPO
+
+    cfg = TrainConfig(
+        run_dir=run_dir, epochs=1, limit=200, max_steps=2, data_dir=REPO / "data" / dataset, threads=1
+    )
+    ckpt, _ = train(recipe, cfg)
+    return ckpt
+
+
+def test_the_export_serves_the_rewritten_graph(tmp_path: Path) -> None:
+    """An upsample-conv generator is exported with its pairs folded, and still passes the gate."""
+    ckpt = _tiny_checkpoint("cgan-fashion-bce-10", "fashion-mnist", tmp_path / "run")
+    dest = export_checkpoint(ckpt, tmp_path / "out")
+    card = verify_export(dest)
+    assert card.onnx.rewrites == [f"{UPSAMPLE_CONV} ×2"]
+    ops = [n.op_type for n in onnx.load(str(dest / "model.onnx")).graph.node]
+    assert "Resize" not in ops
+    assert ops.count("ConvTranspose") == 2
+
+
+def _export_unoptimized(ckpt: Path, out: Path) -> Path:
+    """Export as before the rewrites existed."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export_mod, "optimize_onnx", lambda path: [])
+        dest = export_checkpoint(ckpt, out)
+    assert verify_export(dest).onnx.rewrites == []
+    return dest
+
+
+def test_optimize_exported_rewrites_an_old_export_in_place(tmp_path: Path) -> None:
+    """A model exported before the rewrites existed: folded behind the parity gate, card updated."""
+    dest = _export_unoptimized(_tiny_checkpoint("dcgan-mnist", "mnist", tmp_path / "run"), tmp_path / "out")
+    feeds = {"z": np.random.default_rng(1).standard_normal((16, 100)).astype(np.float32)}
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    before = session.run(["image"], feeds)[0]
+
+    assert optimize_exported(dest) == [f"{UPSAMPLE_CONV} ×2"]
+    card = verify_export(dest)  # the digest follows the new file
+    assert card.onnx.rewrites == [f"{UPSAMPLE_CONV} ×2"]
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["image"], feeds)[0], before, atol=1e-5)
+    assert optimize_exported(dest) == []  # idempotent: nothing left, nothing written
+    assert verify_export(dest).onnx.sha256 == card.onnx.sha256
+
+
+def test_optimize_exported_refuses_a_rewrite_that_changes_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest = _export_unoptimized(_tiny_checkpoint("dcgan-mnist", "mnist", tmp_path / "run"), tmp_path / "out")
+    before = sha256_file(dest / "model.onnx")
+    # A wrong tap map: the folded kernel no longer equals the pair it replaces.
+    monkeypatch.setattr(graph_passes, "_TAPS", graph_passes._TAPS[::-1].copy())
+    with pytest.raises(ExportError, match="differs"):
+        optimize_exported(dest)
+    assert sha256_file(dest / "model.onnx") == before
+    assert verify_export(dest).onnx.rewrites == []
