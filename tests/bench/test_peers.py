@@ -15,9 +15,8 @@ from bench.servers import ServerProcess, bentoml_spec, check_png
 from tests.bench.conftest import GRAY
 
 
-def test_torch_peer_answers_a_png_grid() -> None:
+async def test_torch_peer_answers_a_png_grid() -> None:
     torch = pytest.importorskip("torch")
-    from fastapi.testclient import TestClient
 
     from bench.peers.torch_server import create_app
 
@@ -31,16 +30,19 @@ def test_torch_peer_answers_a_png_grid() -> None:
             return torch.tanh(self.fc(z) + self.embed(label)).view(-1, 1, 8, 8)
 
     app = create_app(Tiny().eval(), "tiny", z_dim=5, num_classes=10, value_range=(-1.0, 1.0))
-    with TestClient(app) as client:
-        one = client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://peer") as client:
+        one = await client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
         assert one.status_code == 200
         assert one.headers["content-type"] == "image/png"
         image = np.asarray(Image.open(io.BytesIO(one.content)))
         assert image.shape == (22, 22)  # 2x2 grid of 8x8 with 2 px padding, as condgen's
-        again = client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
+        again = await client.post("/generate", json={"model": "tiny", "label": 3, "seed": 7, "n": 4})
         assert again.content == one.content
-        assert client.post("/generate", json={"model": "other", "label": 3}).status_code == 404
-        assert client.post("/generate", json={"model": "tiny", "label": 3, "n": 65}).status_code == 422
+        other = await client.post("/generate", json={"model": "other", "label": 3})
+        assert other.status_code == 404
+        too_many = await client.post("/generate", json={"model": "tiny", "label": 3, "n": 65})
+        assert too_many.status_code == 422
 
 
 @pytest.mark.slow
