@@ -31,7 +31,7 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-wgangp-32": 6,
     "dcgan-mnist": 5,
     "cgan-mnist": 30,
-    "cgan-fashion-bce-10": 2,
+    "cgan-fashion-bce-10": 12,
     "cgan-fashion-bce-32": 2,
     "gan-mnist": 20,
     "cgan-fashion-hinge-10": 2,
