@@ -115,7 +115,12 @@ register(
         num_classes=10,
         loss="bce",
         batch_size=100,
-        ms_weight=1.0,
+        # Weight 1 kept z in charge but spread images off their class (diversity 1.41 against
+        # real data, label accuracy 84.9%); a quarter of it, plus an EMA generator and a closing
+        # learning-rate decay, trades some of that spread for class fidelity.
+        ms_weight=0.25,
+        ema_decay=0.999,
+        lr_decay_epochs=3,
         epochs=10,
     )
 )
