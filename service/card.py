@@ -9,7 +9,9 @@ standard library only) lets the torch-free serving image and the trainer share i
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -181,7 +183,20 @@ def load_card(model_dir: Path) -> ModelCard:
     return ModelCard.model_validate_json((model_dir / CARD_FILE).read_text(encoding="utf-8"))
 
 
+# A card is read by whoever serves the directory (in the image, a non-root user): readable by all.
+CARD_MODE = 0o644
+
+
 def write_card(card: ModelCard, model_dir: Path) -> Path:
+    """Write ``model_dir/model.json`` atomically (a reader sees the old card or the new one), mode 0644."""
     path = model_dir / CARD_FILE
-    path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=model_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(card.model_dump_json(indent=2) + "\n")
+            os.fchmod(fh.fileno(), CARD_MODE)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

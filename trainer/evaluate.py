@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from service.card import CARD_FILE, SAMPLES_FILE, Metric, ModelCard, load_card, sha256_file
+from service.card import CARD_FILE, SAMPLES_FILE, Metric, ModelCard, load_card, sha256_file, write_card
 from service.latents import latents_for
 from service.runtime import to_uint8
 
@@ -283,10 +283,7 @@ def write_metrics(model_dir: Path, metrics: list[Metric]) -> ModelCard:
     if sha256_file(model_dir / card.onnx.file) != card.onnx.sha256:
         raise EvaluationError(f"{card.name}: {card.onnx.file} no longer matches its card; not writing")
     updated = ModelCard.model_validate({**card.model_dump(), "metrics": merge_metrics(card.metrics, metrics)})
-    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=model_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(updated.model_dump_json(indent=2) + "\n")
-    os.replace(tmp, model_dir / CARD_FILE)
+    write_card(updated, model_dir)
     return updated
 
 

@@ -1,0 +1,42 @@
+"""Model cards on disk: written atomically and readable by whoever serves the directory."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from service.card import CARD_FILE, load_card, write_card
+from tests.service.onnx_fixtures import write_model
+
+
+def test_a_card_is_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "gray")
+    card = load_card(model_dir)
+    old = os.umask(0o077)  # a private umask: files would be created 0600
+    try:
+        write_card(card.model_copy(update={"description": "rewritten"}), model_dir)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((model_dir / CARD_FILE).stat().st_mode) == 0o644
+    assert load_card(model_dir).description == "rewritten"
+    assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_failed_write_keeps_the_old_card_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = write_model(tmp_path, "gray")
+    before = (model_dir / CARD_FILE).read_bytes()
+
+    def broken_replace(src: str, dst: Path) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_card(load_card(model_dir).model_copy(update={"description": "lost"}), model_dir)
+    monkeypatch.undo()
+    assert (model_dir / CARD_FILE).read_bytes() == before
+    assert [p.name for p in model_dir.iterdir() if p.name.startswith(".")] == []
