@@ -7,6 +7,7 @@ from bench.report import (
     PLOT_FILE,
     README_END,
     README_START,
+    ceilings_table,
     goals,
     render_markdown_report,
     update_readme,
@@ -120,3 +121,18 @@ def test_readme_without_markers_is_left_alone(tmp_path: Path) -> None:
     readme.write_text("# nothing here\n")
     assert update_readme(readme, "block") is False
     assert readme.read_text() == "# nothing here\n"
+
+
+def test_ceilings_bound_each_peer_ratio_by_the_raw_limit() -> None:
+    table = ceilings_table(results())
+    rows = {
+        tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line
+        for line in table.splitlines()[2:]
+    }
+    # raw best 1000 images/s: ÷ BentoML's 300 at every n, ÷ torch's 200.
+    assert "3.33×" in rows[("BentoML (adaptive batching)", "1")]
+    assert "≥ 2×" in rows[("BentoML (adaptive batching)", "64")]
+    assert "5.00×" in rows[("FastAPI + torch eager", "64")]
+    assert "≥ 3×" in rows[("FastAPI + torch eager", "1")]
+    assert len(rows) == 4
+    assert ceilings_table(results()) in render_markdown_report(results())
