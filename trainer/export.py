@@ -11,6 +11,7 @@ tolerance.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -114,10 +115,10 @@ def _parity_feeds(z_dim: int, num_classes: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _ort_image(onnx_model: Path | bytes, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def _ort_image(onnx_model: Path | bytes, feeds: dict[str, np.ndarray], output: str = "image") -> np.ndarray:
     source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
     session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run(["image"], feeds)[0]
+    out: np.ndarray = session.run([output], feeds)[0]
     return out
 
 
@@ -149,20 +150,31 @@ def optimize_exported(model_dir: Path) -> list[str]:
     if not rewrites:
         return []
     rewritten = model.SerializeToString()
-    feeds = _parity_feeds(card.latent.dim, len(card.labels or []))
-    if card.onnx.label_input is None:
-        feeds.pop("label", None)
-    before, after = _ort_image(onnx_path, feeds), _ort_image(rewritten, feeds)
+    spec = card.onnx
+    generic = _parity_feeds(card.latent.dim, len(card.labels or []))
+    feeds = {spec.z_input: generic["z"]}
+    if spec.label_input is not None:
+        feeds[spec.label_input] = generic["label"]
+    before, after = _ort_image(onnx_path, feeds, spec.output), _ort_image(rewritten, feeds, spec.output)
     diff = float(np.max(np.abs(before - after))) if before.shape == after.shape else float("inf")
     if not diff <= PARITY_TOL:
         raise ExportError(f"{model_dir.name}: the rewritten graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+    new_card = card.model_copy(
+        update={
+            "onnx": spec.model_copy(
+                update={
+                    "sha256": hashlib.sha256(rewritten).hexdigest(),
+                    "rewrites": [*spec.rewrites, *rewrites],
+                }
+            )
+        }
+    )
     staged = onnx_path.with_name(f".{onnx_path.name}.rewritten")
     staged.write_bytes(rewritten)
+    # Everything is computed before the file is replaced, so the window in which the file and its
+    # card's digest disagree (the registry would refuse the model) is one small card write.
     os.replace(staged, onnx_path)
-    onnx_spec = card.onnx.model_copy(
-        update={"sha256": sha256_file(onnx_path), "rewrites": [*card.onnx.rewrites, *rewrites]}
-    )
-    write_card(card.model_copy(update={"onnx": onnx_spec}), model_dir)
+    write_card(new_card, model_dir)
     log.info("%s: %s (max |before - after| = %.2e)", model_dir.name, "; ".join(rewrites), diff)
     return rewrites
 
