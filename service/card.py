@@ -178,6 +178,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def card_dirs(root: Path, which: str = "all") -> list[Path]:
+    """Model directories under ``root`` that hold a card: ``all`` of them in name order, or the one
+    named ``which`` (FileNotFoundError when it has no card). The cards are not read here."""
+    if which != "all":
+        path = root / which
+        if not (path / CARD_FILE).is_file():
+            raise FileNotFoundError(f"no model card at {path / CARD_FILE}")
+        return [path]
+    return sorted(p.parent for p in root.glob(f"*/{CARD_FILE}"))
+
+
 def load_card(model_dir: Path) -> ModelCard:
     """Read and validate ``model_dir/model.json``; raises ValueError / pydantic.ValidationError."""
     return ModelCard.model_validate_json((model_dir / CARD_FILE).read_text(encoding="utf-8"))

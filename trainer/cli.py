@@ -66,15 +66,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
+    from service.card import card_dirs
+
     from .export import ExportError, optimize_exported
 
-    if args.target == "all":
-        dirs = sorted(p.parent for p in args.models.glob("*/model.json"))
-    else:
-        dirs = [args.models / args.target]
-        if not (dirs[0] / "model.json").is_file():
-            print(f"no exported model {args.target!r} under {args.models}", file=sys.stderr)
-            return 2
+    try:
+        dirs = card_dirs(args.models, args.target)
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     failed = 0
     for model_dir in dirs:
         try:

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnxruntime as ort
 
-from service.card import CARD_FILE, SAMPLES_FILE, Metric, ModelCard, load_card, sha256_file, write_card
+from service.card import (
+    SAMPLES_FILE,
+    Metric,
+    ModelCard,
+    card_dirs,
+    load_card,
+    sha256_file,
+    write_card,
+)
 from service.latents import latents_for
 from service.runtime import to_uint8
 
@@ -290,19 +298,16 @@ def write_metrics(model_dir: Path, metrics: list[Metric]) -> ModelCard:
 def model_dirs(root: Path, which: str) -> list[Path]:
     """``all`` → every exported model with a test split to score against; else the named one."""
     if which != "all":
-        path = root / which
-        if not (path / CARD_FILE).is_file():
-            raise FileNotFoundError(f"no model card at {path / CARD_FILE}")
-        return [path]
+        return card_dirs(root, which)
     found = []
-    for card_path in sorted(root.glob(f"*/{CARD_FILE}")):
+    for model_dir in card_dirs(root):
         try:
-            card = load_card(card_path.parent)
+            card = load_card(model_dir)
         except ValueError as exc:
-            log.warning("skipping %s: %s", card_path.parent.name, exc)
+            log.warning("skipping %s: %s", model_dir.name, exc)
             continue
         if card.dataset in EVALUATED_DATASETS:
-            found.append(card_path.parent)
+            found.append(model_dir)
         else:
             log.info("skipping %s: dataset %s has no test split here", card.name, card.dataset)
     return found

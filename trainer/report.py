@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from service.card import CARD_FILE, SAMPLES_FILE, ModelCard, load_card
+from service.card import CARD_FILE, SAMPLES_FILE, ModelCard, card_dirs, load_card
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +18,11 @@ START, END = "<!-- zoo:start -->", "<!-- zoo:end -->"
 
 def load_cards(root: Path) -> list[ModelCard]:
     cards = []
-    for card_path in sorted(root.glob(f"*/{CARD_FILE}")):
+    for model_dir in card_dirs(root):
         try:
-            cards.append(load_card(card_path.parent))
+            cards.append(load_card(model_dir))
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            log.warning("skipping %s: %s", card_path.parent.name, exc)
+            log.warning("skipping %s: %s", model_dir.name, exc)
     return cards
 
 

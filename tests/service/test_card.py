@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.card import CARD_FILE, load_card, write_card
+from service.card import CARD_FILE, card_dirs, load_card, write_card
 from tests.service.onnx_fixtures import write_model
 
 
@@ -40,3 +40,13 @@ def test_a_failed_write_keeps_the_old_card_and_leaves_nothing_behind(
     monkeypatch.undo()
     assert (model_dir / CARD_FILE).read_bytes() == before
     assert [p.name for p in model_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_card_dirs_lists_directories_with_a_card_or_the_one_named(tmp_path: Path) -> None:
+    for name in ("b", "a"):
+        write_model(tmp_path, name)
+    (tmp_path / "no-card").mkdir()
+    assert card_dirs(tmp_path) == [tmp_path / "a", tmp_path / "b"]
+    assert card_dirs(tmp_path, "b") == [tmp_path / "b"]
+    with pytest.raises(FileNotFoundError, match="no-card"):
+        card_dirs(tmp_path, "no-card")
