@@ -49,6 +49,9 @@ class Recipe:
     gp_weight: float = 0.0  # WGAN-GP λ
     real_target: float = 1.0  # < 1: one-sided label smoothing ("noisy labels")
     ms_weight: float = 0.0  # mode-seeking term weight
+    # Weight of the auxiliary class loss on generated images (AC-GAN; trainer/nets/auxiliary.py).
+    # 0 → no auxiliary classifier. Conditional GANs only.
+    aux_weight: float = 0.0
     ema_decay: float = 0.0  # 0 → no EMA generator
     # Both learning rates fall linearly to 0 over the last this-many epochs of a run (0 → constant);
     # counted from the run's own end, so a run extended later decays over its new last epochs.
@@ -56,6 +59,12 @@ class Recipe:
     reproduces: str | None = None
     class_names: list[str] | None = None  # for folder datasets: filled from the data
     extra: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.aux_weight < 0:
+            raise ValueError(f"recipe {self.name}: aux_weight must be >= 0, got {self.aux_weight}")
+        if self.aux_weight > 0 and (self.kind != "gan" or not self.conditional):
+            raise ValueError(f"recipe {self.name}: an auxiliary class loss needs a conditional GAN")
 
     @property
     def conditional(self) -> bool:
@@ -71,6 +80,7 @@ class Recipe:
             "gp_weight": self.gp_weight,
             "real_target": self.real_target,
             "ms_weight": self.ms_weight,
+            "aux_weight": self.aux_weight,
             "ema_decay": self.ema_decay,
             "lr_decay_epochs": self.lr_decay_epochs,
             "z_dim": self.z_dim,
@@ -117,8 +127,11 @@ register(
         batch_size=100,
         # Weight 1 kept z in charge but spread images off their class (diversity 1.41 against
         # real data, label accuracy 84.9%); a quarter of it, plus an EMA generator and a closing
-        # learning-rate decay, trades some of that spread for class fidelity.
+        # learning-rate decay, trades some of that spread for class fidelity (92.3%, diversity
+        # 1.27). The auxiliary class loss asks the generator for digits an image-only classifier
+        # reads as their label.
         ms_weight=0.25,
+        aux_weight=1.0,
         ema_decay=0.999,
         lr_decay_epochs=3,
         epochs=10,

@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import losses
 from .data import CLASS_NAMES, load_split
+from .nets.auxiliary import AuxClassifier
 from .nets.cvae import CVAE
 from .plots import loss_curves, sample_grid
 from .recipes import Recipe, get_recipe
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 EPOCHS_DIR = "epochs"  # per-epoch generator snapshots
+AUX_LR = 1e-3  # the auxiliary classifier's learning rate (recipes with aux_weight)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,11 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     opt_g = torch.optim.Adam(model.parameters(), lr=recipe.lr_g, betas=recipe.betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=recipe.lr_d, betas=recipe.betas) if disc else None
     ema = _EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    aux = None
+    if recipe.aux_weight > 0:
+        aux = AuxClassifier(recipe.channels, recipe.image_size, recipe.num_classes)
+    # A classifier's usual Adam (not the GAN's β1 = 0.5): it has no adversary to keep pace with.
+    opt_aux = torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux else None
     state = RunState()
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -228,6 +236,14 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             opt_d.load_state_dict(ckpt["opt_d"])
         if ema is not None and ckpt.get("ema") is not None:
             ema.module.load_state_dict(ckpt["ema"])
+        if aux is not None and opt_aux is not None:
+            if ckpt.get("aux") is None:
+                raise ValueError(
+                    f"{ckpt_path} was trained without the auxiliary classifier this recipe now uses: "
+                    "train it afresh (--restart) or in another --run-dir"
+                )
+            aux.load_state_dict(ckpt["aux"])
+            opt_aux.load_state_dict(ckpt["opt_aux"])
         state = RunState(**ckpt["state"])
         torch.set_rng_state(ckpt["torch_rng"])
         gen.set_state(ckpt["batch_rng"])
@@ -250,6 +266,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             "disc": disc.state_dict() if disc is not None else None,
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict() if opt_d is not None else None,
+            "aux": aux.state_dict() if aux is not None else None,
+            "opt_aux": opt_aux.state_dict() if opt_aux is not None else None,
             "torch_rng": torch.get_rng_state(),
             "batch_rng": gen.get_state(),
         }
@@ -278,6 +296,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         )
         net.train(was_training)
 
+    critic = _Critic(disc, opt_d, aux, opt_aux) if disc is not None and opt_d is not None else None
     n = x.shape[0]
     steps_per_epoch = max(1, n // recipe.batch_size)
     schedule = LinearDecay(epochs * steps_per_epoch, recipe.lr_decay_epochs * steps_per_epoch)
@@ -291,6 +310,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         model.train()
         if disc is not None:
             disc.train()
+        if aux is not None:
+            aux.train()
         order = torch.randperm(n, generator=gen)
         # Per-key sums and counts: with several critic steps per generator step, g_loss is
         # logged on fewer steps than d_loss.
@@ -303,7 +324,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             xb = to_range(x[idx], recipe.value_range)
             yb = y[idx] if y is not None else None
             scale = schedule.factor(state.step)
-            for opt, base in ((opt_g, recipe.lr_g), (opt_d, recipe.lr_d)):
+            for opt, base in ((opt_g, recipe.lr_g), (opt_d, recipe.lr_d), (opt_aux, AUX_LR)):
                 if opt is not None:
                     for group in opt.param_groups:
                         group["lr"] = base * scale
@@ -316,9 +337,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                 opt_g.step()
                 metrics = {"loss": loss.item(), **parts}
             else:
-                assert disc is not None
-                assert opt_d is not None
-                metrics = _gan_step(recipe, model, disc, opt_g, opt_d, ema, xb, yb, state.step)
+                assert critic is not None
+                metrics = _gan_step(recipe, model, critic, opt_g, ema, xb, yb, state.step)
             state.step += 1
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -367,12 +387,24 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     return ckpt_path, state
 
 
+@dataclass(frozen=True)
+class _Critic:
+    """What judges the generator: the discriminator and, with ``aux_weight``, the auxiliary classifier."""
+
+    disc: nn.Module
+    opt_d: torch.optim.Optimizer
+    aux: nn.Module | None = None
+    opt_aux: torch.optim.Optimizer | None = None
+
+    def modules(self) -> list[nn.Module]:
+        return [self.disc] if self.aux is None else [self.disc, self.aux]
+
+
 def _gan_step(
     recipe: Recipe,
     gen_net: nn.Module,
-    disc: nn.Module,
+    critic: _Critic,
     opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
     ema: _EMA | None,
     real: Tensor,
     labels: Tensor | None,
@@ -381,8 +413,11 @@ def _gan_step(
     """One discriminator step, and a generator step every ``critic_steps`` steps.
 
     Fakes for the discriminator share the real batch's labels, so a conditional critic (and the
-    WGAN-GP interpolates between real and fake) always compares like with like.
+    WGAN-GP interpolates between real and fake) always compares like with like. The auxiliary
+    classifier, when the recipe has one, takes a step on the real batch alongside the
+    discriminator's, and adds its class loss on the fakes to the generator's.
     """
+    disc, opt_d = critic.disc, critic.opt_d
     b = real.shape[0]
     z = torch.randn(b, recipe.z_dim)
     with torch.no_grad():
@@ -398,10 +433,16 @@ def _gan_step(
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
+    if critic.aux is not None and critic.opt_aux is not None and labels is not None:
+        loss_aux = F.cross_entropy(critic.aux(real), labels)
+        out["aux_real"] = loss_aux.item()
+        critic.opt_aux.zero_grad(set_to_none=True)
+        loss_aux.backward()
+        critic.opt_aux.step()
 
     if step % recipe.critic_steps == 0:
-        for p in disc.parameters():  # the generator step needs no discriminator gradients
-            p.requires_grad_(False)
+        for module in critic.modules():  # the generator step needs no gradients of the critics'
+            module.requires_grad_(False)
         if recipe.ms_weight > 0:
             # Two latents per label: the halves differ only in z, which the mode-seeking term rewards.
             half = b // 2
@@ -418,11 +459,15 @@ def _gan_step(
             ms = losses.mode_seeking(fake[:half], fake[half:], z[:half], z[half:])
             loss_g = loss_g + recipe.ms_weight * ms
             out["ms"] = ms.item()
+        if critic.aux is not None and g_labels is not None:
+            aux_fake = F.cross_entropy(critic.aux(fake), g_labels)
+            loss_g = loss_g + recipe.aux_weight * aux_fake
+            out["aux_fake"] = aux_fake.item()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        for p in disc.parameters():
-            p.requires_grad_(True)
+        for module in critic.modules():
+            module.requires_grad_(True)
         if ema is not None:
             ema.update(gen_net, step)
     return out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from trainer.nets.auxiliary import AuxClassifier
 from trainer.nets.cvae import CVAE
 from trainer.recipes import RECIPES
 
@@ -60,3 +63,22 @@ def test_cdcgan_generator_depends_on_z() -> None:
     gen(z, torch.tensor([3, 3, 3, 3])).square().sum().backward()
     assert z.grad is not None
     assert bool((z.grad.abs().sum(dim=0) > 0).all())
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 28), (1, 32), (3, 64)])
+def test_the_auxiliary_classifier_gives_class_logits(channels: int, size: int) -> None:
+    aux = AuxClassifier(channels, size, num_classes=10).eval()
+    with torch.no_grad():
+        assert aux(torch.randn(5, channels, size, size)).shape == (5, 10)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        AuxClassifier(channels, size + 2, num_classes=10)
+
+
+def test_an_auxiliary_class_loss_needs_a_conditional_gan() -> None:
+    assert RECIPES["cdcgan-mnist"].aux_weight > 0
+    with pytest.raises(ValueError, match="conditional GAN"):
+        replace(RECIPES["gan-mnist"], aux_weight=1.0)
+    with pytest.raises(ValueError, match="conditional GAN"):
+        replace(RECIPES["cvae-mnist"], aux_weight=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        replace(RECIPES["cgan-mnist"], aux_weight=-1.0)

@@ -113,3 +113,27 @@ def test_the_flagship_decays_its_learning_rates_over_its_last_epochs(
     expected = 1 / (4 * recipe.lr_decay_epochs)
     assert ckpt["opt_g"]["param_groups"][0]["lr"] == pytest.approx(recipe.lr_g * expected)
     assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(recipe.lr_d * expected)
+
+
+def test_the_auxiliary_classifier_learns_the_classes_and_resumes(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path
+) -> None:
+    assert get_recipe("cdcgan-mnist").aux_weight > 0
+    # Out of the closing learning-rate decay (the recipe's last epochs of 4): full rates.
+    cfg = _cfg(tmp_path, mnist_dir, epochs=4, max_steps=10, limit=1000, log_every=2)
+    _, state = train("cdcgan-mnist", cfg)
+    # 10 steps of 100 real digits: its loss on the real batches falls from chance (ln 10 ≈ 2.3).
+    real = [h["aux_real"] for h in state.history]
+    assert real[0] > 1.8
+    assert real[-1] < real[0] - 0.3
+    assert all(np.isfinite(h["aux_fake"]) for h in state.history)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["aux"] is not None
+    assert ckpt["opt_aux"]["state"]  # Adam moments: a resumed run continues them
+    _, resumed = train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=2, max_steps=None, limit=1000))
+    assert resumed.step == 2 * state.step
+    # A run made before the recipe had the classifier cannot resume silently without it.
+    del ckpt["aux"]
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match="auxiliary classifier"):
+        train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=3))
