@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.costs import markdown as costs_markdown
+from bench.native_profile import render_markdown as native_markdown
 from bench.profile import render_markdown
 
 PLOT_FILE = "throughput_latency.png"
@@ -450,6 +451,22 @@ def render_markdown_report(results: dict[str, Any]) -> str:
             )
             threads = ", ".join(f"{t['name']} {t['percent']} %" for t in summary.get("threads", []))
             parts += [f"Samples by thread: {threads}.", ""]
+    if results.get("native_profile"):
+        parts += [
+            "",
+            "## On-CPU time by library (perf on condgen)",
+            "",
+            "py-spy above counts a thread as busy whenever it is runnable, so on a one-core server "
+            "its hand-off and event-loop buckets include threads waiting their turn for the CPU. "
+            "perf samples only what runs: the ONNX Runtime share is the fraction of the raw limit "
+            "that the server can reach at its batch sizes; the rest is what serving costs.",
+            "",
+        ]
+        for title, summary in results["native_profile"].items():
+            load = summary.get("load", {})
+            parts.append(
+                native_markdown(summary, f"{title}: {load.get('images_per_s', 0):.0f} images/s under perf")
+            )
     return "\n".join(parts).rstrip() + "\n"
 
 

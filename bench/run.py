@@ -41,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from bench import native_profile as native
 from bench import profile as prof
 from bench.load import LoadResult, LoadSpec, pin_prefix, resolve_loadgen, run_load
 from bench.raw_ort import DEFAULT_BATCH_SIZES, RawResult
@@ -103,6 +104,7 @@ class Results:
     cells: list[dict[str, Any]] = field(default_factory=list)
     checks: dict[str, dict[str, str]] = field(default_factory=dict)
     profile: dict[str, Any] = field(default_factory=dict)
+    native_profile: dict[str, Any] = field(default_factory=dict)
     costs: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -412,38 +414,66 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
             drain(url, model)
 
 
+def _profiled_cell(
+    cfg: Config, server: ServerProcess, model: str, n: int, recorder: subprocess.Popen[bytes]
+) -> tuple[LoadResult, int, str]:
+    """One c=32 load cell while ``recorder`` samples the server: (load, its exit code, its stderr)."""
+    time.sleep(0.3)  # let the profiler attach before the load starts
+    spec = LoadSpec(
+        port=server.spec.port,
+        model=model,
+        label=label_for(cfg, model),
+        n=n,
+        concurrency=32,
+        duration_s=cfg.profile_s + 1,
+    )
+    load = run_load(spec, cfg.loadgen, cfg.client_cpus)
+    try:
+        _, err = recorder.communicate(timeout=cfg.profile_s + 30)
+    except subprocess.TimeoutExpired:
+        recorder.kill()
+        _, err = recorder.communicate()
+    drain(server.spec.base_url, model)
+    return load, recorder.returncode, err.decode(errors="replace").strip()[-500:]
+
+
 def stage_profile(cfg: Config, server: ServerProcess, model: str, res: Results) -> None:
+    """py-spy (Python stacks) then perf (on-CPU time by library) at n=1 and n=64, c=32."""
     if cfg.profile_s <= 0:
         return
     if not prof.py_spy_available():
         res.notes.append("profile skipped: py-spy is not installed (pip install py-spy, or the bench extra)")
+    else:
+        for n in (1, 64):
+            out = cfg.out / f"profile-{model}-n{n}.txt"
+            recorder = prof.start_record(server.pid, cfg.profile_s, out, rate=100, cpus=cfg.client_cpus)
+            load, code, err = _profiled_cell(cfg, server, model, n, recorder)
+            if code != 0 or not out.is_file():
+                res.problems.append(f"py-spy n={n}: {err}")
+                continue
+            summary = prof.summarise(out.read_text())
+            summary["load"] = load.to_json()
+            res.profile[f"{model} n={n} c=32"] = summary
+            out.unlink()  # the summary is what is kept; raw stacks hold machine paths
+    problem = native.perf_problem()
+    if problem is not None:
+        res.notes.append(f"on-CPU profile skipped: {problem}")
         return
     for n in (1, 64):
-        out = cfg.out / f"profile-{model}-n{n}.txt"
-        recorder = prof.start_record(server.pid, cfg.profile_s, out, rate=100, cpus=cfg.client_cpus)
-        time.sleep(0.3)  # let py-spy attach before the load starts
-        spec = LoadSpec(
-            port=server.spec.port,
-            model=model,
-            label=label_for(cfg, model),
-            n=n,
-            concurrency=32,
-            duration_s=cfg.profile_s + 1,
-        )
-        load = run_load(spec, cfg.loadgen, cfg.client_cpus)
+        data = cfg.out / f"perf-{model}-n{n}.data"
+        recorder = native.start_record(server.pid, cfg.profile_s, data, cpus=cfg.client_cpus)
+        load, code, err = _profiled_cell(cfg, server, model, n, recorder)
         try:
-            _, err = recorder.communicate(timeout=cfg.profile_s + 30)
-        except subprocess.TimeoutExpired:
-            recorder.kill()
-            _, err = recorder.communicate()
-        drain(server.spec.base_url, model)
-        if recorder.returncode != 0 or not out.is_file():
-            res.problems.append(f"py-spy n={n}: {err.decode(errors='replace').strip()[-500:]}")
+            if code != 0 or not data.is_file():
+                raise RuntimeError(f"perf record exited {code}: {err}")
+            summary = native.summarise(native.parse_report(native.report(data)))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            res.problems.append(f"perf n={n}: {exc}")
             continue
-        summary = prof.summarise(out.read_text())
+        finally:
+            data.unlink(missing_ok=True)
         summary["load"] = load.to_json()
-        res.profile[f"{model} n={n} c=32"] = summary
-        out.unlink()  # the summary is what is kept; raw stacks hold machine paths
+        res.native_profile[f"{model} n={n} c=32"] = summary
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.native_profile import perf_problem
 from bench.run import main
 
 
@@ -42,7 +43,7 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
             "--cold-starts",
             "1",
             "--profile-seconds",
-            "0",
+            "1",
             "--loadgen",
             "python",
             "--server-cpus",
@@ -62,3 +63,19 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
     assert (out / "RESULTS.md").is_file()
     assert (out / "throughput_latency.png").is_file()
+    # Both profilers at n=1 and n=64 on the small model; perf only where it may record.
+    assert set(results["profile"]) == {"cond-gray n=1 c=32", "cond-gray n=64 c=32"}
+    report = (out / "RESULTS.md").read_text()
+    if perf_problem() is None:
+        assert set(results["native_profile"]) == set(results["profile"])
+        for summary in results["native_profile"].values():
+            shares = {r["name"]: r["percent"] for r in summary["libraries"]}
+            assert sum(shares.values()) == pytest.approx(100.0, abs=0.1)
+            # The tiny models leave ONNX Runtime few samples; the serving Python never misses.
+            assert shares["Python interpreter"] > 10, summary
+        assert "## On-CPU time by library (perf on condgen)" in report
+    else:
+        assert any("on-CPU profile skipped" in note for note in results["notes"])
+    # No raw captures kept: they hold machine paths, and the summaries are what is reported.
+    assert not list(out.glob("*.data"))
+    assert not list(out.glob("profile-*.txt"))
