@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from torch import nn
 
@@ -192,14 +192,6 @@ register(
 )
 
 _dc32 = DCGAN32Config()
-# The original DCGAN's discriminator outran its generator within an epoch (its loss falling to
-# 0.3 while the generator's climbed past 3; Inception FID 92.5 after 5 epochs, recall 0.19):
-# one-sided label smoothing slows the discriminator, and an EMA generator with a closing decay
-# averages away the artefacts of the generator's last steps.
-_DC32_TUNING: dict[str, dict[str, Any]] = {
-    "dcgan-mnist": {"real_target": 0.9, "ema_decay": 0.999, "lr_decay_epochs": 3},
-    "lsgan-mnist": {},
-}
 for _name, _loss, _fid in (("dcgan-mnist", "bce", "44.99"), ("lsgan-mnist", "lsgan", "94.01")):
     register(
         Recipe(
@@ -215,7 +207,6 @@ for _name, _loss, _fid in (("dcgan-mnist", "bce", "44.99"), ("lsgan-mnist", "lsg
             image_size=32,
             loss=_loss,  # type: ignore[arg-type]
             epochs=10,
-            **_DC32_TUNING[_name],
         )
     )
 
