@@ -141,16 +141,26 @@ def cpu_count(cpus: str | None) -> int:
 
 
 def other_load() -> list[str]:
-    """Command lines of other busy benchmark-hostile processes we know of (a training job)."""
+    """Command lines of other busy benchmark-hostile processes we know of (a training job).
+
+    A stopped one (SIGSTOP, state T: paused so that the machine is quiet for a benchmark) takes
+    no CPU and does not count.
+    """
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            if "trainer zoo" in cmd or "trainer train" in cmd:
+            if ("trainer zoo" in cmd or "trainer train" in cmd) and not _stopped(proc):
                 found.append(cmd[:120])
     return found
+
+
+def _stopped(proc: Path) -> bool:
+    # /proc/PID/stat is "pid (comm) state ..."; comm may hold spaces and parentheses.
+    stat = (proc / "stat").read_text()
+    return stat[stat.rindex(")") + 2 :].startswith(("T", "t"))
 
 
 def machine_info(cfg: Config, loadgen: str) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.native_profile import perf_problem
-from bench.run import main
+from bench.run import main, other_load
 
 
 @pytest.mark.slow
@@ -79,3 +84,28 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     # No raw captures kept: they hold machine paths, and the summaries are what is reported.
     assert not list(out.glob("*.data"))
     assert not list(out.glob("profile-*.txt"))
+
+
+def _reported(marker: str, expected: bool) -> bool:
+    """Whether other_load() lists ``marker`` as ``expected`` within 10 s (/proc lags a signal)."""
+    deadline = time.monotonic() + 10
+    while any(marker in cmd for cmd in other_load()) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_running_training_job_is_reported_and_a_stopped_one_is_not() -> None:
+    # A real process whose command line reads like a training job (the words are its argv).
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainer", "train", "x"]
+    job = subprocess.Popen(argv)
+    try:
+        assert _reported("trainer train x", True)
+        os.kill(job.pid, signal.SIGSTOP)  # paused for a quiet benchmark: no CPU taken
+        assert _reported("trainer train x", False)
+        os.kill(job.pid, signal.SIGCONT)
+        assert _reported("trainer train x", True)
+    finally:
+        job.kill()
+        job.wait()
