@@ -221,7 +221,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     if recipe.aux_weight > 0:
         aux = AuxClassifier(recipe.channels, recipe.image_size, recipe.num_classes)
     # A classifier's usual Adam (not the GAN's β1 = 0.5): it has no adversary to keep pace with.
-    opt_aux = torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux else None
+    opt_aux = torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux is not None else None
     state = RunState()
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -441,7 +441,7 @@ def _gan_step(
         critic.opt_aux.step()
 
     if step % recipe.critic_steps == 0:
-        for module in critic.modules():  # the generator step needs no gradients of the critics'
+        for module in critic.modules():  # the generator step needs no gradients for the critics
             module.requires_grad_(False)
         if recipe.ms_weight > 0:
             # Two latents per label: the halves differ only in z, which the mode-seeking term rewards.
