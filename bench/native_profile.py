@@ -125,7 +125,8 @@ def summarise(rows: list[tuple[str, float]], top: int = 12) -> dict[str, object]
     total = sum(p for _, p in rows)
     by_library: dict[str, float] = {}
     for dso, percent in rows:
-        by_library[library_of(dso)] = by_library.get(library_of(dso), 0.0) + percent
+        library = library_of(dso)
+        by_library[library] = by_library.get(library, 0.0) + percent
 
     def share(p: float) -> float:
         return round(100.0 * p / total, 2) if total else 0.0
