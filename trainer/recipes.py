@@ -52,6 +52,9 @@ class Recipe:
     # Weight of the auxiliary class loss on generated images (AC-GAN; trainer/nets/auxiliary.py).
     # 0 → no auxiliary classifier. Conditional GANs only.
     aux_weight: float = 0.0
+    # The epoch the auxiliary class loss joins at (0 → from the start). Later: the plain GAN
+    # learns the data first, and the class term then sharpens the labels of a converged generator.
+    aux_start_epoch: int = 0
     ema_decay: float = 0.0  # 0 → no EMA generator
     # Both learning rates fall linearly to 0 over the last this-many epochs of a run (0 → constant);
     # counted from the run's own end, so a run extended later decays over its new last epochs.
@@ -65,6 +68,11 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: aux_weight must be >= 0, got {self.aux_weight}")
         if self.aux_weight > 0 and (self.kind != "gan" or not self.conditional):
             raise ValueError(f"recipe {self.name}: an auxiliary class loss needs a conditional GAN")
+        if self.aux_start_epoch < 0 or (self.aux_start_epoch > 0 and self.aux_weight == 0):
+            raise ValueError(
+                f"recipe {self.name}: aux_start_epoch must be >= 0 and needs aux_weight > 0, "
+                f"got {self.aux_start_epoch}"
+            )
 
     @property
     def conditional(self) -> bool:
@@ -81,6 +89,7 @@ class Recipe:
             "real_target": self.real_target,
             "ms_weight": self.ms_weight,
             "aux_weight": self.aux_weight,
+            **({"aux_start_epoch": self.aux_start_epoch} if self.aux_start_epoch else {}),
             "ema_decay": self.ema_decay,
             "lr_decay_epochs": self.lr_decay_epochs,
             "z_dim": self.z_dim,
@@ -270,6 +279,11 @@ def _flagship(dataset: Literal["mnist", "fashion-mnist"], g_channels: int) -> Re
         lr_d=4e-4,
         betas=(0.0, 0.9),
         ms_weight=0.5,
+        # After 12 epochs without it the 10,000-sample label accuracy had settled at 97.6%
+        # (MNIST) and 88.3% (FashionMNIST), short of the goals; the auxiliary class term
+        # (as in cdcgan-mnist) joins for the last epochs, through the closing rate decay.
+        aux_weight=1.0,
+        aux_start_epoch=12,
         ema_decay=0.999,
         # Constant rates until the last epochs, then a linear decay: the 1k-sample FID of the
         # constant-rate run stopped improving on MNIST after epoch 6 and wandered.

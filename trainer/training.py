@@ -236,18 +236,22 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             opt_d.load_state_dict(ckpt["opt_d"])
         if ema is not None and ckpt.get("ema") is not None:
             ema.module.load_state_dict(ckpt["ema"])
-        if aux is not None and opt_aux is not None:
-            if ckpt.get("aux") is None:
-                raise ValueError(
-                    f"{ckpt_path} was trained without the auxiliary classifier this recipe now uses: "
-                    "train it afresh (--restart) or in another --run-dir"
-                )
-            aux.load_state_dict(ckpt["aux"])
-            opt_aux.load_state_dict(ckpt["opt_aux"])
         state = RunState(**ckpt["state"])
+        if aux is not None and opt_aux is not None:
+            if ckpt.get("aux") is not None:
+                aux.load_state_dict(ckpt["aux"])
+                opt_aux.load_state_dict(ckpt["opt_aux"])
+            elif state.epoch > recipe.aux_start_epoch:
+                raise ValueError(
+                    f"{ckpt_path} was trained without the auxiliary classifier this recipe uses from "
+                    f"epoch {recipe.aux_start_epoch + 1}: train it afresh (--restart) or in another --run-dir"
+                )
         torch.set_rng_state(ckpt["torch_rng"])
         gen.set_state(ckpt["batch_rng"])
         log.info("resumed %s at epoch %d (step %d)", recipe.name, state.epoch, state.step)
+
+    def aux_on() -> bool:
+        return state.epoch >= recipe.aux_start_epoch
 
     def save(finished: bool) -> None:
         state.finished = finished
@@ -266,8 +270,10 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             "disc": disc.state_dict() if disc is not None else None,
             "opt_g": opt_g.state_dict(),
             "opt_d": opt_d.state_dict() if opt_d is not None else None,
-            "aux": aux.state_dict() if aux is not None else None,
-            "opt_aux": opt_aux.state_dict() if opt_aux is not None else None,
+            # Not before its start epoch: a run made before the recipe had the classifier has
+            # none either, and is resumed into one (a fresh classifier) there.
+            "aux": aux.state_dict() if aux is not None and aux_on() else None,
+            "opt_aux": opt_aux.state_dict() if opt_aux is not None and aux_on() else None,
             "torch_rng": torch.get_rng_state(),
             "batch_rng": gen.get_state(),
         }
@@ -296,7 +302,6 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         )
         net.train(was_training)
 
-    critic = _Critic(disc, opt_d, aux, opt_aux) if disc is not None and opt_d is not None else None
     n = x.shape[0]
     steps_per_epoch = max(1, n // recipe.batch_size)
     schedule = LinearDecay(epochs * steps_per_epoch, recipe.lr_decay_epochs * steps_per_epoch)
@@ -308,10 +313,11 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             break
         epoch_start = time.monotonic()
         model.train()
-        if disc is not None:
-            disc.train()
-        if aux is not None:
-            aux.train()
+        critic = None
+        if disc is not None and opt_d is not None:
+            critic = _Critic(disc, opt_d, aux, opt_aux) if aux_on() else _Critic(disc, opt_d)
+            for module in critic.modules():
+                module.train()
         order = torch.randperm(n, generator=gen)
         # Per-key sums and counts: with several critic steps per generator step, g_loss is
         # logged on fewer steps than d_loss.

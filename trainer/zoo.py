@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 # recipe → epochs, longest job first (by wall time at these epochs, two jobs sharing 2 cores) so
 # the two workers finish together.
 ZOO_PLAN: dict[str, int] = {
-    "condgen-fashion": 12,
-    "condgen-mnist": 12,
+    "condgen-fashion": 15,
+    "condgen-mnist": 15,
     "cdcgan-mnist": 10,
     # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
     # gets a fifth of the generator updates per epoch and needs more epochs.

@@ -82,3 +82,7 @@ def test_an_auxiliary_class_loss_needs_a_conditional_gan() -> None:
         replace(RECIPES["cvae-mnist"], aux_weight=1.0)
     with pytest.raises(ValueError, match=">= 0"):
         replace(RECIPES["cgan-mnist"], aux_weight=-1.0)
+    with pytest.raises(ValueError, match="aux_start_epoch"):
+        replace(RECIPES["cgan-mnist"], aux_start_epoch=3)  # a start epoch without the loss
+    with pytest.raises(ValueError, match="aux_start_epoch"):
+        replace(RECIPES["cdcgan-mnist"], aux_start_epoch=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer.recipes import get_recipe
+from trainer.recipes import RECIPES, get_recipe
 from trainer.training import (
     CHECKPOINT,
     EPOCHS_DIR,
@@ -137,3 +138,31 @@ def test_the_auxiliary_classifier_learns_the_classes_and_resumes(
     torch.save(ckpt, tmp_path / CHECKPOINT)
     with pytest.raises(ValueError, match="auxiliary classifier"):
         train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=3))
+
+
+def test_a_late_auxiliary_loss_joins_at_its_epoch_and_a_run_resumed_before_it_begins_it(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    late = replace(get_recipe("cdcgan-mnist"), aux_start_epoch=1)
+    monkeypatch.setitem(RECIPES, "cdcgan-mnist", late)
+    cfg = _cfg(tmp_path, mnist_dir, epochs=1, max_steps=None, limit=400, log_every=2)
+    _, first = train("cdcgan-mnist", cfg)
+    # Epoch 1 is a plain GAN epoch: no classifier trained.
+    assert first.history
+    assert not any("aux_real" in h or "aux_fake" in h for h in first.history)
+    # A run made before the recipe had the classifier, resumed at its start epoch, begins one.
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    ckpt["aux"] = ckpt["opt_aux"] = None
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    _, second = train("cdcgan-mnist", replace(cfg, epochs=2))
+    joined = [h for h in second.history if h["epoch"] == 1]
+    assert joined
+    assert all("aux_real" in h and "aux_fake" in h for h in joined)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["aux"] is not None
+    assert late.hyperparameters()["aux_start_epoch"] == 1
+    # Past its start epoch a checkpoint without the classifier is refused, as before.
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    ckpt["aux"] = ckpt["opt_aux"] = None
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match="from epoch 2"):
+        train("cdcgan-mnist", replace(cfg, epochs=3))
