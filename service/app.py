@@ -214,11 +214,13 @@ def _serving(resources: Resources, name: str, request: Request) -> tuple[ModelEn
     return entry, batcher
 
 
-async def _wait_for_disconnect(receive: Any) -> None:
-    """Return when the client disconnects (the body has been read; nothing else arrives)."""
+async def _watch_disconnect(receive: Any, give_up: Callable[[str], None]) -> None:
+    """Give up on the result when the client disconnects (the body has been read; nothing else
+    arrives but the disconnect)."""
     while True:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
+            give_up("disconnected")
             return
 
 
@@ -229,30 +231,45 @@ async def _await_result(
 
     Either way the future is cancelled, so a request still queued is dropped before compute. The
     disconnect watcher (a task reading ``receive``) starts after ``watch_after_s``: most results
-    come sooner, and for them it would be pure overhead.
+    come sooner, and for them it would be pure overhead. The future is awaited directly, with
+    timers that cancel it: ``asyncio.wait`` builds a waiter future, a set and callbacks per
+    request, about 11 µs against 3 µs here on a 2-core EPYC under uvloop.
     """
-    watched = min(watch_after_s, timeout_s)
-    watcher: asyncio.Future[Any] | None = None
-    try:
-        if watched > 0:
-            await asyncio.wait((future,), timeout=watched)
-        if not future.done() and timeout_s > watched:
-            watcher = asyncio.ensure_future(_wait_for_disconnect(request.receive))
-            try:
-                await asyncio.wait(
-                    (future, watcher), timeout=timeout_s - watched, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                watcher.cancel()
-    except asyncio.CancelledError:
-        future.cancel()
-        raise
     if future.done() and not future.cancelled():
         return future.result()
-    future.cancel()
-    if watcher is not None and watcher.done() and not watcher.cancelled():
-        raise ClientDisconnected("client disconnected before the result was ready")
-    raise RequestTimeout(f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0)
+    loop = asyncio.get_running_loop()
+    reasons: list[str] = []
+    watcher: asyncio.Task[None] | None = None
+
+    def give_up(reason: str) -> None:
+        if not future.done():
+            reasons.append(reason)
+            future.cancel()
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(_watch_disconnect(request.receive, give_up))
+
+    deadline = loop.call_later(timeout_s, give_up, "timeout")
+    watching = loop.call_later(watch_after_s, watch) if watch_after_s < timeout_s else None
+    try:
+        # A cancellation of this task cancels the awaited future too: the batcher drops it.
+        return await future
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # this request's own task was cancelled (server shutdown): not ours to word
+        if reasons == ["disconnected"]:
+            raise ClientDisconnected("client disconnected before the result was ready") from None
+        raise RequestTimeout(
+            f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0
+        ) from None
+    finally:
+        deadline.cancel()
+        if watching is not None:
+            watching.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def _answer(
