@@ -9,6 +9,7 @@ reproduced through the service with the seed and index it was drawn with.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ _SS_MULT_B = 0x58F38DED
 _PCG64_MULT = (2549297995355413924 << 64) + 4865540595714422341  # PCG_DEFAULT_MULTIPLIER_128
 
 
-def _pcg64_state(seed: int, index: int) -> dict[str, object]:
+def _pcg64_state(seed: int, index: int) -> Any:  # numpy types it with a private TypedDict
     """PCG64's ``state`` for ``default_rng([seed, index])``."""
     pool = np.random.SeedSequence([seed, index]).pool.tolist()
     words = []
