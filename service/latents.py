@@ -8,56 +8,9 @@ reproduced through the service with the seed and index it was drawn with.
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import numpy as np
 
 MAX_SEED = 2**63 - 1
-
-# The stream for (s, i) is numpy's ``default_rng([s, i])``: PCG64 seeded from a SeedSequence. Building
-# that generator costs 11 µs, two thirds of a latent's cost, mostly in turning the SeedSequence
-# into PCG64's 128-bit state and increment. The same arithmetic below (numpy's
-# ``SeedSequence.generate_state`` and PCG64's ``srandom``, both fixed by numpy's stream
-# compatibility policy) sets the state of a reused generator in a third of the time;
-# tests/service/test_latents.py checks the streams are identical.
-_M32 = 0xFFFFFFFF
-_M128 = (1 << 128) - 1
-_SS_INIT_B = 0x8B51F9DD  # SeedSequence: the hash constants of generate_state
-_SS_MULT_B = 0x58F38DED
-_PCG64_MULT = (2549297995355413924 << 64) + 4865540595714422341  # PCG_DEFAULT_MULTIPLIER_128
-
-
-def _pcg64_state(seed: int, index: int) -> Any:  # numpy types it with a private TypedDict
-    """PCG64's ``state`` for ``default_rng([seed, index])``."""
-    pool = np.random.SeedSequence([seed, index]).pool.tolist()
-    words = []
-    hash_const = _SS_INIT_B
-    for i in range(8):  # generate_state(4, uint64): 8 uint32 words from the 4-word pool
-        value = pool[i & 3] ^ hash_const
-        hash_const = (hash_const * _SS_MULT_B) & _M32
-        value = (value * hash_const) & _M32
-        words.append(value ^ (value >> 16))
-    init_state = (words[0] | words[1] << 32) << 64 | (words[2] | words[3] << 32)
-    init_seq = (words[4] | words[5] << 32) << 64 | (words[6] | words[7] << 32)
-    inc = ((init_seq << 1) | 1) & _M128
-    state = ((inc + init_state) * _PCG64_MULT + inc) & _M128  # srandom: two steps from state 0
-    return {"bit_generator": "PCG64", "state": {"state": state, "inc": inc}, "has_uint32": 0, "uinteger": 0}
-
-
-class _Reseeded(threading.local):
-    """A PCG64 and its Generator per thread, given a new state for every latent."""
-
-    def __init__(self) -> None:
-        self.bits = np.random.PCG64(0)
-        self.generator = np.random.Generator(self.bits)
-
-    def at(self, seed: int, index: int) -> np.random.Generator:
-        self.bits.state = _pcg64_state(seed, index)
-        return self.generator
-
-
-_streams = _Reseeded()
 
 
 def latent_for(seed: int, index: int, dim: int, truncation: float | None = None) -> np.ndarray:
@@ -71,7 +24,7 @@ def latent_for(seed: int, index: int, dim: int, truncation: float | None = None)
         raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
-    rng = _streams.at(seed, index)
+    rng = np.random.default_rng([seed, index])
     z = rng.standard_normal(dim)
     if truncation is not None:
         if not truncation > 0:
