@@ -154,7 +154,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         ckpts = sorted(args.checkpoints.glob("*.pt"))
         if not ckpts:
             raise FileNotFoundError(f"no *.pt checkpoints in {args.checkpoints}")
-        out = evaluate_checkpoints(ckpts, cfg, args.doc.with_suffix(""), args.target)
+        out = evaluate_checkpoints(ckpts, cfg, args.doc.with_suffix(""), args.target, append=args.append)
         print(f"{len(ckpts)} checkpoints → {out}")
         return 0
     failed = 0
@@ -276,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoints",
         type=Path,
         help="score every *.pt in DIR (one per epoch) → <doc dir>/quality/<target>-curve.*",
+    )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="with --checkpoints: keep the curve's other epochs (a run continued later)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

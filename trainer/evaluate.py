@@ -51,6 +51,7 @@ from .goals import goals_table
 
 if TYPE_CHECKING:
     from .fid import FeatureExtractor
+    from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -533,7 +534,9 @@ def write_quality_doc(
             "`python -m trainer evaluate <name> --checkpoints runs/<name>/epochs --n 1000 --real-n 4000` "
             "(values in `" + doc.stem + "/<name>-curve.json`). Where a recipe decays its learning "
             "rates (`lr_decay_epochs` in the card's hyperparameters), its last that many epochs are "
-            "the decay.\n\n"
+            "the decay. A run continued later (the flagships: 12 epochs, then the auxiliary class "
+            "term from epoch 13, the dashed line) is scored for its new epochs with `--append`, "
+            "which keeps the earlier points.\n\n"
         )
         for png in curves:
             rel = png.relative_to(doc.parent).as_posix()
@@ -547,17 +550,26 @@ def write_quality_doc(
 # Quality against epoch, from kept checkpoints
 
 
-def evaluate_checkpoints(checkpoints: list[Path], cfg: EvalConfig, out_dir: Path, name: str) -> Path:
+def evaluate_checkpoints(
+    checkpoints: list[Path], cfg: EvalConfig, out_dir: Path, name: str, append: bool = False
+) -> Path:
     """Export each checkpoint to a temporary ONNX file, score it like a served model, and write
     ``out_dir/<name>-curve.json`` and ``-curve.png`` (Inception FID and label accuracy by epoch).
 
     Training keeps the generator of every epoch in ``runs/<recipe>/epochs/epoch_NNN.pt``
-    (``TrainConfig.keep_epochs``); pass them here in order.
+    (``TrainConfig.keep_epochs``); pass them here in order. With ``append`` the curve's other
+    epochs are kept (a run continued later, scored for its new epochs only); an epoch scored
+    again replaces its old point.
     """
     from .export import build_card, export_onnx
     from .training import generator_from_checkpoint
 
+    json_path = out_dir / f"{name}-curve.json"
+    kept: list[dict[str, object]] = []
+    if append and json_path.is_file():
+        kept = json.loads(json_path.read_text(encoding="utf-8"))
     points: list[dict[str, object]] = []
+    recipe: Recipe | None = None  # the last checkpoint's: its aux_start_epoch marks the plot
     for path in checkpoints:
         generator, recipe, ckpt = generator_from_checkpoint(path)
         with tempfile.TemporaryDirectory(prefix="condgen-eval-") as tmp:
@@ -578,14 +590,25 @@ def evaluate_checkpoints(checkpoints: list[Path], cfg: EvalConfig, out_dir: Path
             }
         )
         log.info("%s epoch %s: %s", name, state["epoch"], ", ".join(f"{m.name}={m.value}" for m in metrics))
+    scored = {p["epoch"] for p in points}
+    points = sorted(
+        [p for p in kept if p["epoch"] not in scored] + points,
+        key=lambda p: int(p["epoch"]),  # type: ignore[call-overload]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / f"{name}-curve.json"
     json_path.write_text(json.dumps(points, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    plot_curve(points, out_dir / f"{name}-curve.png", name)
+    marks = {}
+    if recipe is not None and recipe.aux_start_epoch > 0:
+        marks[recipe.aux_start_epoch] = "class term joins"
+    plot_curve(points, out_dir / f"{name}-curve.png", name, marks)
     return json_path
 
 
-def plot_curve(points: list[dict[str, object]], path: Path, title: str) -> Path:
+def plot_curve(
+    points: list[dict[str, object]], path: Path, title: str, marks: dict[int, str] | None = None
+) -> Path:
+    """Inception FID and label accuracy by epoch; ``marks``: epochs after which the recipe changes
+    (a dashed line with its label, e.g. where an auxiliary class term joins)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -608,6 +631,9 @@ def plot_curve(points: list[dict[str, object]], path: Path, title: str) -> Path:
     ):
         xs, ys, n, reference = series(metric)
         ax.plot(xs, ys, marker="o")
+        for epoch, text in (marks or {}).items():
+            ax.axvline(epoch + 0.5, color="grey", linestyle="--", linewidth=1)
+            ax.annotate(text, (epoch + 0.6, 0.97), xycoords=("data", "axes fraction"), fontsize=8, va="top")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         # The real set belongs in the title: an FID is only comparable at equal N on both sides.

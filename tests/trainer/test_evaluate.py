@@ -258,6 +258,19 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     assert points[0]["epoch"] == 1
     assert any(m["name"] == "label_accuracy" for m in points[0]["metrics"])
     assert (tmp_path / "curves" / "cgan-mnist-curve.png").stat().st_size > 1000
+    # A run continued later is scored for its new epochs only: --append keeps the others.
+    earlier = {**points[0], "epoch": 0, "checkpoint": "epoch_000.pt"}
+    out.write_text(json.dumps([earlier, *points]))
+    appended = json.loads(
+        evaluate_checkpoints([ckpt], cfg, tmp_path / "curves", "cgan-mnist", True).read_text()
+    )
+    assert [p["epoch"] for p in appended] == [0, 1]
+    assert appended[1] == points[0]  # epoch 1 scored again: replaced, not doubled
+    out.write_text(json.dumps([earlier, *points]))
+    assert [
+        p["epoch"]
+        for p in json.loads(evaluate_checkpoints([ckpt], cfg, tmp_path / "curves", "cgan-mnist").read_text())
+    ] == [1]
     # The comparison table beside the curves shows them, with the command that made them.
     (tmp_path / "models").mkdir()
     write_quality_doc(tmp_path / "models", tmp_path / "curves.md", tmp_path / "no-references.json")
