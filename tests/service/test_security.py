@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import threading
 from collections.abc import AsyncIterator
@@ -243,6 +244,11 @@ async def test_request_ids_are_echoed_or_generated(client: httpx.AsyncClient) ->
     assert given.headers["x-request-id"] == "abc-123.x:y_z"
     generated = await client.post("/generate", json={"model": UNCOND})
     assert len(generated.headers["x-request-id"]) == 32
+    # Generated IDs: a per-process random prefix and a counter, distinct request to request.
+    again = [(await client.get("/healthz")).headers["x-request-id"] for _ in range(3)]
+    assert len({generated.headers["x-request-id"], *again}) == 4
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in again)
+    assert len({rid[:20] for rid in again}) == 1
     for bad in ["has space", "x" * 129, "new\\nline", "{json}"]:
         resp = await client.get("/healthz", headers={"X-Request-ID": bad})
         assert resp.headers["x-request-id"] != bad
@@ -273,6 +279,15 @@ async def test_access_log_lines_carry_request_id_model_status_and_duration(
     assert by_id["bad-label"]["model"] == GRAY
     for line in lines:
         assert {"ts", "level", "logger", "msg", "request_id", "model", "status", "duration_ms"} <= set(line)
+
+
+async def test_no_access_line_when_its_level_is_off(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="service.access")
+    resp = await client.post("/generate", json={"model": GRAY, "label": 1}, headers={"X-Request-ID": "quiet"})
+    assert resp.status_code == 200
+    assert not [r for r in caplog.records if r.name == "service.access"]
 
 
 def test_json_formatter_one_object_per_line_with_exception_and_context() -> None:
