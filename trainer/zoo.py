@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # the two workers finish together.
 ZOO_PLAN: dict[str, int] = {
     "condgen-fashion": 15,
-    "condgen-mnist": 15,
+    "condgen-mnist": 18,
     "cdcgan-mnist": 10,
     # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
     # gets a fifth of the generator updates per epoch and needs more epochs.
