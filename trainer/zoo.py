@@ -2,8 +2,8 @@
 rebuild it (``python -m trainer zoo``).
 
 Epoch counts are what each recipe needed to meet its quality goal on a 2-core CPU machine, where
-one was met (``docs/quality.md``): the cards' training times add up to about 15 hours, so the
-zoo takes about 7 with two workers, longer while other work shares the cores. Each model card
+one was met (``docs/quality.md``): the cards' training times add up to about 17.5 hours, so the
+zoo takes about 9 with two workers, longer while other work shares the cores. Each model card
 records the epochs and wall time the model actually got. Recipes run in separate processes with
 one torch thread each: these small networks scale poorly across threads, so two single-threaded
 workers train about twice as fast as one two-threaded one.
