@@ -450,6 +450,11 @@ def create_app(
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
         redoc_url=None,
+        telemetry={
+            "tracing": settings.otel_telemetry,
+            "metrics": settings.otel_telemetry,
+            "logs": settings.otel_telemetry,
+        },
     )
     app.state.settings = settings
     app.state.metrics = metrics

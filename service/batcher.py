@@ -118,7 +118,7 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_s
         self.max_queue_images = max_queue_images
         self.max_queue_requests = max_queue_requests
-        self.metrics = metrics
+        self._series = metrics.for_model(name) if metrics is not None else None
         self.queue_timeout_s = queue_timeout_s
         self.run_timeout_s = run_timeout_s
         self.failure_threshold = failure_threshold
@@ -178,6 +178,10 @@ class DynamicBatcher:
         )
 
     # ------------------------------------------------------------------ lifecycle and state
+    def attach_metrics(self, metrics: Metrics) -> None:
+        """Report to ``metrics`` from now on (a reload builds its batchers off the loop without)."""
+        self._series = metrics.for_model(self.name)
+
     def start(self) -> None:
         """Start the collector on the running event loop."""
         if self._state != "created":
@@ -186,8 +190,8 @@ class DynamicBatcher:
         self._task.add_done_callback(self._on_collector_done)
         self._state = "ready"
         self._idle.set()
-        if self.metrics is not None:
-            self.metrics.model_ready.labels(self.name).set(1)
+        if self._series is not None:
+            self._series.ready.set(1)
 
     @property
     def state(self) -> State:
@@ -252,8 +256,8 @@ class DynamicBatcher:
         # A run already on the worker thread cannot be interrupted; it finishes and is discarded.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._state = "stopped"
-        if self.metrics is not None and not self.superseded:
-            self.metrics.model_ready.labels(self.name).set(0)
+        if self._series is not None and not self.superseded:
+            self._series.ready.set(0)
 
     # ------------------------------------------------------------------ producer side
     def submit(self, z: np.ndarray, labels: np.ndarray | None = None) -> asyncio.Future[np.ndarray]:
@@ -317,8 +321,8 @@ class DynamicBatcher:
         if not job.dropped:
             job.dropped = True
             self.dropped_requests += 1
-            if self.metrics is not None:
-                self.metrics.dropped.labels(self.name, "cancelled").inc()
+            if self._series is not None:
+                self._series.dropped_cancelled.inc()
 
     def _expire(self, job: _Job) -> None:
         """The queue deadline of a request none of whose rows has started: drop it, answer 503."""
@@ -332,8 +336,8 @@ class DynamicBatcher:
         self._queued_images -= job.n
         job.dropped = True
         self.expired_requests += 1
-        if self.metrics is not None:
-            self.metrics.dropped.labels(self.name, "expired").inc()
+        if self._series is not None:
+            self._series.dropped_expired.inc()
         job.future.set_exception(
             QueueTimeout(
                 f"model {self.name!r} did not start this request within {self.queue_timeout_s:g} s "
@@ -435,8 +439,8 @@ class DynamicBatcher:
         for job, _, _ in live:
             if not job.wait_observed:
                 job.wait_observed = True
-                if self.metrics is not None:
-                    self.metrics.queue_wait.labels(self.name).observe(now - job.enqueued_at)
+                if self._series is not None:
+                    self._series.queue_wait.observe(now - job.enqueued_at)
 
         if len(live) == 1 and live[0][1] == 0 and live[0][2] == live[0][0].n:
             z, labels = live[0][0].z, live[0][0].labels  # one whole request: no copy
@@ -450,9 +454,9 @@ class DynamicBatcher:
         rows = int(z.shape[0])
 
         self.session_runs += 1
-        if self.metrics is not None:
-            self.metrics.session_runs.labels(self.name).inc()
-            self.metrics.batch_size.labels(self.name).observe(rows)
+        if self._series is not None:
+            self._series.session_runs.inc()
+            self._series.batch_size.observe(rows)
         started = time.perf_counter()
         self._run_started = time.monotonic()
         runner = self.runner
@@ -479,8 +483,8 @@ class DynamicBatcher:
         finally:
             self._run_started = None
             elapsed = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.inference_duration.labels(self.name).observe(elapsed)
+            if self._series is not None:
+                self._series.inference_duration.observe(elapsed)
             self._run_seconds_ewma = (
                 elapsed
                 if self._run_seconds_ewma is None
@@ -533,8 +537,8 @@ class DynamicBatcher:
                 job.parts = []
                 job.future.set_result(result)
                 self.images_generated += job.n
-                if self.metrics is not None:
-                    self.metrics.images_generated.labels(self.name).inc(job.n)
+                if self._series is not None:
+                    self._series.images_generated.inc(job.n)
         self._inflight = []
 
     # ------------------------------------------------------------------ recovery
@@ -551,8 +555,8 @@ class DynamicBatcher:
         """
         self._state = "recovering"
         self.dead_reason = f"{reason}; re-creating its session"
-        if self.metrics is not None:
-            self.metrics.model_ready.labels(self.name).set(0)
+        if self._series is not None:
+            self._series.ready.set(0)
         logger.error("model %s is not ready: %s; re-creating its session", self.name, reason)
         self._fail_pending(ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0))
         if abandon_worker:
@@ -595,9 +599,9 @@ class DynamicBatcher:
         self.consecutive_failures = 0
         self.dead_reason = None
         self._state = "ready"
-        if self.metrics is not None:
-            self.metrics.recoveries.labels(self.name).inc()
-            self.metrics.model_ready.labels(self.name).set(1)
+        if self._series is not None:
+            self._series.recoveries.inc()
+            self._series.ready.set(1)
         logger.warning("model %s recovered: its session was re-created", self.name)
 
     async def _new_runner(self) -> Runner:
@@ -644,10 +648,10 @@ class DynamicBatcher:
         self._state = "dead"
         self.dead_reason = reason
         logger.error("model %s is no longer ready: %s", self.name, reason)
-        if self.metrics is not None:
-            self.metrics.model_ready.labels(self.name).set(0)
+        if self._series is not None:
+            self._series.ready.set(0)
         self._fail_pending(WorkerDied(f"model {self.name!r} is not ready: {reason}"))
 
     def _gauge_depth(self) -> None:
-        if self.metrics is not None:
-            self.metrics.queue_depth.labels(self.name).set(self._queued_images)
+        if self._series is not None:
+            self._series.queue_depth.set(self._queued_images)

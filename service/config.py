@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     # machinery (service/fastpath.py); answers are identical either way. Off: every request takes
     # the FastAPI routes (for comparison and debugging).
     fast_path: bool = Field(default=True, description="Generation requests skip FastAPI's routing.")
+    # FastAPI's own OpenTelemetry spans, metrics and logs for every request. They export only
+    # where the process has configured an OpenTelemetry provider (e.g. under
+    # ``opentelemetry-instrument``); off, FastAPI also skips asking for one on every request
+    # (about 5 µs each). The Prometheus metrics on /metrics are there either way.
+    otel_telemetry: bool = Field(default=False, description="FastAPI's OpenTelemetry instrumentation.")
     # A request's wait for its result watches for the client hanging up (so a queued request is
     # withdrawn before compute) only once it has waited this long: the watcher costs more than
     # a fast answer's own bookkeeping, and a run this short is not worth saving.

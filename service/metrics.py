@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -60,6 +61,27 @@ QUEUE_BUCKETS = (
 )
 # Images per session run: powers of two up to the largest batch size worth configuring.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    """One model's labelled series, resolved once.
+
+    ``labels()`` validates, locks and looks up on every call (a few µs); the batcher updates
+    several series per batch and per request, so it holds these instead. After
+    :meth:`Metrics.forget_model` they are detached: updates to them no longer reach /metrics.
+    """
+
+    ready: Gauge
+    queue_depth: Gauge
+    queue_wait: Histogram
+    session_runs: Counter
+    batch_size: Histogram
+    inference_duration: Histogram
+    images_generated: Counter
+    recoveries: Counter
+    dropped_cancelled: Counter
+    dropped_expired: Counter
 
 
 class Metrics:
@@ -142,26 +164,41 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # (model, status) -> that request counter and the model's duration histogram: requests
+        # are counted on every response, and the set of keys is small (models x statuses).
+        self._request_series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def for_model(self, name: str) -> ModelSeries:
+        """The model's series, created (at zero) if absent."""
+        return ModelSeries(
+            ready=self.model_ready.labels(name),
+            queue_depth=self.queue_depth.labels(name),
+            queue_wait=self.queue_wait.labels(name),
+            session_runs=self.session_runs.labels(name),
+            batch_size=self.batch_size.labels(name),
+            inference_duration=self.inference_duration.labels(name),
+            images_generated=self.images_generated.labels(name),
+            recoveries=self.recoveries.labels(name),
+            dropped_cancelled=self.dropped.labels(name, "cancelled"),
+            dropped_expired=self.dropped.labels(name, "expired"),
+        )
+
+    def observe_request(self, model: str, status: int, seconds: float) -> None:
+        """Count one answered generation request and its duration."""
+        series = self._request_series.get((model, status))
+        if series is None:
+            series = (self.requests.labels(model, str(status)), self.request_duration.labels(model))
+            self._request_series[(model, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def register_models(self, ready: Iterable[str], failed: Iterable[str]) -> None:
         """Create every model's series up front so dashboards show zeros rather than gaps."""
         for name in ready:
-            self.model_ready.labels(name).set(1)
-            self._touch(name)
+            self.for_model(name).ready.set(1)
+            self.request_duration.labels(name)
         for name in failed:
             self.model_ready.labels(name).set(0)
-
-    def _touch(self, name: str) -> None:
-        self.queue_depth.labels(name).set(0)
-        self.images_generated.labels(name)
-        self.session_runs.labels(name)
-        self.batch_size.labels(name)
-        self.inference_duration.labels(name)
-        self.queue_wait.labels(name)
-        self.request_duration.labels(name)
-        self.recoveries.labels(name)
-        for reason in ("cancelled", "expired"):
-            self.dropped.labels(name, reason)
 
     def forget_model(self, name: str) -> None:
         """Drop a model's series after a reload removed it, so dashboards stop showing it."""

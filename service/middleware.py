@@ -175,9 +175,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            model = self._label(state)
-            self.metrics.requests.labels(model, str(status)).inc()
-            self.metrics.request_duration.labels(model).observe(time.perf_counter() - started)
+            self.metrics.observe_request(self._label(state), status, time.perf_counter() - started)
 
     def _label(self, state: dict[str, Any]) -> str:
         label = state.get(STATE_MODEL)

@@ -202,7 +202,7 @@ def activate(reloaded: Reloaded, old_batchers: dict[str, DynamicBatcher], metric
     """Start the reload's new batchers and point them at ``metrics`` (call on the event loop)."""
     for name, batcher in reloaded.batchers.items():
         if old_batchers.get(name) is not batcher:
-            batcher.metrics = metrics
+            batcher.attach_metrics(metrics)
             batcher.start()
     metrics.register_models(
         ready=[n for n, b in reloaded.batchers.items() if old_batchers.get(n) is not b],

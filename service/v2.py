@@ -645,8 +645,7 @@ def build_router(
             if resources is not None:
                 # Same series as /generate: condgen_requests_total{model,status} and its duration.
                 label = name if name in resources.registry else UNKNOWN_MODEL
-                resources.metrics.requests.labels(label, str(status)).inc()
-                resources.metrics.request_duration.labels(label).observe(time.perf_counter() - started)
+                resources.metrics.observe_request(label, status, time.perf_counter() - started)
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
         resources = resources_or_503(request)

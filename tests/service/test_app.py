@@ -516,3 +516,37 @@ async def test_metrics_are_exposed_with_their_names(client: httpx.AsyncClient) -
     assert f'condgen_requests_total{{model="{UNCOND}",status="422"}} 1.0' in text
     assert f'condgen_images_generated_total{{model="{GRAY}"}} 3.0' in text
     assert "no-such-model" not in text  # client-chosen names never become label values
+
+
+_SPANS: Any = None
+
+
+def _recorded_spans() -> Any:
+    """An in-memory span exporter behind the process's global tracer provider (set once)."""
+    global _SPANS
+    if _SPANS is None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        _SPANS = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_SPANS))
+        trace.set_tracer_provider(provider)
+    return _SPANS
+
+
+async def test_fastapi_opentelemetry_records_requests_only_when_enabled(serve: Serve, zoo: Path) -> None:
+    spans = _recorded_spans()
+    spans.clear()
+    body = {"model": GRAY, "label": 3, "seed": 7}
+    async with serve(make_settings(zoo)) as (_, client):
+        assert (await client.post("/generate", json=body)).status_code == 200
+    assert spans.get_finished_spans() == ()  # a provider is configured, but telemetry is off
+
+    async with serve(make_settings(zoo, otel_telemetry=True)) as (_, client):
+        assert (await client.post("/generate", json=body)).status_code == 200
+        assert (await client.get("/models")).status_code == 200
+    methods = [span.attributes.get("http.request.method") for span in spans.get_finished_spans()]
+    assert sorted(m for m in methods if m is not None) == ["GET", "POST"], methods
