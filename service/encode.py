@@ -54,7 +54,26 @@ def _parse_accept(header: str) -> list[tuple[str, float, int]]:
     return ranges
 
 
+# Accept headers already negotiated: clients send the same few headers on every request. Bounded
+# (emptied when full), since the headers are the clients' to choose.
+_NEGOTIATED: dict[str, MediaType] = {}
+_NEGOTIATED_MAX = 256
+
+
 def negotiate(accept: str | None) -> MediaType:
+    """The response type for an ``Accept`` header, or :class:`NotAcceptable`; see :func:`_negotiate`."""
+    if accept is None:
+        return MediaType.PNG
+    chosen = _NEGOTIATED.get(accept)
+    if chosen is None:
+        chosen = _negotiate(accept)
+        if len(_NEGOTIATED) >= _NEGOTIATED_MAX:
+            _NEGOTIATED.clear()
+        _NEGOTIATED[accept] = chosen
+    return chosen
+
+
+def _negotiate(accept: str | None) -> MediaType:
     """The response type for an ``Accept`` header, or :class:`NotAcceptable`.
 
     The most specific range matching a type sets its q (``image/png`` over ``image/*`` over

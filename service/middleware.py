@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request IDs and the access log, the API key, the body limit, metrics.
+"""Pure ASGI middleware: request IDs, the access log and metrics; the API key; the body limit.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the body limit can act
 on the raw ``receive`` stream before FastAPI parses anything.
@@ -147,46 +147,6 @@ class BodyLimitMiddleware:
         await self.app(scope, replaying(b"".join(chunks), receive), send)
 
 
-class MetricsMiddleware:
-    """Count and time requests to the generation endpoints, by model and status code."""
-
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, paths: frozenset[str], is_known_model: Callable[[str], bool]
-    ) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.paths = paths
-        self.is_known_model = is_known_model
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") not in self.paths:
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # if the app dies before answering, that is what the client gets
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        state: dict[str, Any] = scope.setdefault("state", {})
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            self.metrics.observe_request(self._label(state), status, time.perf_counter() - started)
-
-    def _label(self, state: dict[str, Any]) -> str:
-        label = state.get(STATE_MODEL)
-        if isinstance(label, str):
-            return label
-        requested = state.get(STATE_REQUESTED_MODEL)
-        if isinstance(requested, str) and self.is_known_model(requested):
-            return requested
-        return UNKNOWN_MODEL
-
-
 class InflightTracker:
     """How many HTTP requests are being served right now (read by the drain on SIGTERM)."""
 
@@ -195,16 +155,29 @@ class InflightTracker:
 
 
 class RequestContextMiddleware:
-    """Outermost: give each request an ID, echo it, count it in flight, write its access line.
+    """Outermost: give each request an ID, echo it, count it in flight, write its access line,
+    and count and time the generation requests in ``metrics``.
 
     The ID is the client's ``X-Request-ID`` when that is a plain token of at most 128 characters,
     otherwise a new one; it is set in :data:`service.logs.request_id_var`, so every log line
-    written while serving the request carries it.
+    written while serving the request carries it. The metrics are counted here rather than in a
+    layer of their own: each layer costs a coroutine and a wrapped ``send`` per message, and both
+    need the same clock and the same status.
     """
 
-    def __init__(self, app: ASGIApp, tracker: InflightTracker) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tracker: InflightTracker,
+        metrics: Metrics,
+        metered_paths: frozenset[str],
+        is_known_model: Callable[[str], bool],
+    ) -> None:
         self.app = app
         self.tracker = tracker
+        self.metrics = metrics
+        self.metered_paths = metered_paths
+        self.is_known_model = is_known_model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -239,10 +212,22 @@ class RequestContextMiddleware:
         finally:
             self.tracker.count -= 1
             path = scope.get("path", "")
+            if path in self.metered_paths:
+                self.metrics.observe_request(self._model(state), status, time.perf_counter() - started)
             level = logging.DEBUG if path in QUIET_PATHS and status < 400 else logging.INFO
             if access_logger.isEnabledFor(level):  # the line's fields cost more than the check
                 self._log(scope, path, status, request_id, state, started, level)
             request_id_var.reset(token)
+
+    def _model(self, state: dict[str, Any]) -> str:
+        """The metrics' model label: the handler's verdict, else a known requested name, else unknown."""
+        label = state.get(STATE_MODEL)
+        if isinstance(label, str):
+            return label
+        requested = state.get(STATE_REQUESTED_MODEL)
+        if isinstance(requested, str) and self.is_known_model(requested):
+            return requested
+        return UNKNOWN_MODEL
 
     @staticmethod
     def _log(

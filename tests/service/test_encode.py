@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service import encode as encode_module
 from service.encode import (
     MediaType,
     grid_shape,
@@ -45,11 +46,21 @@ from service.errors import NotAcceptable
 )
 def test_negotiate(accept: str | None, expected: MediaType) -> None:
     assert negotiate(accept) is expected
+    assert negotiate(accept) is expected  # the second time from the memo: the same answer
+
+
+def test_the_negotiation_memo_stays_bounded_and_keeps_answering() -> None:
+    for i in range(1000):  # a client sending a different header every time
+        assert negotiate(f"image/png, application/x-custom-{i}") is MediaType.PNG
+    assert len(encode_module._NEGOTIATED) <= encode_module._NEGOTIATED_MAX
+    assert negotiate("application/json") is MediaType.JSON
 
 
 @pytest.mark.parametrize("accept", ["text/html", "image/jpeg, text/*", "*/*;q=0", "image/png;q=abc"])
 def test_negotiate_refuses(accept: str) -> None:
     with pytest.raises(NotAcceptable, match="offers image/png"):
+        negotiate(accept)
+    with pytest.raises(NotAcceptable):  # refusals are not remembered as answers
         negotiate(accept)
 
 
