@@ -9,7 +9,7 @@ import pytest
 
 from service.card import ModelCard, load_card
 from service.config import Settings
-from service.latents import MAX_SEED, interpolate, latent_for, latents_for
+from service.latents import BATCH_SEEDING_ROWS, MAX_SEED, interpolate, latent_for, latents_for
 from service.plan import plan_generate, random_seed
 from service.schemas import GenerateRequest
 from tests.service.conftest import GRAY, UNCOND
@@ -48,6 +48,20 @@ def test_latents_are_numpys_default_rng_stream_for_seed_and_index(seed: int) -> 
     for index in (0, 1, 2, 63, 1000, 2**32 - 1, 2**32 + 3):
         assert np.array_equal(latent_for(seed, index, 100), _numpy_reference(seed, index, 100))
     assert np.array_equal(latent_for(seed, 5, 64, 0.7), _numpy_reference(seed, 5, 64, 0.7))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 123_456_789_012, MAX_SEED])
+@pytest.mark.parametrize("start", [0, 1000, 2**32 - 5])
+def test_rows_seeded_together_are_the_same_stream(seed: int, start: int) -> None:
+    # Enough rows to take the batched seeding; the last start crosses into two-word indices.
+    count = BATCH_SEEDING_ROWS + 3
+    block = latents_for(seed, count, 100, start=start)
+    for row in range(count):
+        assert np.array_equal(block[row], _numpy_reference(seed, start + row, 100)), row
+    truncated = latents_for(seed, count, 64, start=start, truncation=0.7)
+    assert np.array_equal(truncated[-1], _numpy_reference(seed, start + count - 1, 64, 0.7))
+    # Fewer rows take the per-row path: the same numbers.
+    assert np.array_equal(latents_for(seed, 2, 100, start=start + 5), block[5:7])
 
 
 def test_truncation_bounds_every_component_and_stays_reproducible() -> None:
