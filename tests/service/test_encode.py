@@ -90,6 +90,17 @@ def test_tile_places_images_row_major_with_padding() -> None:
         tile(images, rows=1, cols=3)
 
 
+@pytest.mark.parametrize(("n", "rows", "cols"), [(1, 1, 1), (3, 1, 4), (5, 2, 3), (7, 3, 3), (64, 8, 8)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_tile_is_each_image_placed_in_its_cell(n: int, rows: int, cols: int, channels: int) -> None:
+    images = np.random.default_rng(n).integers(0, 256, (n, channels, 4, 5), dtype=np.uint8)
+    expected = np.full((channels, rows * 7 + 3, cols * 8 + 3), 9, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        expected[:, 3 + r * 7 : 3 + r * 7 + 4, 3 + q * 8 : 3 + q * 8 + 5] = images[i]
+    assert np.array_equal(tile(images, rows, cols, padding=3, pad_value=9), expected)
+
+
 @pytest.mark.parametrize("level", [0, 1, 9])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_png_round_trip(channels: int, level: int) -> None:
