@@ -526,6 +526,7 @@ class DynamicBatcher:
         self.consecutive_failures = 0
         self._recovery_streak = 0
         offset = 0
+        delivered = 0
         for job, a, b in live:
             part = out[offset : offset + (b - a)]
             offset += b - a
@@ -536,9 +537,10 @@ class DynamicBatcher:
                 result = job.parts[0] if len(job.parts) == 1 else np.concatenate(job.parts)
                 job.parts = []
                 job.future.set_result(result)
-                self.images_generated += job.n
-                if self._series is not None:
-                    self._series.images_generated.inc(job.n)
+                delivered += job.n
+        self.images_generated += delivered
+        if self._series is not None and delivered:
+            self._series.images_generated.inc(delivered)  # once per batch: the counter takes a lock
         self._inflight = []
 
     # ------------------------------------------------------------------ recovery

@@ -25,7 +25,16 @@ def latent_for(seed: int, index: int, dim: int, truncation: float | None = None)
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     _check(seed, truncation)
-    return _draw(np.random.default_rng([seed, index]), dim, truncation)
+    # default_rng([seed, index]) is PCG64(SeedSequence([seed, index])); numpy's generate_state
+    # runs under an errstate context (a quarter of the cost of a latent), so the seeding from
+    # the sequence's pool is done here, in plain integers.
+    pool = np.random.SeedSequence([seed, index]).pool.tolist()
+    words = []
+    for i in range(8):
+        value = (pool[i % _POOL_SIZE] ^ _STATE_HASH_INTS[i]) * _STATE_HASH_INTS[i + 1] & _M32
+        words.append(value ^ (value >> 16))
+    state, inc = _pcg64_seeding(*(words[2 * j] | words[2 * j + 1] << 32 for j in range(4)))
+    return _draw(_seeded(state, inc), dim, truncation)
 
 
 def latents_for(
@@ -35,7 +44,7 @@ def latents_for(
 
     Row ``r`` is ``latent_for(seed, start + r, dim, truncation)``. From :data:`BATCH_SEEDING_ROWS`
     rows on, the rows' generators are seeded together (:func:`_pcg64_states`): building a
-    ``SeedSequence`` and a ``PCG64`` per row was two thirds of the cost of a row.
+    ``SeedSequence`` and seeding a ``PCG64`` per row was half the cost of a row.
     """
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
@@ -45,16 +54,8 @@ def latents_for(
             out[row] = latent_for(seed, start + row, dim, truncation)
         return out
     _check(seed, truncation)
-    rng = _thread_generator()
-    bit_generator = rng.bit_generator
     for row, (state, inc) in enumerate(_pcg64_states(seed, start, count)):
-        bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": state, "inc": inc},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
-        out[row] = _draw(rng, dim, truncation)
+        out[row] = _draw(_seeded(state, inc), dim, truncation)
     return out
 
 
@@ -80,8 +81,8 @@ def _draw(rng: np.random.Generator, dim: int, truncation: float | None) -> np.nd
 # mixing and generate_state (numpy/random/bit_generator.pyx) and PCG64's seeding
 # (pcg64.h: pcg_setseq_128_srandom_r) are spelled out as uint32 array operations over the rows
 # of one request; tests/service/test_latents.py holds them to numpy's own streams.
-# At about 90 µs for the array operations against ~12 µs per row saved, batching pays from
-# about 8 rows; 16 leaves a margin.
+# The array operations cost about 90 µs whatever the row count, then ~5.5 µs per row against
+# ~11 µs per row one at a time (2-core EPYC): batching pays from about 16 rows.
 BATCH_SEEDING_ROWS = 16
 
 _M32 = 0xFFFFFFFF
@@ -89,28 +90,46 @@ _M128 = (1 << 128) - 1
 _PCG64_MULTIPLIER = (2549297995355413924 << 64) + 4865540595714422341
 
 
-def _hash_constants(init: int, multiplier: int, steps: int) -> list[np.uint32]:
+def _hash_constants(init: int, multiplier: int, steps: int) -> list[int]:
     """SeedSequence's running hash constant: step k XORs with entry k, multiplies by entry k+1."""
     values = [init]
     for _ in range(steps):
         values.append(values[-1] * multiplier & _M32)
-    return [np.uint32(v) for v in values]
+    return values
 
 
-_MIX_HASH = _hash_constants(0x43B0D7E5, 0x931E8875, 16)  # 4 entropy words + 12 cross-mixes
-_STATE_HASH = _hash_constants(0x8B51F9DD, 0x58F38DED, 8)  # 8 output words (4 uint64)
+_MIX_HASH = [np.uint32(v) for v in _hash_constants(0x43B0D7E5, 0x931E8875, 16)]  # 4 words + 12 mixes
+_STATE_HASH_INTS = _hash_constants(0x8B51F9DD, 0x58F38DED, 8)  # 8 output words (4 uint64)
+_STATE_HASH = [np.uint32(v) for v in _STATE_HASH_INTS]
 _MIX_L, _MIX_R = np.uint32(0xCA01F9DD), np.uint32(0x4973F715)
 _SHIFT = np.uint32(16)
 _POOL_SIZE = 4
 _local = threading.local()
 
 
-def _thread_generator() -> np.random.Generator:
-    """One reseedable generator per thread (the service plans on its loop; the trainer anywhere)."""
+def _seeded(state: int, inc: int) -> np.random.Generator:
+    """This thread's generator, its PCG64 set to ``(state, inc)`` (the service plans on its loop,
+    the trainer anywhere: one generator per thread)."""
     rng: np.random.Generator | None = getattr(_local, "rng", None)
     if rng is None:
         rng = _local.rng = np.random.Generator(np.random.PCG64(0))
+    rng.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": state, "inc": inc},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
     return rng
+
+
+def _pcg64_seeding(
+    initstate_high: int, initstate_low: int, initseq_high: int, initseq_low: int
+) -> tuple[int, int]:
+    """PCG64's ``(state, inc)`` seeded from generate_state's four uint64 words, as
+    pcg_setseq_128_srandom_r does it: state = 0, inc = seq*2+1; step; state += initstate; step."""
+    inc = (((initseq_high << 64) | initseq_low) << 1 | 1) & _M128
+    state = ((inc + ((initstate_high << 64) | initstate_low)) * _PCG64_MULTIPLIER + inc) & _M128
+    return state, inc
 
 
 def _hashmix(value: np.ndarray, constants: list[np.uint32], step: int) -> np.ndarray:
@@ -139,13 +158,7 @@ def _pcg64_states(seed: int, start: int, count: int) -> list[tuple[int, int]]:
                 step += 1
     words = [_hashmix(pool[i % _POOL_SIZE], _STATE_HASH, i).astype(np.uint64) for i in range(8)]
     seeds = [(words[2 * j] | (words[2 * j + 1] << np.uint64(32))).tolist() for j in range(4)]
-    states = []
-    for s0, s1, s2, s3 in zip(*seeds, strict=True):
-        # pcg_setseq_128_srandom_r: state = 0, inc = seq*2+1; step; state += initstate; step.
-        inc = (((s2 << 64) | s3) << 1 | 1) & _M128
-        state = ((inc + ((s0 << 64) | s1)) * _PCG64_MULTIPLIER + inc) & _M128
-        states.append((state, inc))
-    return states
+    return [_pcg64_seeding(*row) for row in zip(*seeds, strict=True)]
 
 
 def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int, spherical: bool = True) -> np.ndarray:
