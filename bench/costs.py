@@ -112,7 +112,6 @@ def _request_steps(
         ("float→uint8", lambda: to_uint8(raw, card.image.value_range), "batch"),
         (f"PNG encode (level {level})", lambda: png_of_batch(images, plan.layout, level), "request"),
         ("PNG encode (level 0, stored)", lambda: png_of_batch(images, plan.layout, 0), "request"),
-        ("PNG encode (level 6)", lambda: png_of_batch(images, plan.layout, 6), "request"),
         ("metrics (4 observations)", observe, "request"),
     ]
     return [_row(step, n, time_us(fn, target_s), per) for step, fn, per in steps]

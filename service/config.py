@@ -125,9 +125,9 @@ class Settings(BaseSettings):
     )
 
     # --- encoding -----------------------------------------------------------------------------
-    # zlib level 1: on generator output it is within ~5 % of level 6's size at about half the time
-    # and 20x faster than level 9 (measured on 28x28 and 64x64 grids); bandwidth is rarely the
-    # bottleneck for images this small, CPU is.
+    # 0 stores the pixels uncompressed (2-4x the bytes of 1 on generator output, at a quarter
+    # of the encoding time); 1..9 deflate them with zlib's run-length strategy, which gives the
+    # same bytes at every level (service/encode.py).
     png_compress_level: int = Field(default=1, ge=0, le=9)
 
     @field_validator("providers", mode="before")
