@@ -73,14 +73,14 @@ def negotiate(accept: str | None) -> MediaType:
     return chosen
 
 
-def _negotiate(accept: str | None) -> MediaType:
+def _negotiate(accept: str) -> MediaType:
     """The response type for an ``Accept`` header, or :class:`NotAcceptable`.
 
     The most specific range matching a type sets its q (``image/png`` over ``image/*`` over
     ``*/*``). The highest q wins; ties go to the more specific match, then to the client's order,
-    then to ours (PNG first). A missing or empty header means PNG.
+    then to ours (PNG first). An empty header means PNG.
     """
-    if accept is None or not accept.strip():
+    if not accept.strip():
         return MediaType.PNG
     ranges = _parse_accept(accept)
     best: tuple[float, int, int, int] | None = None

