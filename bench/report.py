@@ -358,6 +358,11 @@ def meta_lines(results: dict[str, Any]) -> list[str]:
         f"latency is long), {m.get('warmup_s')} s warm-up per server and model; whole run "
         f"{m.get('wall_s', '?')} s.",
     ]
+    if m.get("goal_rounds", 1) > 1:
+        lines.append(
+            f"- condgen's cells behind the raw-limit goals (n=1 at c=32; the largest n at every c) "
+            f"are the median of {m['goal_rounds']} rounds (`round_images_per_s` in results.json)."
+        )
     for note in results.get("notes", []):
         lines.append(f"- Note: {note}")
     if m.get("condgen_env"):

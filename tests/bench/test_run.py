@@ -63,6 +63,14 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert len(results["cells"]) == 2 * 2 * 2
     assert all(c["error_count"] == 0 and c["requests"] > 0 for c in results["cells"])
     assert all(c["server_cpu_ms_per_request"] > 0 for c in results["cells"])
+    # The goal cells (here the largest n, 4, at every c) are the median of three rounds.
+    for cell in results["cells"]:
+        rounds = cell.get("round_images_per_s")
+        if cell["n"] == 4:
+            assert len(rounds) == 3, cell
+            assert round(cell["images_per_s"], 1) == sorted(rounds)[1]
+        else:
+            assert rounds is None, cell
     assert results["cold_start"]["models_ready"] == 3
     assert {r["step"] for r in results["costs"]["cond-gray"]} >= {"float→uint8", "metrics (4 observations)"}
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
