@@ -37,7 +37,7 @@ ZOO_PLAN: dict[str, int] = {
     "gan-mnist": 20,
     "cgan-fashion-hinge-10": 12,
     "cgan-fashion-hinge-32": 12,
-    "cgan-fashion-lsgan-10": 2,
+    "cgan-fashion-lsgan-10": 12,
     "cgan-fashion-lsgan-32": 2,
     "cvae-mnist": 10,
 }
