@@ -36,7 +36,7 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-bce-32": 12,
     "gan-mnist": 20,
     "cgan-fashion-hinge-10": 12,
-    "cgan-fashion-hinge-32": 12,
+    "cgan-fashion-hinge-32": 24,
     "cgan-fashion-lsgan-10": 12,
     "cgan-fashion-lsgan-32": 2,
     "cvae-mnist": 10,
