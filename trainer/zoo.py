@@ -33,7 +33,7 @@ ZOO_PLAN: dict[str, int] = {
     "dcgan-mnist": 5,
     "cgan-mnist": 30,
     "cgan-fashion-bce-10": 12,
-    "cgan-fashion-bce-32": 12,
+    "cgan-fashion-bce-32": 16,
     "gan-mnist": 20,
     "cgan-fashion-hinge-10": 12,
     "cgan-fashion-hinge-32": 24,
