@@ -670,6 +670,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     unknown = [s for s in servers if s not in SERVERS]
     if unknown:
         p.error(f"unknown servers: {', '.join(unknown)}")
+    if a.goal_rounds < 1:
+        p.error("--goal-rounds must be >= 1")
     cfg = Config(
         models_dir=a.models_dir,
         out=a.out,

@@ -117,3 +117,9 @@ def test_a_running_training_job_is_reported_and_a_stopped_one_is_not() -> None:
     finally:
         job.kill()
         job.wait()
+
+
+def test_goal_rounds_below_one_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--goal-rounds", "0"])
+    assert "--goal-rounds must be >= 1" in capsys.readouterr().err
