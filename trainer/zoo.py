@@ -38,7 +38,7 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-hinge-10": 12,
     "cgan-fashion-hinge-32": 24,
     "cgan-fashion-lsgan-10": 12,
-    "cgan-fashion-lsgan-32": 2,
+    "cgan-fashion-lsgan-32": 9,
     "cvae-mnist": 10,
 }
 
