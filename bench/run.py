@@ -423,7 +423,7 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
             prev = result
             cell: dict[str, Any] = {"server": server.spec.name, "model": model, **result.to_json()}
             if rounds > 1:
-                cell["round_images_per_s"] = [round(m[0].images_per_s, 1) for m in measured]
+                cell["round_images_per_s"] = [round(m[0].images_per_s, 2) for m in measured]
             if result.requests:
                 cell["server_cpu_ms_per_request"] = round(cpu_s * 1000.0 / result.requests, 3)
                 cell["server_cpu_ms_per_image"] = round(cpu_s * 1000.0 / (result.requests * n), 4)
