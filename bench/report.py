@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.costs import markdown as costs_markdown
+from bench.native_profile import LIBRARIES as NATIVE_LIBRARIES
 from bench.native_profile import render_markdown as native_markdown
 from bench.profile import render_markdown
 
@@ -28,6 +29,10 @@ SERVER_LABELS = {
     "torch": "FastAPI + torch eager",
 }
 GOAL_C = 32  # the concurrency the issue's goals are stated at
+# The raw-limit goals: (n, condgen images/s ÷ raw best-batch images/s at least). n=1 is judged at
+# c=GOAL_C, the largest n at its best concurrency.
+RAW_GOALS = ((1, 0.60), (64, 0.90))
+ORT_LIBRARY = "ONNX Runtime (session runs)"  # bench.native_profile's bucket for the session runs
 PEER_TARGETS = {"bentoml": 2.0, "torch": 3.0}  # the issue's throughput goals against each peer
 
 
@@ -67,6 +72,11 @@ def best_over_c(results: dict[str, Any], server: str, model: str, n: int) -> dic
 def raw_best(results: dict[str, Any], model: str) -> float | None:
     raw = results.get("raw", {}).get(model)
     return float(raw["best_images_per_s"]) if raw else None
+
+
+def raw_goal_cell(results: dict[str, Any], model: str, n: int) -> dict[str, Any] | None:
+    """condgen's cell a raw-limit goal judges: n=1 at c=GOAL_C, larger n at its best c."""
+    return find(results, "condgen", model, n, GOAL_C) if n == 1 else best_over_c(results, "condgen", model, n)
 
 
 def models_of(results: dict[str, Any]) -> list[str]:
@@ -131,25 +141,19 @@ def goals(results: dict[str, Any]) -> list[Goal]:
     ns = sorted({c["n"] for c in _cells(results)})
     out: list[Goal] = []
 
-    v = {m: _ratio(_img(find(results, "condgen", m, 1, GOAL_C)), raw_best(results, m)) for m in models}
-    out.append(
-        Goal(
-            f"HTTP n=1 c={GOAL_C} ÷ raw best batch (images/s)",
-            "≥ 0.60",
-            v,
-            _all(v.values(), lambda x: x >= 0.60),
+    for n, least in RAW_GOALS:
+        v = {m: _ratio(_img(raw_goal_cell(results, m, n)), raw_best(results, m)) for m in models}
+        where = f"c={GOAL_C}" if n == 1 else "best c"
+        out.append(
+            Goal(
+                f"HTTP n={n} {where} ÷ raw best batch (images/s)",
+                f"≥ {least:.2f}",
+                v,
+                _all(v.values(), lambda x, t=least: x >= t),
+                # Three places: a ratio just under the line must not print as on it.
+                "{:.3f}",
+            )
         )
-    )
-
-    v = {m: _ratio(_img(best_over_c(results, "condgen", m, 64)), raw_best(results, m)) for m in models}
-    out.append(
-        Goal(
-            "HTTP n=64 (best c) ÷ raw best batch (images/s)",
-            "≥ 0.90",
-            v,
-            _all(v.values(), lambda x: x >= 0.90),
-        )
-    )
 
     for peer, bound in PEER_TARGETS.items():
         target = f"≥ {bound:g}×"
@@ -263,6 +267,111 @@ def ceilings_table(results: dict[str, Any]) -> str:
             lines.append(f"| {SERVER_LABELS[peer]} | {n} | {cells} | ≥ {target:g}× |")
     return "\n".join(lines)
 
+
+@dataclass(frozen=True)
+class Gap:
+    """Where one raw-limit goal stands, in server CPU µs per image (one core, so images/s ∝ 1 ÷ it)."""
+
+    model: str
+    n: int
+    concurrency: int
+    ratio: float  # condgen ÷ raw best
+    target: float
+    cpu_us: float  # the server's CPU per image in the goal's cell
+    raw_us: float  # the raw limit's time per image at its best batch (one thread)
+    ort_us: float | None  # ONNX Runtime's part of cpu_us, from perf at this n (None: not profiled)
+    libraries: dict[str, float]  # µs per image by library (perf), ONNX Runtime included
+
+    @property
+    def budget_us(self) -> float:
+        """CPU per image at which the goal would hold, the core as busy as it was."""
+        return self.cpu_us * self.ratio / self.target
+
+    @property
+    def cut_us(self) -> float:
+        return max(0.0, self.cpu_us - self.budget_us)
+
+    @property
+    def serving_us(self) -> float | None:
+        return None if self.ort_us is None else self.cpu_us - self.ort_us
+
+
+def gaps(results: dict[str, Any]) -> list[Gap]:
+    out: list[Gap] = []
+    for model in models_of(results):
+        raw = raw_best(results, model)
+        for n, target in RAW_GOALS:
+            cell = raw_goal_cell(results, model, n)
+            if not raw or not cell or not cell.get("server_cpu_ms_per_image") or not cell["images_per_s"]:
+                continue
+            cpu_us = float(cell["server_cpu_ms_per_image"]) * 1000.0
+            # perf runs at c=GOAL_C; for n > 1 the goal's cell may be at another c, and the shares
+            # at the same n stand in for it.
+            perf = results.get("native_profile", {}).get(f"{model} n={n} c={GOAL_C}", {})
+            libraries = {row["name"]: cpu_us * row["percent"] / 100.0 for row in perf.get("libraries", [])}
+            out.append(
+                Gap(
+                    model,
+                    n,
+                    int(cell["concurrency"]),
+                    float(cell["images_per_s"]) / raw,
+                    target,
+                    cpu_us,
+                    1e6 / raw,
+                    libraries.get(ORT_LIBRARY) if libraries else None,
+                    libraries,
+                )
+            )
+    return out
+
+
+def gaps_table(results: dict[str, Any]) -> str:
+    rows = gaps(results)
+    if not rows:
+        return "(not measured)"
+    lines = [
+        "| model | cell | ÷ raw | goal | CPU µs/image | at the goal | ONNX Runtime µs/image (raw best) "
+        "| serving µs/image | to cut |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for g in rows:
+        serving = g.serving_us
+        if g.cut_us <= 0:
+            cut = "met"
+        elif serving:
+            cut = f"**{g.cut_us:.0f} ({g.cut_us / serving:.0%} of serving)**"
+        else:
+            cut = f"**{g.cut_us:.0f}**"
+        lines.append(
+            f"| `{g.model}` | n={g.n} c={g.concurrency} | {g.ratio:.3f} | {g.target:.2f} | {g.cpu_us:.0f} | "
+            f"{g.budget_us:.0f} | {_fmt(g.ort_us)} ({g.raw_us:.0f}) | {_fmt(serving)} | {cut} |"
+        )
+    profiled = [g for g in rows if g.libraries]
+    if profiled:
+        names = [name for name, _ in NATIVE_LIBRARIES if any(name in g.libraries for g in profiled)]
+        names += sorted({k for g in profiled for k in g.libraries} - set(names))
+        lines += [
+            "",
+            "| CPU µs per image (perf shares × the cell's CPU) | "
+            + " | ".join(f"`{g.model}` n={g.n}" for g in profiled)
+            + " |",
+            "| --- | " + " | ".join("---:" for _ in profiled) + " |",
+        ]
+        for name in names:
+            lines.append(f"| {name} | " + " | ".join(_fmt(g.libraries.get(name)) for g in profiled) + " |")
+    return "\n".join(lines)
+
+
+GAPS_TEXT = (
+    "What stands between condgen and the raw limit, per image. With its cores kept busy, the "
+    "server's images/s go as 1 ÷ its CPU per image, so a goal holds once the CPU per image falls to "
+    "*at the goal* (now × ratio ÷ goal). ONNX Runtime's part (perf) is about the raw limit's time "
+    "per image at its best batch (in brackets), which no serving change lowers; everything else "
+    "(*serving*: HTTP, Python, latents, PNG, the kernel) is what a change to the service can cut, "
+    "and *to cut* is how much of it must go. The second table splits each profiled cell's CPU per "
+    f"image by library (perf at c={GOAL_C}; for n > 1 the goal's cell may run at another "
+    "concurrency)."
+)
 
 CEILINGS_TEXT = (
     "condgen cannot serve faster than the raw limit, so condgen ÷ peer is at most raw ÷ peer "
@@ -388,6 +497,10 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         f"peer answered nothing but errors); p99 ratios leave out cells where either side had more "
         f"than {MAX_ERROR_SHARE:.0%} errors, whose latency is that of failures. Latency percentiles "
         "(wrk) cover every answer, errors included.",
+        "",
+        GAPS_TEXT,
+        "",
+        gaps_table(results),
         "",
         CEILINGS_TEXT,
         "",
@@ -549,6 +662,10 @@ def readme_block(results: dict[str, Any], results_dir: str) -> str:
             *meta_lines(results),
             "",
             goals_table(results),
+            "",
+            GAPS_TEXT,
+            "",
+            gaps_table(results),
             "",
             CEILINGS_TEXT,
             "",

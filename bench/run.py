@@ -580,7 +580,9 @@ def run(cfg: Config) -> Results:
                     stage_cells(cfg, server, model, res, seed0)
                 res.memory["condgen_rss_mb_after_load"] = server.rss_mb()
                 res.memory["condgen_peak_rss_mb"] = peak_rss_mb(server.pid)
-                stage_profile(cfg, server, cfg.small, res)
+                # Every model: a goal missed on one is explained by that model's own profile.
+                for model in models:
+                    stage_profile(cfg, server, model, res)
             continue
         for model in models:
             if name == "bentoml":

@@ -8,6 +8,8 @@ from bench.report import (
     README_END,
     README_START,
     ceilings_table,
+    gaps,
+    gaps_table,
     goals,
     render_markdown_report,
     update_readme,
@@ -136,3 +138,55 @@ def test_ceilings_bound_each_peer_ratio_by_the_raw_limit() -> None:
     assert "≥ 3×" in rows[("FastAPI + torch eager", "1")]
     assert len(rows) == 4
     assert ceilings_table(results()) in render_markdown_report(results())
+
+
+def _with_cpu_and_perf(res: dict[str, Any]) -> dict[str, Any]:
+    """The goal cells with server CPU per image, and a perf profile of the n=1 cell."""
+    for cell in res["cells"]:
+        if cell["server"] == "condgen":
+            cell["server_cpu_ms_per_image"] = 1.4 if cell["n"] == 1 else 1.0
+    res["native_profile"] = {
+        "small n=1 c=32": {
+            "libraries": [
+                {"name": "ONNX Runtime (session runs)", "percent": 75.0},
+                {"name": "Python interpreter", "percent": 20.0},
+                {"name": "kernel (syscalls, scheduling, page faults)", "percent": 5.0},
+            ]
+        }
+    }
+    return res
+
+
+def test_gaps_give_the_cpu_per_image_each_raw_goal_needs() -> None:
+    res = _with_cpu_and_perf(results())
+    for cell in res["cells"]:
+        if cell["server"] == "condgen" and cell["n"] == 1:
+            cell["images_per_s"] = 500.0  # ÷ raw 1000: 0.50 against the goal's 0.60
+    by_n = {g.n: g for g in gaps(res)}
+    n1, n64 = by_n[1], by_n[64]
+    assert (n1.ratio, n1.target, n1.cpu_us) == (0.5, 0.60, 1400.0)
+    # The core as busy: 0.60 needs 1400 µs × 0.5 ÷ 0.6 per image, so 233 µs must go.
+    assert n1.budget_us == 1400.0 * 0.5 / 0.6
+    assert round(n1.cut_us) == 233
+    assert n1.ort_us == 1050.0  # perf: ONNX Runtime 75 % of 1400 µs
+    assert n1.serving_us == 350.0
+    assert n1.libraries["Python interpreter"] == 280.0
+    assert n1.raw_us == 1000.0  # raw best 1000 images/s
+    assert n64.ratio == 0.95
+    assert n64.cut_us == 0.0  # met
+    assert n64.ort_us is None  # not profiled
+    table = gaps_table(res)
+    row = "| `small` | n=1 c=32 | 0.500 | 0.60 | 1400 | 1167 | 1050 (1000) | 350 | **233 (67% of serving)** |"
+    assert row in table
+    assert "| `small` | n=64 c=1 | 0.950 | 0.90 | 1000 | 1056 | – (1000) | – | met |" in table
+    assert "| Python interpreter | 280 |" in table
+    assert table in render_markdown_report(res)
+
+
+def test_gaps_need_the_cells_cpu_and_the_raw_limit() -> None:
+    res = results()  # no server CPU per image in the cells
+    assert gaps(res) == []
+    assert gaps_table(res) == "(not measured)"
+    res = _with_cpu_and_perf(results())
+    del res["raw"]
+    assert gaps(res) == []

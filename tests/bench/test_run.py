@@ -77,8 +77,8 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
     assert (out / "RESULTS.md").is_file()
     assert (out / "throughput_latency.png").is_file()
-    # Both profilers at n=1 and n=64 on the small model; perf only where it may record.
-    assert set(results["profile"]) == {"cond-gray n=1 c=32", "cond-gray n=64 c=32"}
+    # Both profilers at n=1 and n=64 on each model; perf only where it may record.
+    assert set(results["profile"]) == {f"{m} n={n} c=32" for m in ("cond-gray", "cond-rgb") for n in (1, 64)}
     report = (out / "RESULTS.md").read_text()
     if perf_problem() is None:
         assert set(results["native_profile"]) == set(results["profile"])
