@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .device import DEVICE_CHOICES, resolve_device
 from .recipes import RECIPES
 
 log = logging.getLogger("trainer")
@@ -46,6 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limit=args.limit,
         max_steps=args.max_steps,
         threads=args.threads,
+        device=args.device,
         resume=not args.restart,
         folder_options=folder_options,
     )
@@ -98,6 +100,7 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         only=only,
         epochs_scale=args.epochs_scale,
         data_dir=args.data_dir,
+        device=args.device,
     )
     failed = [name for name, _, error in results if error]
     for name, seconds, error in sorted(results):
@@ -142,6 +145,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
     torch.set_num_threads(args.threads)
+    resolve_device(args.device)  # a device this machine lacks fails now, not after the first model
     cfg = EvalConfig(
         n_inception=args.n,
         real_n=args.real_n,
@@ -149,6 +153,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         classifier_real_n=args.classifier_real_n,
         seed=args.seed,
         data_dir=args.data_dir,
+        device=args.device,
     )
     if args.checkpoints is not None:
         ckpts = sorted(args.checkpoints.glob("*.pt"))
@@ -207,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: CUDA when torch sees one)")
     p.add_argument("--run-dir", type=Path, help="default: runs/<recipe>")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--attributes", help="image folders: comma-separated attribute columns as labels")
@@ -228,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-to", type=Path, default=Path("exported"))
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--data-dir", type=Path)
+    p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES}; every worker trains on it")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("report", help="rewrite the zoo tables from the model cards")
@@ -263,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20250, help="latent seed: z_i = latents_for(seed, i)")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--device", default="auto", help=f"where the Inception network runs: {DEVICE_CHOICES}")
     p.add_argument(
         "--reference", action="store_true", help="also score real train images (the reference row)"
     )

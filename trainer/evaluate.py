@@ -78,6 +78,7 @@ class EvalConfig:
     data_dir: Path | None = None
     classifier_root: Path | None = None  # default: trainer/classifiers/
     progress: bool = True
+    device: str = "cpu"  # where the Inception network runs: cpu, auto, cuda, cuda:N
 
 
 class EvaluationError(RuntimeError):
@@ -133,6 +134,7 @@ def inception_fid(
     images: np.ndarray, dataset: str, cfg: EvalConfig, extractor: FeatureExtractor | None = None
 ) -> Metric:
     """FID (Inception-v3 pool3) of ``images`` vs the cached statistics of ``real_n`` test images."""
+    from .device import resolve_device
     from .fid import (
         CachedExtractor,
         GaussianStats,
@@ -142,7 +144,9 @@ def inception_fid(
         real_stats_key,
     )
 
-    feats = extractor or CachedExtractor(InceptionFeatures(progress=cfg.progress))
+    feats = extractor or CachedExtractor(
+        InceptionFeatures(progress=cfg.progress, device=resolve_device(cfg.device))
+    )
     key = feats.key
     real = _test_split(dataset, cfg)
     if cfg.real_n > len(real):

@@ -262,6 +262,8 @@ def build_card(
             batch_size=recipe.batch_size,
             seconds=round(float(state["seconds"]), 1),
             seed=int(ckpt.get("seed", 0)),
+            # Runs from before devices were recorded all trained on the CPU.
+            device=", ".join(state.get("devices") or ["cpu"]),
             libraries=ckpt.get("libraries") or library_versions(),
             hyperparameters=recipe.hyperparameters(),
         ),

@@ -27,11 +27,12 @@ where it stopped; a 10,000-image set reuses the chunks of a 2,000-image one), an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -80,7 +81,7 @@ def resize_bilinear_tf(x: torch.Tensor, size: int) -> torch.Tensor:
     """
 
     def axis_weights(n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        src = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        src = torch.arange(size, dtype=torch.float64, device=x.device) * (n_in / size)
         lo = src.floor().long().clamp_(0, n_in - 1)
         hi = (lo + 1).clamp_(max=n_in - 1)
         frac = (src - lo.double()).to(x.dtype)
@@ -99,16 +100,24 @@ class InceptionFeatures:
     key = INCEPTION_KEY
     dim = 2048
 
-    def __init__(self, weights: Path | None = None, batch_size: int = 25, progress: bool = True) -> None:
+    def __init__(
+        self,
+        weights: Path | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+        device: torch.device | None = None,
+    ) -> None:
         path = weights or inception_weights_path()
-        self.model = torch.jit.load(str(path), map_location="cpu").eval()
-        self.batch_size = batch_size
+        self.device = device or torch.device("cpu")
+        self.model = torch.jit.load(str(path), map_location=self.device).eval()
+        # A GPU wants far larger batches than the CPU, where 25 keeps the activations in cache.
+        self.batch_size = batch_size or (25 if self.device.type == "cpu" else 500)
         self.progress = progress
 
     @staticmethod
-    def preprocess(images: np.ndarray) -> torch.Tensor:
+    def preprocess(images: np.ndarray, device: torch.device | None = None) -> torch.Tensor:
         # float32 copy: IDX buffers are read-only, and torch.from_numpy warns about those.
-        x = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        x = torch.from_numpy(np.asarray(images, dtype=np.float32)).to(device or torch.device("cpu"))
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[2] != INCEPTION_SIZE or x.shape[3] != INCEPTION_SIZE:
@@ -119,11 +128,26 @@ class InceptionFeatures:
         out = np.empty((len(images), self.dim), dtype=np.float64)
         starts = range(0, len(images), self.batch_size)
         bar = tqdm(starts, desc=desc, unit="batch", disable=not self.progress, leave=False)
-        with torch.inference_mode():
+        with torch.inference_mode(), _full_float32(self.device):
             for i in bar:
-                batch = self.preprocess(images[i : i + self.batch_size])
-                out[i : i + len(batch)] = self.model(batch).double().numpy()
+                batch = self.preprocess(images[i : i + self.batch_size], self.device)
+                out[i : i + len(batch)] = self.model(batch).double().cpu().numpy()
         return out
+
+
+@contextlib.contextmanager
+def _full_float32(device: torch.device) -> Iterator[None]:
+    """No TF32 on a GPU while features are extracted: they must match the CPU's float32 ones,
+    which the feature and real-statistics caches may already hold."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class FeatureExtractor(Protocol):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from . import losses
 from .data import CLASS_NAMES, load_split
+from .device import configure, describe, resolve_device
 from .nets.auxiliary import AuxClassifier
 from .nets.cvae import CVAE
 from .plots import loss_curves, sample_grid
@@ -49,6 +50,7 @@ class TrainConfig:
     limit: int | None = None  # train on the first N images only (smoke tests)
     max_steps: int | None = None  # stop after N optimiser steps (smoke tests)
     threads: int | None = None  # torch intra-op threads; None → torch's default
+    device: str = "auto"  # auto (CUDA when torch sees one), cpu, cuda, cuda:N
     resume: bool = True
     keep_epochs: bool = True  # also keep the generator after every epoch, in epochs/epoch_NNN.pt
     log_every: int = 50  # steps between loss-history points
@@ -62,19 +64,24 @@ class RunState:
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     finished: bool = False
+    # Every device the run has trained on, in order (a run resumed elsewhere lists both).
+    devices: list[str] = field(default_factory=list)
 
 
 def library_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    return {
+    versions = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+    if torch.version.cuda and torch.cuda.is_available():
+        versions["cuda"] = torch.version.cuda
+    return versions
 
 
 def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe:
@@ -198,6 +205,8 @@ def _progress(total: int, desc: str) -> tqdm:
 
 def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     """Train (or resume) a recipe; returns the checkpoint path and the final run state."""
+    device = resolve_device(cfg.device)
+    configure(device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     if cfg.threads:
@@ -213,13 +222,18 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         epochs_dir.mkdir(exist_ok=True)
 
     model, disc = recipe.build(recipe)
+    # On the device before the optimisers and the EMA copy are made from their parameters. The
+    # data stays in host memory as uint8 and goes over one batch at a time.
+    model.to(device)
+    if disc is not None:
+        disc.to(device)
     is_vae = isinstance(model, CVAE)
     opt_g = torch.optim.Adam(model.parameters(), lr=recipe.lr_g, betas=recipe.betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=recipe.lr_d, betas=recipe.betas) if disc else None
     ema = _EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
     aux = None
     if recipe.aux_weight > 0:
-        aux = AuxClassifier(recipe.channels, recipe.image_size, recipe.num_classes)
+        aux = AuxClassifier(recipe.channels, recipe.image_size, recipe.num_classes).to(device)
     # A classifier's usual Adam (not the GAN's β1 = 0.5): it has no adversary to keep pace with.
     opt_aux = torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux is not None else None
     state = RunState()
@@ -247,8 +261,14 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                     f"epoch {recipe.aux_start_epoch + 1}: train it afresh (--restart) or in another --run-dir"
                 )
         torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         gen.set_state(ckpt["batch_rng"])
         log.info("resumed %s at epoch %d (step %d)", recipe.name, state.epoch, state.step)
+    where = describe(device)
+    if not state.devices or state.devices[-1] != where:
+        state.devices.append(where)
+    log.info("%s: training on %s", recipe.name, where)
 
     def aux_on() -> bool:
         return state.epoch >= recipe.aux_start_epoch
@@ -275,6 +295,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             "aux": aux.state_dict() if aux is not None and aux_on() else None,
             "opt_aux": opt_aux.state_dict() if opt_aux is not None and aux_on() else None,
             "torch_rng": torch.get_rng_state(),
+            # The latents of a CUDA run are drawn on the GPU, from its own generator.
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "batch_rng": gen.get_state(),
         }
         _atomic_save({**generator, **resumable}, ckpt_path)
@@ -289,8 +311,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
 
         @torch.no_grad()
         def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-            lab = torch.from_numpy(labels) if labels is not None else None
-            out: np.ndarray = net(torch.from_numpy(z), lab).numpy()
+            lab = torch.from_numpy(labels).to(device) if labels is not None else None
+            out: np.ndarray = net(torch.from_numpy(z).to(device), lab).cpu().numpy()
             return out
 
         sample_grid(
@@ -321,14 +343,14 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         order = torch.randperm(n, generator=gen)
         # Per-key sums and counts: with several critic steps per generator step, g_loss is
         # logged on fewer steps than d_loss.
-        sums: dict[str, float] = {}
+        sums: dict[str, float | Tensor] = {}
         counts: dict[str, int] = {}
         count = 0
         bar = _progress(steps_per_epoch, f"{recipe.name} epoch {state.epoch + 1}/{epochs}")
         for i in range(steps_per_epoch):
             idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-            xb = to_range(x[idx], recipe.value_range)
-            yb = y[idx] if y is not None else None
+            xb = to_range(x[idx].to(device, non_blocking=True), recipe.value_range)
+            yb = y[idx].to(device, non_blocking=True) if y is not None else None
             scale = schedule.factor(state.step)
             for opt, base in ((opt_g, recipe.lr_g), (opt_d, recipe.lr_d), (opt_aux, AUX_LR)):
                 if opt is not None:
@@ -341,17 +363,19 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                 opt_g.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_g.step()
-                metrics = {"loss": loss.item(), **parts}
+                metrics = {"loss": loss.detach(), **parts}
             else:
                 assert critic is not None
                 metrics = _gan_step(recipe, model, critic, opt_g, ema, xb, yb, state.step)
             state.step += 1
+            # Losses stay tensors until a history point: reading one (.item()) waits for the
+            # device, and a GPU that is waited for every step idles between them.
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
             count += 1
             if count == cfg.log_every or i == steps_per_epoch - 1:
-                avg = {k: v / counts[k] for k, v in sums.items()}
+                avg = {k: float(v) / counts[k] for k, v in sums.items()}
                 state.history.append({"step": float(state.step), "epoch": float(state.epoch), **avg})
                 bar.set_postfix({k: f"{v:.3f}" for k, v in avg.items()}, refresh=False)
                 sums, counts, count = {}, {}, 0
@@ -383,6 +407,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                 "epochs": state.epoch,
                 "steps": state.step,
                 "seconds": round(state.seconds, 1),
+                "devices": state.devices,
                 "seed": cfg.seed,
                 "libraries": library_versions(),
             },
@@ -415,7 +440,7 @@ def _gan_step(
     real: Tensor,
     labels: Tensor | None,
     step: int,
-) -> dict[str, float]:
+) -> dict[str, Tensor]:
     """One discriminator step, and a generator step every ``critic_steps`` steps.
 
     Fakes for the discriminator share the real batch's labels, so a conditional critic (and the
@@ -425,23 +450,23 @@ def _gan_step(
     """
     disc, opt_d = critic.disc, critic.opt_d
     b = real.shape[0]
-    z = torch.randn(b, recipe.z_dim)
+    z = torch.randn(b, recipe.z_dim, device=real.device)
     with torch.no_grad():
         fake = gen_net(z, labels)
     d_real = disc(real, labels)
     d_fake = disc(fake, labels)
     loss_d = losses.d_loss(recipe.loss, d_real, d_fake, recipe.real_target)  # type: ignore[arg-type]
-    out = {"d_loss": loss_d.item()}
+    out = {"d_loss": loss_d.detach()}
     if recipe.gp_weight > 0:
         gp = losses.gradient_penalty(disc, real, fake, labels)
         loss_d = loss_d + recipe.gp_weight * gp
-        out["gp"] = gp.item()
+        out["gp"] = gp.detach()
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
     if critic.aux is not None and critic.opt_aux is not None and labels is not None:
         loss_aux = F.cross_entropy(critic.aux(real), labels)
-        out["aux_real"] = loss_aux.item()
+        out["aux_real"] = loss_aux.detach()
         critic.opt_aux.zero_grad(set_to_none=True)
         loss_aux.backward()
         critic.opt_aux.step()
@@ -452,23 +477,23 @@ def _gan_step(
         if recipe.ms_weight > 0:
             # Two latents per label: the halves differ only in z, which the mode-seeking term rewards.
             half = b // 2
-            z = torch.randn(2 * half, recipe.z_dim)
+            z = torch.randn(2 * half, recipe.z_dim, device=real.device)
             g_labels = torch.cat([labels[:half], labels[:half]]) if labels is not None else None
         else:
-            z = torch.randn(b, recipe.z_dim)
+            z = torch.randn(b, recipe.z_dim, device=real.device)
             g_labels = labels
         fake = gen_net(z, g_labels)
         loss_g = losses.g_loss(recipe.loss, disc(fake, g_labels))  # type: ignore[arg-type]
-        out["g_loss"] = loss_g.item()
+        out["g_loss"] = loss_g.detach()
         if recipe.ms_weight > 0:
             half = z.shape[0] // 2
             ms = losses.mode_seeking(fake[:half], fake[half:], z[:half], z[half:])
             loss_g = loss_g + recipe.ms_weight * ms
-            out["ms"] = ms.item()
+            out["ms"] = ms.detach()
         if critic.aux is not None and g_labels is not None:
             aux_fake = F.cross_entropy(critic.aux(fake), g_labels)
             loss_g = loss_g + recipe.aux_weight * aux_fake
-            out["aux_fake"] = aux_fake.item()
+            out["aux_fake"] = aux_fake.detach()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()

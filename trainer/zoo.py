@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .device import resolve_device
+
 log = logging.getLogger(__name__)
 
 # recipe → epochs, longest job first (by wall time at these epochs, two jobs sharing 2 cores) so
@@ -51,6 +53,7 @@ class ZooJob:
     export_to: Path
     data_dir: Path | None
     seed: int
+    device: str = "auto"
 
 
 def _run_job(job: ZooJob) -> tuple[str, float, str | None]:
@@ -69,6 +72,7 @@ def _run_job(job: ZooJob) -> tuple[str, float, str | None]:
                 seed=job.seed,
                 data_dir=job.data_dir,
                 threads=1,
+                device=job.device,
             ),
         )
         export_checkpoint(ckpt, job.export_to)
@@ -86,13 +90,16 @@ def build_zoo(
     epochs_scale: float = 1.0,
     data_dir: Path | None = None,
     seed: int = 0,
+    device: str = "auto",
 ) -> list[tuple[str, float, str | None]]:
+    resolve_device(device)  # a device this machine lacks fails here, not in every worker
     names = only or list(ZOO_PLAN)
     unknown = [n for n in names if n not in ZOO_PLAN]
     if unknown:
         raise KeyError(f"not in the zoo plan: {', '.join(unknown)}")
     jobs = [
-        ZooJob(n, max(1, round(ZOO_PLAN[n] * epochs_scale)), runs, export_to, data_dir, seed) for n in names
+        ZooJob(n, max(1, round(ZOO_PLAN[n] * epochs_scale)), runs, export_to, data_dir, seed, device)
+        for n in names
     ]
     results: list[tuple[str, float, str | None]] = []
     # spawn: a fresh interpreter per worker, so torch's thread pool is configured from scratch.

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 from PIL import Image
 
 from service.card import load_card, sha256_file
@@ -45,6 +46,7 @@ def test_export_writes_a_valid_model_directory(cdcgan_ckpt: Path, tmp_path: Path
     assert card.training is not None
     assert card.training.steps == 4
     assert "torch" in card.training.libraries
+    assert card.training.device == "cpu"
     samples = Image.open(dest / "samples.png")
     assert samples.size == (2 * (8 * 30 + 2), 2 * (10 * 30 + 2))  # 8 latents × 10 labels
 
@@ -55,6 +57,17 @@ def test_export_writes_a_valid_model_directory(cdcgan_ckpt: Path, tmp_path: Path
         z = np.zeros((n, 5), dtype=np.float32)
         (out,) = session.run(["image"], {"z": z, "label": np.zeros(n, dtype=np.int64)})
         assert out.shape == (n, 1, 28, 28)
+
+
+def test_the_card_names_every_device_the_run_trained_on(cdcgan_ckpt: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(cdcgan_ckpt, map_location="cpu", weights_only=False)
+    ckpt["state"]["devices"] = ["cpu", "cuda (NVIDIA H100 80GB HBM3)"]  # resumed on a GPU
+    moved = tmp_path / "run" / "checkpoint.pt"
+    moved.parent.mkdir()
+    torch.save(ckpt, moved)
+    card = verify_export(export_checkpoint(moved, tmp_path / "out"))
+    assert card.training is not None
+    assert card.training.device == "cpu, cuda (NVIDIA H100 80GB HBM3)"
 
 
 def test_a_broken_graph_fails_the_export_and_writes_nothing(

@@ -157,3 +157,17 @@ def test_real_inception_fid_of_a_set_with_itself_is_zero_and_of_a_shifted_set_po
     shifted = inception(np.roll(images, 6, axis=3))  # every digit moved 6 px to the right
     assert fid_from_features(feats, feats) == pytest.approx(0.0, abs=1e-3)
     assert fid_from_features(shifted, feats) > 10.0
+
+
+def test_features_come_from_the_device_asked_for_and_match_the_cpus(
+    inception: fid.InceptionFeatures, in_repo: Path, mnist_dir: Path
+) -> None:
+    from trainer.data import load_split
+
+    assert inception.device == torch.device("cpu")
+    assert inception.model(torch.zeros(1, 3, 299, 299)).device == torch.device("cpu")
+    if torch.cuda.is_available():  # on a machine with a GPU: the features agree with the CPU's
+        images = load_split("mnist", "test", mnist_dir).images[:4, None]
+        gpu = fid.InceptionFeatures(progress=False, device=torch.device("cuda"))
+        assert gpu.batch_size == 500
+        np.testing.assert_allclose(gpu(images), inception(images), rtol=1e-3, atol=1e-3)

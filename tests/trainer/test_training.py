@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def test_a_few_real_steps_leave_a_checkpoint_grid_and_curves(
     generator, resolved, _ = generator_from_checkpoint(ckpt)
     assert not generator.training
     assert resolved.name == recipe
+    assert state.devices == ["cpu"]  # what the card's training.device will say
+
+
+def test_the_run_records_each_device_once(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
+    train("gan-mnist", _cfg(tmp_path, mnist_dir, device="cpu"))
+    _, state = train("gan-mnist", _cfg(tmp_path, mnist_dir, epochs=2, device="cpu"))
+    assert state.devices == ["cpu"]  # resumed on the same device: listed once
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    assert ckpt["state"]["devices"] == ["cpu"]
+    assert ckpt["cuda_rng"] is None
+    assert json.loads((tmp_path / "run.json").read_text())["devices"] == ["cpu"]
+    # A checkpoint from before devices were recorded resumes, and lists the device it resumes on.
+    del ckpt["state"]["devices"]
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    _, state = train("gan-mnist", _cfg(tmp_path, mnist_dir, epochs=3, device="cpu"))
+    assert state.devices == ["cpu"]
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:

@@ -70,7 +70,7 @@ class CVAE(nn.Module):
         self.encoder = CVAEEncoder(cfg)
         self.decoder = CVAEDecoder(cfg)
 
-    def loss(self, x01: Tensor, label: Tensor, beta: float = 1.0) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, x01: Tensor, label: Tensor, beta: float = 1.0) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative ELBO per image: Bernoulli reconstruction (nats) + beta · KL(q(z|x,y) ‖ N(0, I))."""
         mu, logvar = self.encoder(x01, label)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
@@ -79,4 +79,5 @@ class CVAE(nn.Module):
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         n = x01.shape[0]
         total = (recon + beta * kl) / n
-        return total, {"recon": recon.item() / n, "kl": kl.item() / n}
+        # Detached tensors, not floats: reading a value waits for the device (see training.py).
+        return total, {"recon": recon.detach() / n, "kl": kl.detach() / n}
