@@ -40,7 +40,7 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-hinge-10": 12,
     "cgan-fashion-hinge-32": 24,
     "cgan-fashion-lsgan-10": 12,
-    "cgan-fashion-lsgan-32": 9,
+    "cgan-fashion-lsgan-32": 18,
     "cvae-mnist": 10,
 }
 
