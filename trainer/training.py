@@ -369,9 +369,10 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                 metrics = _gan_step(recipe, model, critic, opt_g, ema, xb, yb, state.step)
             state.step += 1
             # Losses stay tensors until a history point: reading one (.item()) waits for the
-            # device, and a GPU that is waited for every step idles between them.
+            # device, and a GPU that is waited for every step idles between them. Summed in
+            # float64, as the Python floats they replace were.
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
+                sums[k] = sums.get(k, 0.0) + (v.double() if isinstance(v, Tensor) else v)
                 counts[k] = counts.get(k, 0) + 1
             count += 1
             if count == cfg.log_every or i == steps_per_epoch - 1:

@@ -80,4 +80,4 @@ class CVAE(nn.Module):
         n = x01.shape[0]
         total = (recon + beta * kl) / n
         # Detached tensors, not floats: reading a value waits for the device (see training.py).
-        return total, {"recon": recon.detach() / n, "kl": kl.detach() / n}
+        return total, {"recon": recon.detach().double() / n, "kl": kl.detach().double() / n}
