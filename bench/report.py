@@ -279,8 +279,7 @@ class Gap:
     target: float
     cpu_us: float  # the server's CPU per image in the goal's cell
     raw_us: float  # the raw limit's time per image at its best batch (one thread)
-    ort_us: float | None  # ONNX Runtime's part of cpu_us, from perf at this n (None: not profiled)
-    libraries: dict[str, float]  # µs per image by library (perf), ONNX Runtime included
+    libraries: dict[str, float]  # µs per image by library (perf at this n), ONNX Runtime included
 
     @property
     def budget_us(self) -> float:
@@ -290,6 +289,11 @@ class Gap:
     @property
     def cut_us(self) -> float:
         return max(0.0, self.cpu_us - self.budget_us)
+
+    @property
+    def ort_us(self) -> float | None:
+        """ONNX Runtime's part of ``cpu_us``; None where this n was not profiled."""
+        return self.libraries.get(ORT_LIBRARY)
 
     @property
     def serving_us(self) -> float | None:
@@ -318,7 +322,6 @@ def gaps(results: dict[str, Any]) -> list[Gap]:
                     target,
                     cpu_us,
                     1e6 / raw,
-                    libraries.get(ORT_LIBRARY) if libraries else None,
                     libraries,
                 )
             )

@@ -343,7 +343,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         order = torch.randperm(n, generator=gen)
         # Per-key sums and counts: with several critic steps per generator step, g_loss is
         # logged on fewer steps than d_loss.
-        sums: dict[str, float | Tensor] = {}
+        sums: dict[str, float | Tensor] = {}  # float64 tensors after a step
         counts: dict[str, int] = {}
         count = 0
         bar = _progress(steps_per_epoch, f"{recipe.name} epoch {state.epoch + 1}/{epochs}")
@@ -372,7 +372,7 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             # device, and a GPU that is waited for every step idles between them. Summed in
             # float64, as the Python floats they replace were.
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + (v.double() if isinstance(v, Tensor) else v)
+                sums[k] = sums.get(k, 0.0) + v.double()
                 counts[k] = counts.get(k, 0) + 1
             count += 1
             if count == cfg.log_every or i == steps_per_epoch - 1:
