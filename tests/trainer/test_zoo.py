@@ -1,0 +1,50 @@
+"""The bundled zoo is what ``python -m trainer zoo`` rebuilds: every committed model's card names a
+recipe of ``ZOO_PLAN``, trained for the planned epochs with the recipe's current settings, so
+each quality figure in ``docs/quality.md`` is reproduced by the documented command."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from service.card import load_card
+from trainer.recipes import RECIPES, Recipe
+from trainer.zoo import ZOO_PLAN
+
+EXPORTED = Path(__file__).resolve().parents[2] / "exported"
+CARDS = sorted(EXPORTED.glob("*/model.json"))
+# A knob added to the trainer after a model was trained is absent from its card; the model was
+# then trained without it, which is the field's default (off) and must still be the recipe's value.
+FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Recipe)}
+
+
+def test_the_zoo_holds_exactly_the_planned_models() -> None:
+    assert sorted(p.parent.name for p in CARDS) == sorted(ZOO_PLAN)
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.parent.name)
+def test_each_model_was_trained_as_the_plan_and_its_recipe_say(card_path: Path) -> None:
+    card = load_card(card_path.parent)
+    training = card.training
+    assert training is not None
+    recipe = RECIPES[training.recipe]
+    assert training.recipe == card.name
+    assert training.epochs == ZOO_PLAN[card.name]
+    assert (training.dataset, training.loss, training.batch_size) == (
+        recipe.dataset,
+        recipe.loss,
+        recipe.batch_size,
+    )
+    trained = training.hyperparameters
+    assert set(trained) <= set(recipe.hyperparameters()), "the card names a knob no recipe has"
+    for key, value in recipe.hyperparameters().items():
+        if key in trained:
+            assert trained[key] == value, f"{key}: trained with {trained[key]}, the recipe now says {value}"
+        else:
+            assert key in FIELD_DEFAULTS, f"{key}: absent from the card and not a recipe field"
+            assert value == FIELD_DEFAULTS[key], (
+                f"{key}: absent from the card (trained before the knob existed, so off), "
+                f"but the recipe now sets it to {value}"
+            )
