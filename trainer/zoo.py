@@ -31,8 +31,8 @@ ZOO_PLAN: dict[str, int] = {
     "cgan-fashion-lsgan-32": 18,
     "cdcgan-mnist": 10,
     "cgan-fashion-hinge-10": 12,
+    "dcgan-mnist": 7,
     "lsgan-mnist": 7,
-    "dcgan-mnist": 5,
     "cgan-fashion-lsgan-10": 12,
     # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
     # gets a fifth of the generator updates per epoch and needs more epochs.
