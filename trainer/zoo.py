@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 ZOO_PLAN: dict[str, int] = {
     "condgen-mnist": 18,
     "condgen-fashion": 15,
+    "cgan-fashion-wgangp-10": 10,
+    "cgan-fashion-wgangp-32": 10,
     "cgan-fashion-bce-32": 18,
     "cgan-fashion-hinge-32": 24,
     "cgan-fashion-lsgan-32": 18,
@@ -34,11 +36,7 @@ ZOO_PLAN: dict[str, int] = {
     "dcgan-mnist": 7,
     "lsgan-mnist": 7,
     "cgan-fashion-lsgan-10": 12,
-    # One epoch is one pass of the critic: 5 critic steps per generator step, so WGAN-GP
-    # gets a fifth of the generator updates per epoch and needs more epochs.
-    "cgan-fashion-wgangp-10": 12,
     "cgan-fashion-bce-10": 12,
-    "cgan-fashion-wgangp-32": 6,
     "cgan-mnist": 30,
     "gan-mnist": 20,
     "cvae-mnist": 10,
