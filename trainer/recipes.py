@@ -260,9 +260,10 @@ def _fashion(loss: LossName, embed: int) -> Recipe:
         loss=loss,
         batch_size=64,
         # WGAN-GP with a two-time-scale update rule (Heusel et al. 2017): one critic step per
-        # generator step at four times the generator's rate, Adam β1 = 0. Five critic steps at one
-        # rate gave the generator a fifth of the updates per epoch and needed several times the
-        # epochs; the EMA generator and the closing rate decay smooth what a CPU budget allows.
+        # generator step at four times the generator's rate, Adam β1 = 0, an EMA generator and a
+        # closing rate decay. Five critic steps at one rate (1e-4, β1 0.5) gave the generator a
+        # fifth of the updates per epoch: classifier FID 22.1 after 12 epochs, against 6.8 after
+        # 10 (embedding 10, N=10,000); the same recipe at one rate (2e-4 both) reached 15.3.
         lr_g=1e-4 if wgan else 2e-4,
         lr_d=4e-4 if wgan else 2e-4,
         betas=(0.0, 0.9) if wgan else (0.5, 0.999),
