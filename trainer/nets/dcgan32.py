@@ -1,6 +1,6 @@
 """``dcgan-mnist`` and ``lsgan-mnist``: the 32×32 convolutional GAN (unconditional).
 
-Generator: Linear → 128×8×8 → (upsample, Conv, BN, LeakyReLU) ×2 → Conv → tanh. Discriminator:
+Generator: Linear → 64×8×8 → (upsample, Conv, BN, LeakyReLU) ×2 → Conv → tanh. Discriminator:
 four strided Conv blocks with LeakyReLU and Dropout2d (BN after the first) → one score. The LSGAN
 variant is the same network with a least-squares loss; neither applies a sigmoid in the network
 (the BCE loss applies it).
