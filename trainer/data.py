@@ -233,6 +233,23 @@ def load_split(
     )
 
 
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 N×C×H×W → N×C×size×size: bilinear (``align_corners=False``, no antialiasing), rounded.
+
+    How the trainer brings a dataset to a recipe's image size (MNIST 28 → 32 for the DCGAN
+    recipes), and how the evaluator brings the real test split to a generator's size, so that
+    generated and real images reach a feature extractor through the same resampling.
+    """
+    import torch
+    from torch import nn
+
+    x = torch.from_numpy(np.array(images, dtype=np.float32))
+    if x.ndim != 4:
+        raise ValueError(f"expected N×C×H×W images, got shape {tuple(x.shape)}")
+    resized = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
 def load_idx_bytes(images: bytes, labels: bytes) -> LabeledImages:
     """Build a split from in-memory IDX files (raw or gzip); used by tools that stream archives."""
     imgs = read_idx(gzip.decompress(images) if images[:2] == b"\x1f\x8b" else images)

@@ -266,5 +266,7 @@ def cached_stats(key: str, compute: Callable[[], np.ndarray], root: Path | None 
     return stats
 
 
-def real_stats_key(dataset: str, split: str, n: int, extractor_key: str) -> str:
-    return f"{dataset}-{split}-n{n}-{extractor_key}"
+def real_stats_key(dataset: str, split: str, n: int, extractor_key: str, size: int | None = None) -> str:
+    """Cache name of a real set's statistics; ``size`` when its images were resized first."""
+    resized = f"-{size}px" if size is not None else ""
+    return f"{dataset}-{split}{resized}-n{n}-{extractor_key}"

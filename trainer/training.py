@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import losses
-from .data import CLASS_NAMES, load_split
+from .data import CLASS_NAMES, load_split, resize_images
 from .device import configure, describe, resolve_device
 from .nets.auxiliary import AuxClassifier
 from .nets.cvae import CVAE
@@ -123,12 +123,9 @@ def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | No
         overrides = {"class_names": CLASS_NAMES[recipe.dataset]} if recipe.conditional else {}
     # Kept as uint8 (a quarter of float32's memory: a CelebA-sized folder stays a few GB) and
     # scaled batch by batch. The copy also detaches it from the IDX reader's read-only buffer.
+    if images_u8.shape[-1] != recipe.image_size:
+        images_u8 = resize_images(images_u8, recipe.image_size)
     x = torch.from_numpy(np.array(images_u8, dtype=np.uint8))
-    if x.shape[-1] != recipe.image_size:
-        resized = nn.functional.interpolate(
-            x.float(), size=recipe.image_size, mode="bilinear", align_corners=False
-        )
-        x = resized.round_().clamp_(0, 255).to(torch.uint8)
     y = torch.from_numpy(np.ascontiguousarray(labels_np)).long() if labels_np is not None else None
     return x, (y if recipe.conditional else None), overrides
 

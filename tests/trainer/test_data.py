@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.data import DataNotFoundError, load_split, read_idx, read_idx_file, write_idx
+from trainer.data import DataNotFoundError, load_split, read_idx, read_idx_file, resize_images, write_idx
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -61,3 +61,23 @@ def test_missing_data_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr("trainer.data._from_pureml", lambda split: None)
     with pytest.raises(DataNotFoundError, match="make data"):
         load_split("mnist", "train", tmp_path / "nowhere")
+
+
+def test_resize_images_keeps_uint8_range_and_flat_regions() -> None:
+    images = np.zeros((3, 1, 28, 28), dtype=np.uint8)
+    images[1] = 255
+    images[2, :, 10:18, 10:18] = 200  # a bright square on black
+    out = resize_images(images, 32)
+    assert out.shape == (3, 1, 32, 32)
+    assert out.dtype == np.uint8
+    assert not out[0].any()
+    assert (out[1] == 255).all()
+    # Bilinear: the square keeps its plateau, its edges get in-between values, the corners stay black.
+    assert out[2, 0, 16, 16] == 200
+    assert out[2, 0, 0, 0] == 0
+    assert set(np.unique(out[2])) - {0, 200}
+
+
+def test_resize_images_wants_n_c_h_w() -> None:
+    with pytest.raises(ValueError, match="N×C×H×W"):
+        resize_images(np.zeros((2, 28, 28), dtype=np.uint8), 32)

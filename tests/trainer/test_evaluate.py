@@ -23,9 +23,11 @@ from trainer.evaluate import (
     merge_metrics,
     merge_reference,
     quality_table,
+    real_at_size,
     write_metrics,
     write_quality_doc,
 )
+from trainer.fid import fid_from_features
 from trainer.quality import diversity_ratio, intra_fid, knn_radii, label_accuracy, precision_recall
 
 DIGITS = [str(i) for i in range(10)]
@@ -149,6 +151,58 @@ def test_inception_metric_uses_cached_real_statistics(
     assert first.reference == "mnist test split, first 200 images"
     assert first.feature_extractor == "row means (test stand-in)"
     assert second.value > first.value
+
+
+class PooledMeans:
+    """A cheap stand-in extractor for any image size: 7×7 block means (49-d)."""
+
+    key, name = "pooled-7", "7×7 block means (test stand-in)"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, ...]] = []
+
+    def __call__(self, images: np.ndarray, desc: str = "") -> np.ndarray:
+        import torch
+
+        self.sizes.append(images.shape)
+        x = torch.from_numpy(np.asarray(images, dtype=np.float32))
+        return torch.nn.functional.adaptive_avg_pool2d(x, 7).reshape(len(x), -1).double().numpy()
+
+
+def test_a_32px_set_is_compared_with_real_images_resampled_like_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_repo: Path, mnist_dir: Path
+) -> None:
+    """Real test images brought to 32×32 the way training does are a perfect 32px generator's
+    output: they score 0 against the test split, and would not against the sharp 28×28 set."""
+    monkeypatch.setenv("CONDGEN_CACHE_DIR", str(tmp_path))
+    cfg = EvalConfig(n_inception=300, real_n=300, data_dir=mnist_dir)
+    real = load_split("mnist", "test", mnist_dir).images[:300, None]
+    as_trained = real_at_size(real, 32)
+    extractor = PooledMeans()
+    metric = inception_fid(as_trained, "mnist", cfg, extractor=extractor)
+    assert metric.value == pytest.approx(0.0, abs=1e-6)
+    assert extractor.sizes == [(300, 1, 32, 32), (300, 1, 32, 32)]  # real, then generated
+    assert (tmp_path / "fid" / "mnist-test-32px-n300-pooled-7.npz").is_file()
+    assert "real test images resized 28→32 as in training" in (metric.notes or "")
+    assert "TF1 bilinear resize 32→299" in (metric.notes or "")
+    # The 28×28 statistics are another cache entry, and the resampling alone is a distance.
+    sharp = inception_fid(real, "mnist", cfg, extractor=extractor)
+    assert sharp.value == pytest.approx(0.0, abs=1e-6)
+    stand_in = PooledMeans()
+    assert fid_from_features(stand_in(as_trained), stand_in(real)) > 1.0
+
+
+def test_classifier_metrics_of_a_32px_set_see_the_real_set_through_the_same_resampling(
+    in_repo: Path, mnist_dir: Path, mnist_test: LabeledImages
+) -> None:
+    cfg = EvalConfig(n_inception=0, n_classifier=500, classifier_real_n=500, data_dir=mnist_dir)
+    images, labels = real_at_size(mnist_test.images[:500, None], 32), mnist_test.labels[:500]
+    by_name = {m.name: m for m in evaluate_images(images, labels, "mnist", cfg)}
+    assert by_name["fid_classifier"].value == pytest.approx(0.0, abs=1e-3)
+    assert by_name["precision"].value == by_name["recall"].value == 1.0
+    assert by_name["z_diversity"].value == pytest.approx(1.0, abs=1e-6)
+    assert by_name["label_accuracy"].value > 0.97
+    assert "real test images resized 28→32 as in training" in (by_name["fid_classifier"].notes or "")
 
 
 def _tiny_mnist_model(root: Path) -> Path:
