@@ -238,14 +238,17 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
     How the trainer brings a dataset to a recipe's image size (MNIST 28 → 32 for the DCGAN
     recipes), and how the evaluator brings the real test split to a generator's size, so that
-    generated and real images reach a feature extractor through the same resampling.
+    generated and real images reach a feature extractor through the same resampling. Images
+    already at ``size`` are returned as they are.
     """
     import torch
     from torch import nn
 
+    if images.ndim != 4:
+        raise ValueError(f"expected N×C×H×W images, got shape {images.shape}")
+    if images.shape[-2:] == (size, size):
+        return images
     x = torch.from_numpy(np.array(images, dtype=np.float32))
-    if x.ndim != 4:
-        raise ValueError(f"expected N×C×H×W images, got shape {tuple(x.shape)}")
     resized = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return resized.round_().clamp_(0, 255).to(torch.uint8).numpy()
 

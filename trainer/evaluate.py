@@ -130,18 +130,11 @@ def _test_split(dataset: str, cfg: EvalConfig) -> LabeledImages:
     return load_split(dataset, "test", cfg.data_dir)  # type: ignore[arg-type]
 
 
-def real_at_size(images: np.ndarray, size: int) -> np.ndarray:
-    """Real uint8 N×1×28×28 images as a generator of ``size`` pixels learned them.
-
-    A 32×32 recipe trains on MNIST resized 28 → 32 (:func:`~trainer.data.resize_images`), so its
-    best possible output is that resized image. Scoring it against the sharp 28×28 originals
-    would charge the resampling to the model: 1,000 real *training* images resized to 32 score
-    Inception FID 20.2 against 4,000 test images, against 10.05 at 28×28, and classifier FID 7.8
-    after 32 → 28 against 0.12. So the real set takes the same path as the generated one.
-    """
-    return images if images.shape[-1] == size else resize_images(images, size)
-
-
+# A 32×32 recipe trains on MNIST resized 28 → 32 (trainer.data.resize_images), so its best
+# possible output is that resized image. Scoring it against the sharp 28×28 originals would charge
+# the resampling to the model: 1,000 real *training* images resized to 32 score Inception FID 20.2
+# against 4,000 test images, against 10.05 at 28×28, and classifier FID 7.8 after 32 → 28 against
+# 0.12. So the real test images take the generated images' path: resize_images(real, size).
 def _resampling_note(size: int, native: int) -> str:
     if size == native:
         return ""
@@ -152,7 +145,7 @@ def inception_fid(
     images: np.ndarray, dataset: str, cfg: EvalConfig, extractor: FeatureExtractor | None = None
 ) -> Metric:
     """FID (Inception-v3 pool3) of ``images`` vs the cached statistics of ``real_n`` test images
-    (at the generated images' size: :func:`real_at_size`)."""
+    (resized to the generated images' size as in training)."""
     from .device import resolve_device
     from .fid import (
         CachedExtractor,
@@ -171,7 +164,7 @@ def inception_fid(
     if cfg.real_n > len(real):
         raise EvaluationError(f"--real-n {cfg.real_n} exceeds the {len(real)} {dataset} test images")
     size, native = images.shape[-1], real.images.shape[-1]
-    real_images = real_at_size(real.images[: cfg.real_n, None], size)
+    real_images = resize_images(real.images[: cfg.real_n, None], size)
     stats_key = real_stats_key(dataset, "test", cfg.real_n, key, size=None if size == native else size)
     real_stats = cached_stats(stats_key, lambda: feats(real_images, desc=f"{dataset} test"))
     gen_stats = GaussianStats.of(feats(images, desc="generated"))
@@ -222,7 +215,7 @@ def classifier_metrics(
     memo_key = (extractor, real.source, len(real), int(real.labels[:64].sum()), size)
     if memo_key not in _REAL_FEATURES:
         _REAL_FEATURES.clear()
-        real_images = to_classifier_size(real_at_size(real.images[:, None], size))
+        real_images = to_classifier_size(resize_images(real.images[:, None], size))
         _REAL_FEATURES[memo_key] = predict(model, real_images)[1]
     real_feats = _REAL_FEATURES[memo_key]
     n, ref = len(images), f"{dataset} test split, {len(real)} images"

@@ -123,9 +123,7 @@ def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | No
         overrides = {"class_names": CLASS_NAMES[recipe.dataset]} if recipe.conditional else {}
     # Kept as uint8 (a quarter of float32's memory: a CelebA-sized folder stays a few GB) and
     # scaled batch by batch. The copy also detaches it from the IDX reader's read-only buffer.
-    if images_u8.shape[-1] != recipe.image_size:
-        images_u8 = resize_images(images_u8, recipe.image_size)
-    x = torch.from_numpy(np.array(images_u8, dtype=np.uint8))
+    x = torch.from_numpy(np.array(resize_images(images_u8, recipe.image_size), dtype=np.uint8))
     y = torch.from_numpy(np.ascontiguousarray(labels_np)).long() if labels_np is not None else None
     return x, (y if recipe.conditional else None), overrides
 

@@ -76,6 +76,7 @@ def test_resize_images_keeps_uint8_range_and_flat_regions() -> None:
     assert out[2, 0, 16, 16] == 200
     assert out[2, 0, 0, 0] == 0
     assert set(np.unique(out[2])) - {0, 200}
+    assert resize_images(out, 32) is out  # already at size: untouched
 
 
 def test_resize_images_wants_n_c_h_w() -> None:

@@ -12,7 +12,7 @@ from service.card import Metric, load_card, sha256_file
 from tests.service.onnx_fixtures import edit_card, write_model
 from trainer import cli
 from trainer.classifier import load_classifier, predict
-from trainer.data import LabeledImages, load_split
+from trainer.data import LabeledImages, load_split, resize_images
 from trainer.evaluate import (
     EvalConfig,
     OnnxGenerator,
@@ -23,7 +23,6 @@ from trainer.evaluate import (
     merge_metrics,
     merge_reference,
     quality_table,
-    real_at_size,
     write_metrics,
     write_quality_doc,
 )
@@ -177,7 +176,7 @@ def test_a_32px_set_is_compared_with_real_images_resampled_like_it(
     monkeypatch.setenv("CONDGEN_CACHE_DIR", str(tmp_path))
     cfg = EvalConfig(n_inception=300, real_n=300, data_dir=mnist_dir)
     real = load_split("mnist", "test", mnist_dir).images[:300, None]
-    as_trained = real_at_size(real, 32)
+    as_trained = resize_images(real, 32)
     extractor = PooledMeans()
     metric = inception_fid(as_trained, "mnist", cfg, extractor=extractor)
     assert metric.value == pytest.approx(0.0, abs=1e-6)
@@ -196,7 +195,7 @@ def test_classifier_metrics_of_a_32px_set_see_the_real_set_through_the_same_resa
     in_repo: Path, mnist_dir: Path, mnist_test: LabeledImages
 ) -> None:
     cfg = EvalConfig(n_inception=0, n_classifier=500, classifier_real_n=500, data_dir=mnist_dir)
-    images, labels = real_at_size(mnist_test.images[:500, None], 32), mnist_test.labels[:500]
+    images, labels = resize_images(mnist_test.images[:500, None], 32), mnist_test.labels[:500]
     by_name = {m.name: m for m in evaluate_images(images, labels, "mnist", cfg)}
     assert by_name["fid_classifier"].value == pytest.approx(0.0, abs=1e-3)
     assert by_name["precision"].value == by_name["recall"].value == 1.0
