@@ -584,7 +584,8 @@ def evaluate_checkpoints(
     checkpoints: list[Path], cfg: EvalConfig, out_dir: Path, name: str, append: bool = False
 ) -> Path:
     """Export each checkpoint to a temporary ONNX file, score it like a served model, and write
-    ``out_dir/<name>-curve.json`` and ``-curve.png`` (Inception FID and label accuracy by epoch).
+    ``out_dir/<name>-curve.json`` and ``-curve.png`` (Inception FID and, beside it, label accuracy
+    or, for an unconditional model, classifier FID by epoch; see :func:`curve_panels`).
 
     Training keeps the generator of every epoch in ``runs/<recipe>/epochs/epoch_NNN.pt``
     (``TrainConfig.keep_epochs``); pass them here in order. With ``append`` the curve's other
@@ -634,10 +635,20 @@ def evaluate_checkpoints(
     return json_path
 
 
+def curve_panels(points: list[dict[str, object]]) -> list[tuple[str, str]]:
+    """The metrics a curve plots, as (metric, axis label): Inception FID, then label accuracy, or
+    classifier FID where no point has a label accuracy (an unconditional model has none to give)."""
+    names = {m["name"] for p in points for m in p["metrics"]}  # type: ignore[attr-defined]
+    second = ("label_accuracy", "label accuracy (domain classifier)")
+    if "label_accuracy" not in names and "fid_classifier" in names:
+        second = ("fid_classifier", "classifier FID (domain classifier)")
+    return [(INCEPTION_METRIC, "Inception FID"), second]
+
+
 def plot_curve(
     points: list[dict[str, object]], path: Path, title: str, marks: dict[int, str] | None = None
 ) -> Path:
-    """Inception FID and label accuracy by epoch; ``marks``: epochs after which the recipe changes
+    """The :func:`curve_panels` metrics by epoch; ``marks``: epochs after which the recipe changes
     (a dashed line with its label, e.g. where an auxiliary class term joins)."""
     import matplotlib
 
@@ -655,10 +666,7 @@ def plot_curve(
         return xs, ys, n, reference
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for ax, metric, label in (
-        (axes[0], INCEPTION_METRIC, "Inception FID"),
-        (axes[1], "label_accuracy", "label accuracy (domain classifier)"),
-    ):
+    for ax, (metric, label) in zip(axes, curve_panels(points), strict=True):
         xs, ys, n, reference = series(metric)
         ax.plot(xs, ys, marker="o")
         for epoch, text in (marks or {}).items():

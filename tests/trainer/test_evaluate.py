@@ -16,12 +16,14 @@ from trainer.data import LabeledImages, load_split, resize_images
 from trainer.evaluate import (
     EvalConfig,
     OnnxGenerator,
+    curve_panels,
     evaluate_checkpoints,
     evaluate_images,
     evaluate_model,
     inception_fid,
     merge_metrics,
     merge_reference,
+    plot_curve,
     quality_table,
     write_metrics,
     write_quality_doc,
@@ -330,6 +332,21 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     doc = (tmp_path / "curves.md").read_text()
     assert "![cgan-mnist-curve](curves/cgan-mnist-curve.png)" in doc
     assert "--checkpoints runs/<name>/epochs" in doc
+
+
+def test_an_unconditional_curve_plots_classifier_fid_beside_inception(tmp_path: Path) -> None:
+    def point(epoch: int, **values: float) -> dict[str, object]:
+        return {
+            "epoch": epoch,
+            "metrics": [{"name": k, "value": v, "n_samples": 100} for k, v in values.items()],
+        }
+
+    conditional = [point(1, fid_inception=60.0, label_accuracy=0.9, fid_classifier=8.0)]
+    unconditional = [point(1, fid_inception=60.0, fid_classifier=8.0), point(2, fid_classifier=7.0)]
+    assert [m for m, _ in curve_panels(conditional)] == ["fid_inception", "label_accuracy"]
+    assert [m for m, _ in curve_panels(unconditional)] == ["fid_inception", "fid_classifier"]
+    png = plot_curve(unconditional, tmp_path / "u-curve.png", "u")
+    assert png.stat().st_size > 1000
 
 
 def test_a_32px_model_is_judged_at_28px(tmp_path: Path, mnist_dir: Path) -> None:
