@@ -637,12 +637,14 @@ def evaluate_checkpoints(
 
 def curve_panels(points: list[dict[str, object]]) -> list[tuple[str, str]]:
     """The metrics a curve plots, as (metric, axis label): Inception FID, then label accuracy, or
-    classifier FID where no point has a label accuracy (an unconditional model has none to give)."""
+    classifier FID where no point has a label accuracy (an unconditional model has none to give).
+    A metric no point measured gets no panel (both, if neither was measured: they say so)."""
     names = {m["name"] for p in points for m in p["metrics"]}  # type: ignore[attr-defined]
     second = ("label_accuracy", "label accuracy (domain classifier)")
     if "label_accuracy" not in names and "fid_classifier" in names:
         second = ("fid_classifier", "classifier FID (domain classifier)")
-    return [(INCEPTION_METRIC, "Inception FID"), second]
+    panels = [(INCEPTION_METRIC, "Inception FID"), second]
+    return [p for p in panels if p[0] in names] or panels
 
 
 def plot_curve(
@@ -665,8 +667,9 @@ def plot_curve(
                     n, reference = int(m["n_samples"]), str(m.get("reference") or "")
         return xs, ys, n, reference
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for ax, (metric, label) in zip(axes, curve_panels(points), strict=True):
+    panels = curve_panels(points)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), dpi=100, squeeze=False)
+    for ax, (metric, label) in zip(axes[0], panels, strict=True):
         xs, ys, n, reference = series(metric)
         ax.plot(xs, ys, marker="o")
         for epoch, text in (marks or {}).items():

@@ -345,6 +345,10 @@ def test_an_unconditional_curve_plots_classifier_fid_beside_inception(tmp_path: 
     unconditional = [point(1, fid_inception=60.0, fid_classifier=8.0), point(2, fid_classifier=7.0)]
     assert [m for m, _ in curve_panels(conditional)] == ["fid_inception", "label_accuracy"]
     assert [m for m, _ in curve_panels(unconditional)] == ["fid_inception", "fid_classifier"]
+    # A curve scored without Inception FID (--n 0) shows only what it measured.
+    assert [m for m, _ in curve_panels([point(1, fid_classifier=8.0)])] == ["fid_classifier"]
+    assert [m for m, _ in curve_panels([point(1, label_accuracy=0.9)])] == ["label_accuracy"]
+    assert len(curve_panels([point(1)])) == 2
     png = plot_curve(unconditional, tmp_path / "u-curve.png", "u")
     assert png.stat().st_size > 1000
 
