@@ -238,10 +238,11 @@ def _dcgan32(name: str, loss: LossName, published_fid: str) -> Recipe:
 # 4,000), so the ranking stands. Training longer does not help Inception FID: the same run
 # continued to 20 epochs (rates restored at epoch 8, decaying again over 19–20) drew better digits
 # by the classifier (FID 5.58 against 6.05, N=10,000) but scored Inception FID 88.7 against 58.2
-# (1,000 vs 4,000): its discriminator pulled ahead (losses 0.39 / 4.3 in the last epoch) and the
-# backgrounds grew noisier (30.7% of pixels at 1–10 of 255 against 21.6%; real digits resized
-# like the training data: 3.0%). Inception reads that texture: zeroing pixels ≤ 10 alone takes the
-# 7-epoch model from 58.2 to 51.2 at the same N. The zoo keeps 7 epochs.
+# (1,000 vs 4,000): its discriminator pulled ahead (losses D / G 0.49 / 3.0 at the end of epoch
+# 7, 0.39 / 4.3 at the end of epoch 20) and the backgrounds grew noisier (30.7% of pixels at
+# 1–10 of 255 against 21.6%; real digits resized like the training data: 3.0%). Inception reads
+# that texture: zeroing pixels ≤ 10 alone takes the 7-epoch model from 58.2 to 51.2 at the same
+# N. The zoo keeps 7 epochs.
 register(
     replace(
         _dcgan32("dcgan-mnist", "bce", "44.99"),
