@@ -164,9 +164,11 @@ def inception_fid(
     if cfg.real_n > len(real):
         raise EvaluationError(f"--real-n {cfg.real_n} exceeds the {len(real)} {dataset} test images")
     size, native = images.shape[-1], real.images.shape[-1]
-    real_images = resize_images(real.images[: cfg.real_n, None], size)
     stats_key = real_stats_key(dataset, "test", cfg.real_n, key, size=None if size == native else size)
-    real_stats = cached_stats(stats_key, lambda: feats(real_images, desc=f"{dataset} test"))
+    real_stats = cached_stats(
+        stats_key,
+        lambda: feats(resize_images(real.images[: cfg.real_n, None], size), desc=f"{dataset} test"),
+    )
     gen_stats = GaussianStats.of(feats(images, desc="generated"))
     value = fid_from_stats(gen_stats, real_stats)
     notes = (
