@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
@@ -602,7 +602,9 @@ def evaluate_checkpoints(
     if append and json_path.is_file():
         kept = json.loads(json_path.read_text(encoding="utf-8"))
     points: list[dict[str, object]] = []
-    recipe: Recipe | None = None  # the last checkpoint's: its aux_start_epoch marks the plot
+    # The last checkpoint's: its aux_start_epoch and the epochs its run was continued at mark the plot.
+    recipe: Recipe | None = None
+    last_state: dict[str, Any] = {}
     for path in checkpoints:
         generator, recipe, ckpt = generator_from_checkpoint(path)
         with tempfile.TemporaryDirectory(prefix="condgen-eval-") as tmp:
@@ -613,7 +615,7 @@ def evaluate_checkpoints(
                 max(cfg.n_inception, cfg.n_classifier), cfg.seed
             )
         metrics = evaluate_images(images, labels, card.dataset, cfg)
-        state = ckpt["state"]
+        state = last_state = ckpt["state"]
         points.append(
             {
                 "checkpoint": path.name,
@@ -630,11 +632,19 @@ def evaluate_checkpoints(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(points, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    marks = {}
+    marks = continuation_marks(last_state, recipe)
     if recipe is not None and recipe.aux_start_epoch > 0:
         marks[recipe.aux_start_epoch] = "class term joins"
     plot_curve(points, out_dir / f"{name}-curve.png", name, marks)
     return json_path
+
+
+def continuation_marks(state: dict[str, Any], recipe: Recipe | None) -> dict[int, str]:
+    """Plot marks for the epochs after which a finished run was trained on (``RunState.continued_at``)."""
+    restored = recipe is not None and recipe.lr_decay_epochs > 0
+    text = "run continued, rates restored" if restored else "run continued"
+    epochs: list[int] = state.get("continued_at", [])
+    return dict.fromkeys(epochs, text)
 
 
 def curve_panels(points: list[dict[str, object]]) -> list[tuple[str, str]]:

@@ -66,6 +66,10 @@ class RunState:
     finished: bool = False
     # Every device the run has trained on, in order (a run resumed elsewhere lists both).
     devices: list[str] = field(default_factory=list)
+    epochs: int = 0  # the epoch count the run was last trained towards (0: not recorded)
+    # Epochs after which a run that had reached its planned end was trained on: the learning-rate
+    # schedule starts again there (rates restored, the closing decay moved to the new end).
+    continued_at: list[int] = field(default_factory=list)
 
 
 def library_versions() -> dict[str, str]:
@@ -260,6 +264,15 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
             torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         gen.set_state(ckpt["batch_rng"])
         log.info("resumed %s at epoch %d (step %d)", recipe.name, state.epoch, state.step)
+        if 0 < state.epochs <= state.epoch < epochs:
+            state.continued_at.append(state.epoch)
+            log.info(
+                "%s: continuing a finished %d-epoch run to %d epochs; the rate schedule starts again",
+                recipe.name,
+                state.epochs,
+                epochs,
+            )
+    state.epochs = epochs
     where = describe(device)
     if not state.devices or state.devices[-1] != where:
         state.devices.append(where)

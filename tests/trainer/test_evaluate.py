@@ -16,6 +16,7 @@ from trainer.data import LabeledImages, load_split, resize_images
 from trainer.evaluate import (
     EvalConfig,
     OnnxGenerator,
+    continuation_marks,
     curve_panels,
     evaluate_checkpoints,
     evaluate_images,
@@ -30,6 +31,7 @@ from trainer.evaluate import (
 )
 from trainer.fid import fid_from_features
 from trainer.quality import diversity_ratio, intra_fid, knn_radii, label_accuracy, precision_recall
+from trainer.recipes import get_recipe
 
 DIGITS = [str(i) for i in range(10)]
 
@@ -332,6 +334,16 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     doc = (tmp_path / "curves.md").read_text()
     assert "![cgan-mnist-curve](curves/cgan-mnist-curve.png)" in doc
     assert "--checkpoints runs/<name>/epochs" in doc
+
+
+def test_a_continued_run_is_marked_where_its_rates_were_restored() -> None:
+    decaying, flat = get_recipe("dcgan-mnist"), get_recipe("gan-mnist")
+    assert decaying.lr_decay_epochs > 0
+    assert flat.lr_decay_epochs == 0
+    state = {"epoch": 20, "continued_at": [7]}
+    assert continuation_marks(state, decaying) == {7: "run continued, rates restored"}
+    assert continuation_marks(state, flat) == {7: "run continued"}
+    assert continuation_marks({"epoch": 7}, decaying) == {}  # a checkpoint from before the record
 
 
 def test_an_unconditional_curve_plots_classifier_fid_beside_inception(tmp_path: Path) -> None:

@@ -79,6 +79,10 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, in_repo: Path, mni
     _, state = train("gan-mnist", _cfg(tmp_path, mnist_dir, epochs=2, max_steps=None, limit=256))
     assert state.epoch == 2
     assert state.step == 2 * first["step"]
+    # The 1-epoch run had reached its end: training it on is a continuation, marked where it began.
+    assert first["continued_at"] == []
+    assert state.continued_at == [1]
+    assert state.epochs == 2
     assert len(state.history) > len(first["history"])
     # One generator snapshot per epoch, each the weights of its epoch (not of the last one).
     snapshots = sorted((tmp_path / EPOCHS_DIR).glob("*.pt"))
@@ -93,6 +97,15 @@ def test_resume_continues_from_the_checkpoint(tmp_path: Path, in_repo: Path, mni
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[2])
     train("gan-mnist", _cfg(tmp_path / "lean", mnist_dir, keep_epochs=False))
     assert not (tmp_path / "lean" / EPOCHS_DIR).exists()
+
+
+def test_a_run_stopped_short_and_resumed_is_not_a_continuation(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path
+) -> None:
+    train("gan-mnist", _cfg(tmp_path, mnist_dir, epochs=3, max_steps=2))  # stops in epoch 1 of 3
+    _, state = train("gan-mnist", _cfg(tmp_path, mnist_dir, epochs=3, max_steps=4))
+    assert state.epoch == 2
+    assert state.continued_at == []
 
 
 def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
