@@ -566,9 +566,10 @@ def write_quality_doc(
             "`python -m trainer evaluate <name> --checkpoints runs/<name>/epochs --n 1000 --real-n 4000` "
             "(values in `" + doc.stem + "/<name>-curve.json`). Where a recipe decays its learning "
             "rates (`lr_decay_epochs` in the card's hyperparameters), its last that many epochs are "
-            "the decay. A run continued later (the flagships: 12 epochs, then the auxiliary class "
-            "term from epoch 13, the dashed line) is scored for its new epochs with `--append`, "
-            "which keeps the earlier points.\n\n"
+            "the decay. A run continued later is scored for its new epochs with `--append`, which "
+            "keeps the earlier points. Dashed lines mark where the auxiliary class term joins (the "
+            "flagships: 12 epochs, then the class term from epoch 13) and where a run that had "
+            "reached its planned end was trained on, its rates restored.\n\n"
         )
         for png in curves:
             rel = png.relative_to(doc.parent).as_posix()
