@@ -163,3 +163,17 @@ def test_optimize_exported_refuses_a_rewrite_that_changes_the_output(
         optimize_exported(dest)
     assert sha256_file(dest / "model.onnx") == before
     assert verify_export(dest).onnx.rewrites == []
+
+
+def test_a_saturating_output_exports_as_a_clip(tmp_path: Path) -> None:
+    """dcgan-mnist's gained tanh becomes Tanh → Mul → Clip in ONNX, and passes the parity gate."""
+    ckpt = _tiny_checkpoint("dcgan-mnist", "mnist", tmp_path / "run")
+    dest = export_checkpoint(ckpt, tmp_path / "out")
+    verify_export(dest)
+    ops = [n.op_type for n in onnx.load(str(dest / "model.onnx")).graph.node if n.op_type != "Constant"]
+    assert ops[-3:] == ["Tanh", "Mul", "Clip"]
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((16, 100)).astype(np.float32) * 8
+    (out,) = session.run(["image"], {"z": z})
+    assert out.min() >= -1.0
+    assert out.max() <= 1.0

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from trainer.nets.auxiliary import AuxClassifier
+from trainer.nets.common import SaturatingTanh
 from trainer.nets.cvae import CVAE
+from trainer.nets.dcgan32 import DCGAN32Generator
 from trainer.recipes import RECIPES
 
 DATASET_RECIPES = sorted(n for n, r in RECIPES.items() if r.dataset != "folder")
@@ -86,3 +88,35 @@ def test_an_auxiliary_class_loss_needs_a_conditional_gan() -> None:
         replace(RECIPES["cgan-mnist"], aux_start_epoch=3)  # a start epoch without the loss
     with pytest.raises(ValueError, match="aux_start_epoch"):
         replace(RECIPES["cdcgan-mnist"], aux_start_epoch=-1)
+
+
+def test_a_saturating_tanh_reaches_its_ends_at_a_finite_input_with_slope_to_spare() -> None:
+    x = torch.linspace(-6.0, 6.0, 241, requires_grad=True)
+    assert torch.equal(SaturatingTanh(1.0)(x), torch.tanh(x))
+
+    y = SaturatingTanh(1.1)(x)
+    assert y.min().item() == -1.0
+    assert y.max().item() == 1.0
+    assert bool((x[y == -1.0] < -1.5).all())  # ... past |x| = atanh(1 / 1.1) ≈ 1.52
+    # Where the plain tanh still sits a few grey levels off black, this output is already black;
+    # short of the clamp it keeps more slope than the plain tanh has there.
+    near_black = torch.tensor([-2.8, -1.4], requires_grad=True)
+    plain = torch.autograd.grad(torch.tanh(near_black).sum(), near_black)[0]
+    gained = torch.autograd.grad(SaturatingTanh(1.1)(near_black).sum(), near_black)[0]
+    assert 0.0 < plain[0].item() < 0.02
+    assert gained[0].item() == 0.0
+    assert gained[1].item() > plain[1].item() > 0.0
+    with pytest.raises(ValueError, match="at least 1"):
+        SaturatingTanh(0.9)
+
+
+def test_only_dcgan_mnist_uses_the_saturating_output() -> None:
+    def out_gain(name: str) -> float:
+        gen, _ = RECIPES[name].build(RECIPES[name])
+        assert isinstance(gen, DCGAN32Generator)
+        last = gen.net[-1]
+        assert isinstance(last, SaturatingTanh)
+        return last.gain
+
+    assert out_gain("dcgan-mnist") == RECIPES["dcgan-mnist"].hyperparameters()["output_gain"] > 1.0
+    assert out_gain("lsgan-mnist") == 1.0  # its committed export was trained with the plain tanh

@@ -1,9 +1,9 @@
 """``dcgan-mnist`` and ``lsgan-mnist``: the 32×32 convolutional GAN (unconditional).
 
-Generator: Linear → 64×8×8 → (upsample, Conv, BN, LeakyReLU) ×2 → Conv → tanh. Discriminator:
-four strided Conv blocks with LeakyReLU and Dropout2d (BN after the first) → one score. The LSGAN
-variant is the same network with a least-squares loss; neither applies a sigmoid in the network
-(the BCE loss applies it).
+Generator: Linear → 64×8×8 → (upsample, Conv, BN, LeakyReLU) ×2 → Conv → tanh, optionally with a
+gain and a clamp (:class:`SaturatingTanh`). Discriminator: four strided Conv blocks with LeakyReLU
+and Dropout2d (BN after the first) → one score. The LSGAN variant is the same network with a
+least-squares loss; neither applies a sigmoid in the network (the BCE loss applies it).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .common import init_dcgan
+from .common import SaturatingTanh, init_dcgan
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class DCGAN32Config:
     bn_momentum: float = 0.2  # Keras momentum 0.8
     dropout: float = 0.25
     width: int = 64  # generator channels after the projection; halves once more before the output
+    output_gain: float = 1.0  # SaturatingTanh gain; 1 is the plain tanh
 
 
 class DCGAN32Generator(nn.Module):
@@ -43,7 +44,7 @@ class DCGAN32Generator(nn.Module):
             nn.BatchNorm2d(w // 2, momentum=cfg.bn_momentum),
             nn.LeakyReLU(0.2),
             nn.Conv2d(w // 2, cfg.channels, 3, 1, 1),
-            nn.Tanh(),
+            SaturatingTanh(cfg.output_gain),
         )
         init_dcgan(self)
 
