@@ -515,7 +515,7 @@ python -m trainer evaluate all --n 0 --reference
 python -m trainer evaluate condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
 python -m trainer evaluate mnist --reference-only --n 10000 --real-n 10000 --classifier-n 0 --threads 2
 # Rows at 5,000 / 10,000 (half the time, against the same cached real statistics), e.g.
-python -m trainer evaluate cgan-fashion-hinge-10 --n 5000 --real-n 10000 --threads 1
+python -m trainer evaluate cgan-fashion-hinge-32 --n 5000 --real-n 10000 --threads 1
 ```
 
 """
