@@ -59,6 +59,16 @@ class LatentSpec(_Strict):
     prior: Literal["normal"] = "normal"
 
 
+class OutputLevels(_Strict):
+    """A levels map the graph ends with: ``clip(scale · raw + shift)`` to the value range, its black
+    and white points fitted so that generated images have the training images' share of exact
+    black and exact white pixels."""
+
+    scale: float = Field(gt=0)
+    shift: float
+    fitted_on: str  # what the points were fitted on, in words
+
+
 class OnnxSpec(_Strict):
     """The ONNX graph's contract: names, opset and the file's digest."""
 
@@ -72,6 +82,8 @@ class OnnxSpec(_Strict):
     # Exact rewrites applied to the graph after export, to make it cheaper to run
     # (trainer/graph_passes.py), e.g. "Resize(nearest, ×2) + Conv(3×3) → ConvTranspose(… ) ×2".
     rewrites: list[str] = Field(default_factory=list)
+    # The output levels appended to the generator after training (trainer/levels.py), if any.
+    levels: OutputLevels | None = None
 
     @field_validator("file")
     @classmethod

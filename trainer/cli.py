@@ -1,5 +1,5 @@
 """Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | optimize <model|all> |
-zoo | report | classifier <dataset> | evaluate <model|all>``."""
+calibrate <model> | zoo | report | classifier <dataset> | evaluate <model|all>``."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ckpt, state = train(args.recipe, cfg)
     print(f"trained {args.recipe}: {state.epoch} epochs, {state.step} steps, {state.seconds:.0f} s → {ckpt}")
     if args.export_to is not None:
-        dest = export_checkpoint(ckpt, args.export_to)
+        dest = export_checkpoint(ckpt, args.export_to, data_dir=args.data_dir)
         print(f"exported → {dest}")
     return 0
 
@@ -62,7 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
-    dest = export_checkpoint(args.checkpoint, args.out, name=args.name)
+    dest = export_checkpoint(args.checkpoint, args.out, name=args.name, data_dir=args.data_dir)
     print(f"exported → {dest}")
     return 0
 
@@ -87,6 +87,23 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
             continue
         print(f"{model_dir.name}: {'; '.join(rewrites) if rewrites else 'nothing to rewrite'}")
     return 1 if failed else 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .export import ExportError, calibrate_exported
+    from .levels import LEVELS_SAMPLES, LevelsError
+
+    model_dir = args.models / args.model
+    try:
+        levels = calibrate_exported(model_dir, args.data_dir, n=args.n or LEVELS_SAMPLES)
+    except (ExportError, LevelsError, FileNotFoundError) as exc:
+        print(f"{args.model}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.model}: output levels ×{levels.scale:.4f} {levels.shift:+.4f}, fitted on {levels.fitted_on}; "
+        f"its metrics are cleared: python -m trainer evaluate {args.model}"
+    )
+    return 0
 
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
@@ -296,7 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("exported"))
     p.add_argument("--name", help="model name (default: the recipe's)")
+    p.add_argument(
+        "--data-dir", type=Path, help="where the training split is, for recipes with output levels"
+    )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="end an exported model with output levels fitted to its training split (in place)",
+    )
+    p.add_argument("model")
+    p.add_argument("--models", type=Path, default=Path("exported"))
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--n", type=int, help="generated images to fit on (default: 2000)")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 

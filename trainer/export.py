@@ -34,6 +34,7 @@ from service.card import (
     Metric,
     ModelCard,
     OnnxSpec,
+    OutputLevels,
     TrainingInfo,
     load_card,
     sha256_file,
@@ -41,7 +42,9 @@ from service.card import (
 )
 from service.latents import latents_for
 
+from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
+from .levels import LEVELS_SAMPLES, append_levels, apply_levels, fit_levels
 from .plots import sample_grid
 from .recipes import Recipe
 from .training import generator_from_checkpoint, library_versions
@@ -169,20 +172,119 @@ def optimize_exported(model_dir: Path) -> list[str]:
             )
         }
     )
-    staged = onnx_path.with_name(f".{onnx_path.name}.rewritten")
-    staged.write_bytes(rewritten)
-    # Everything is computed before the file is replaced, so the window in which the file and its
-    # card's digest disagree (the registry would refuse the model) is one small card write.
-    os.replace(staged, onnx_path)
-    write_card(new_card, model_dir)
+    _replace_graph(model_dir, rewritten, new_card)
     log.info("%s: %s (max |before - after| = %.2e)", model_dir.name, "; ".join(rewrites), diff)
     return rewrites
 
 
+def _replace_graph(model_dir: Path, graph: bytes, card: ModelCard) -> None:
+    onnx_path = model_dir / card.onnx.file
+    staged = onnx_path.with_name(f".{onnx_path.name}.rewritten")
+    staged.write_bytes(graph)
+    # Everything is computed before the file is replaced, so the window in which the file and its
+    # card's digest disagree (the registry would refuse the model) is one small card write.
+    os.replace(staged, onnx_path)
+    write_card(card, model_dir)
+
+
+def _card_feeds(card: ModelCard, z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    feeds = {card.onnx.z_input: z}
+    if card.onnx.label_input is not None and labels is not None:
+        feeds[card.onnx.label_input] = labels
+    return feeds
+
+
+def calibrate_exported(
+    model_dir: Path, data_dir: Path | None = None, n: int = LEVELS_SAMPLES, seed: int | None = None
+) -> OutputLevels:
+    """Append output levels fitted to the training split (:mod:`trainer.levels`), in place.
+
+    The levels are fitted on ``n`` images drawn with the training seed (or ``seed``), never the
+    evaluator's latents. The new graph must equal ``levels(old graph)`` within ``PARITY_TOL``; the
+    card gains ``onnx.levels`` and ``output_levels`` among its hyperparameters, drops its metrics
+    (they measured the old graph: re-run the evaluator), and the sample grid is redrawn.
+    """
+    if n < 1:
+        raise ExportError(f"levels need at least one generated image to fit on, got n={n}")
+    card = verify_export(model_dir)
+    if card.onnx.levels is not None:
+        raise ExportError(f"{model_dir.name}: already ends with output levels ({card.onnx.levels.fitted_on})")
+    if card.dataset not in CLASS_NAMES:
+        raise ExportError(
+            f"{model_dir.name}: no training split to fit levels on for dataset {card.dataset!r}"
+        )
+    onnx_path = model_dir / card.onnx.file
+    seed = seed if seed is not None else (card.training.seed if card.training else 0)
+    labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
+    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    generated = before.run(
+        [card.onnx.output], _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
+    )[0]
+    real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
+    if real.shape[-1] != card.image.width:
+        real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
+    value_range = card.image.value_range
+    # Rounded: the card shows these figures, and the graph holds them (as float32).
+    scale, shift = (round(v, 6) for v in fit_levels(generated, real, value_range))
+
+    model = onnx.load(str(onnx_path))
+    append_levels(model, card.onnx.output, scale, shift, value_range)
+    graph = model.SerializeToString()
+    generic = _parity_feeds(card.latent.dim, card.num_classes)
+    feeds = _card_feeds(card, generic["z"], generic.get("label"))
+    expected = apply_levels(_ort_image(onnx_path, feeds, card.onnx.output), scale, shift, value_range)
+    got = _ort_image(graph, feeds, card.onnx.output)
+    diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"{model_dir.name}: the levelled graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+
+    levels = OutputLevels(
+        scale=scale,
+        shift=shift,
+        fitted_on=(
+            f"{card.dataset} train split ({np.mean(real == 0):.1%} of pixels exact black, "
+            f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}"
+        ),
+    )
+    training = card.training
+    if training is not None:
+        training = training.model_copy(
+            update={"hyperparameters": {**training.hyperparameters, "output_levels": True}}
+        )
+    new_card = card.model_copy(
+        update={
+            "onnx": card.onnx.model_copy(
+                update={"sha256": hashlib.sha256(graph).hexdigest(), "levels": levels}
+            ),
+            "training": training,
+            "metrics": [],
+        }
+    )
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+
+    def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        out: np.ndarray = session.run([card.onnx.output], _card_feeds(card, z, labels))[0]
+        return out
+
+    grid = model_dir / f".new-{SAMPLES_FILE}"
+    sample_grid(generate, card.latent.dim, card.num_classes, value_range, grid)
+    _replace_graph(model_dir, graph, new_card)
+    os.replace(grid, model_dir / SAMPLES_FILE)
+    log.info(
+        "%s: output levels ×%.4f %+.4f (max |expected - ORT| = %.2e)", model_dir.name, scale, shift, diff
+    )
+    return levels
+
+
 def export_checkpoint(
-    checkpoint: Path, out_root: Path, name: str | None = None, metrics: list[Metric] | None = None
+    checkpoint: Path,
+    out_root: Path,
+    name: str | None = None,
+    metrics: list[Metric] | None = None,
+    data_dir: Path | None = None,
 ) -> Path:
-    """Export a checkpoint to ``out_root/<name>/`` (model.onnx, model.json, samples.png)."""
+    """Export a checkpoint to ``out_root/<name>/`` (model.onnx, model.json, samples.png), with
+    output levels fitted to the training split (read from ``data_dir``) where the recipe asks."""
     generator, recipe, ckpt = generator_from_checkpoint(checkpoint)
     name = name or recipe.name
     dest = out_root / name
@@ -208,6 +310,8 @@ def export_checkpoint(
         sample_grid(generate, recipe.z_dim, recipe.num_classes, recipe.value_range, stage / SAMPLES_FILE)
         card = build_card(recipe, ckpt, name, onnx_path, metrics or [], rewrites)
         write_card(card, stage)
+        if recipe.output_levels:
+            calibrate_exported(stage, data_dir)
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)

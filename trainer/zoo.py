@@ -73,7 +73,7 @@ def _run_job(job: ZooJob) -> tuple[str, float, str | None]:
                 device=job.device,
             ),
         )
-        export_checkpoint(ckpt, job.export_to)
+        export_checkpoint(ckpt, job.export_to, data_dir=job.data_dir)
     except Exception as exc:  # one failed recipe must not stop the others
         log.exception("%s failed", job.recipe)
         return job.recipe, time.monotonic() - start, f"{type(exc).__name__}: {exc}"

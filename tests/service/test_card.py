@@ -7,8 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from service.card import CARD_FILE, card_dirs, load_card, write_card
+from service.card import CARD_FILE, OutputLevels, card_dirs, load_card, write_card
 from tests.service.onnx_fixtures import write_model
 
 
@@ -50,3 +51,14 @@ def test_card_dirs_lists_directories_with_a_card_or_the_one_named(tmp_path: Path
     assert card_dirs(tmp_path, "b") == [tmp_path / "b"]
     with pytest.raises(FileNotFoundError, match="no-card"):
         card_dirs(tmp_path, "no-card")
+
+
+def test_output_levels_round_trip_and_need_a_positive_scale(tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "gray")
+    card = load_card(model_dir)
+    assert card.onnx.levels is None  # a card from before levels existed still reads
+    levels = OutputLevels(scale=1.1, shift=-0.1, fitted_on="mnist train split")
+    write_card(card.model_copy(update={"onnx": card.onnx.model_copy(update={"levels": levels})}), model_dir)
+    assert load_card(model_dir).onnx.levels == levels
+    with pytest.raises(ValidationError, match="scale"):
+        OutputLevels(scale=0.0, shift=0.0, fitted_on="x")  # a zero scale would flatten every image

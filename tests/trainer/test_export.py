@@ -14,10 +14,18 @@ from PIL import Image
 
 from service.card import load_card, sha256_file
 from tests.service.conftest import make_settings, serve_app
+from trainer import cli, graph_passes
 from trainer import export as export_mod
-from trainer import graph_passes
-from trainer.export import ExportError, export_checkpoint, optimize_exported, verify_export
+from trainer.data import load_split
+from trainer.export import (
+    ExportError,
+    calibrate_exported,
+    export_checkpoint,
+    optimize_exported,
+    verify_export,
+)
 from trainer.graph_passes import UPSAMPLE_CONV
+from trainer.levels import apply_levels
 from trainer.training import TrainConfig, train
 
 
@@ -177,3 +185,62 @@ def test_a_saturating_output_exports_as_a_clip(tmp_path: Path) -> None:
     (out,) = session.run(["image"], {"z": z})
     assert out.min() >= -1.0
     assert out.max() <= 1.0
+
+
+def _mnist_dir() -> Path:
+    from tests.trainer.conftest import REPO
+
+    return REPO / "data" / "mnist"
+
+
+def test_calibrate_levels_an_export_in_place(cdcgan_ckpt: Path, tmp_path: Path) -> None:
+    dest = export_checkpoint(cdcgan_ckpt, tmp_path)
+    feeds: dict[str, np.ndarray] = {
+        "z": np.random.default_rng(3).standard_normal((32, 5)).astype(np.float32) * 3,
+        "label": np.arange(32, dtype=np.int64) % 10,
+    }
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    before = session.run(["image"], feeds)[0]
+    grid_before = (dest / "samples.png").read_bytes()
+
+    levels = calibrate_exported(dest, _mnist_dir(), n=500)
+    card = verify_export(dest)  # the digest follows the new file
+    assert card.onnx.levels == levels
+    assert "mnist train split" in levels.fitted_on
+    assert card.metrics == []  # they measured the graph before: stale
+    assert card.training is not None
+    assert card.training.hyperparameters["output_levels"] is True
+    session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
+    after = session.run(["image"], feeds)[0]
+    np.testing.assert_allclose(
+        after, apply_levels(before, levels.scale, levels.shift, (-1.0, 1.0)), atol=1e-5
+    )
+    assert (dest / "samples.png").read_bytes() != grid_before  # the grid shows what is served now
+
+    # Fitted on the training seed's latents, the served images have MNIST's share of exact black.
+    from service.latents import latents_for
+    from service.runtime import to_uint8
+
+    fit_feeds = {"z": latents_for(0, 500, 5), "label": np.arange(500, dtype=np.int64) % 10}
+    black = np.mean(to_uint8(session.run(["image"], fit_feeds)[0], (-1.0, 1.0)) == 0)
+    assert black == pytest.approx(np.mean(load_split("mnist", "train", _mnist_dir()).images == 0), abs=0.01)
+
+    with pytest.raises(ExportError, match="already ends with output levels"):
+        calibrate_exported(dest, _mnist_dir())
+    assert verify_export(dest).onnx.sha256 == card.onnx.sha256
+
+
+def test_a_flagship_exports_with_its_levels(tmp_path: Path) -> None:
+    ckpt = _tiny_checkpoint("condgen-mnist", "mnist", tmp_path / "run")
+    card = verify_export(export_checkpoint(ckpt, tmp_path / "out", data_dir=_mnist_dir()))
+    assert card.onnx.levels is not None
+    assert card.training is not None
+    assert card.training.hyperparameters["output_levels"] is True
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "out" / "condgen-mnist" / "model.onnx")).graph.node]
+    assert ops[-4:] == ["Tanh", "Mul", "Add", "Clip"]
+
+
+def test_calibrate_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["calibrate", "nope", "--models", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert cli.main(["calibrate", "nope", "--models", str(tmp_path), "--n", "0"]) == 2
