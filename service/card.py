@@ -59,14 +59,24 @@ class LatentSpec(_Strict):
     prior: Literal["normal"] = "normal"
 
 
-class OutputLevels(_Strict):
-    """A levels map the graph ends with: ``clip(scale · raw + shift)`` to the value range, its black
-    and white points fitted so that generated images have the training images' share of exact
-    black and exact white pixels."""
+class ToneCurve(_Strict):
+    """A monotone tone curve the graph ends with: the raw output ``x`` becomes the linear
+    interpolation of the points (``x``, ``y``), held flat beyond the first and the last, its points
+    fitted so that generated pixels have the training images' histogram (trainer/tone.py)."""
 
-    scale: float = Field(gt=0)
-    shift: float
+    x: list[float] = Field(min_length=2, max_length=257)
+    y: list[float] = Field(min_length=2, max_length=257)
     fitted_on: str  # what the points were fitted on, in words
+
+    @model_validator(mode="after")
+    def _monotone(self) -> ToneCurve:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"tone_curve: {len(self.x)} x points but {len(self.y)} y points")
+        if any(b <= a for a, b in zip(self.x, self.x[1:], strict=False)):
+            raise ValueError("tone_curve.x must be strictly increasing")
+        if any(b < a for a, b in zip(self.y, self.y[1:], strict=False)):
+            raise ValueError("tone_curve.y must not decrease: the curve keeps the tones' order")
+        return self
 
 
 class OnnxSpec(_Strict):
@@ -82,8 +92,8 @@ class OnnxSpec(_Strict):
     # Exact rewrites applied to the graph after export, to make it cheaper to run
     # (trainer/graph_passes.py), e.g. "Resize(nearest, ×2) + Conv(3×3) → ConvTranspose(… ) ×2".
     rewrites: list[str] = Field(default_factory=list)
-    # The output levels appended to the generator after training (trainer/levels.py), if any.
-    levels: OutputLevels | None = None
+    # The tone curve appended to the generator after training (trainer/tone.py), if any.
+    tone_curve: ToneCurve | None = None
 
     @field_validator("file")
     @classmethod

@@ -91,16 +91,22 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .export import ExportError, calibrate_exported
-    from .levels import LEVELS_SAMPLES, LevelsError
+    from .tone import TONE_SAMPLES, TONE_SEGMENTS, ToneError
 
     model_dir = args.models / args.model
     try:
-        levels = calibrate_exported(model_dir, args.data_dir, n=args.n or LEVELS_SAMPLES)
-    except (ExportError, LevelsError, FileNotFoundError) as exc:
-        print(f"{args.model}: {exc}", file=sys.stderr)
+        curve = calibrate_exported(
+            model_dir,
+            args.data_dir,
+            n=TONE_SAMPLES if args.n is None else args.n,
+            segments=TONE_SEGMENTS if args.segments is None else args.segments,
+        )
+    except (ExportError, ToneError, FileNotFoundError) as exc:
+        message = str(exc)
+        print(message if message.startswith(args.model) else f"{args.model}: {message}", file=sys.stderr)
         return 2
     print(
-        f"{args.model}: output levels ×{levels.scale:.4f} {levels.shift:+.4f}, fitted on {levels.fitted_on}; "
+        f"{args.model}: tone curve through {len(curve.x)} points, fitted on {curve.fitted_on}; "
         f"its metrics are cleared: python -m trainer evaluate {args.model}"
     )
     return 0
@@ -313,19 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, default=Path("exported"))
     p.add_argument("--name", help="model name (default: the recipe's)")
-    p.add_argument(
-        "--data-dir", type=Path, help="where the training split is, for recipes with output levels"
-    )
+    p.add_argument("--data-dir", type=Path, help="where the training split is, for recipes with a tone curve")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "calibrate",
-        help="end an exported model with output levels fitted to its training split (in place)",
+        help="end an exported model with a tone curve fitted to its training split (in place)",
     )
     p.add_argument("model")
     p.add_argument("--models", type=Path, default=Path("exported"))
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--n", type=int, help="generated images to fit on (default: 2000)")
+    p.add_argument("--segments", type=int, help="linear pieces of the curve (default: 16; 1 = levels)")
     p.set_defaults(func=_cmd_calibrate)
     return parser
 

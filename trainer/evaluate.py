@@ -503,9 +503,9 @@ service does. Real images are the dataset's **test split**.
   sharp 28×28 originals instead, real images resized to 32 would lose by the resampling alone
   (Inception FID 20.2 vs 10.05, 1,000 training vs 4,000 test images; classifier FID 7.8 vs 0.12,
   10,000 vs 10,000); against the resized test images they score 9.58, the 28×28 floor.
-- **Output levels**: a model whose card has `onnx.levels` ends its graph with a black and white
-  point fitted to the training split (never the test split; `trainer/levels.py`); its row scores
-  the graph with them, as served.
+- **Tone curves**: a model whose card has `onnx.tone_curve` ends its graph with a tone curve that
+  matches its pixel histogram to the training split's (never the test split's; `trainer/tone.py`);
+  its row scores the graph with the curve, as served.
 
 Each figure is also in the model's card (`metrics`, with N, extractor and reference set), and
 each row's N is in the table: read no Inception FID without its N.
@@ -573,7 +573,7 @@ def write_quality_doc(
             "keeps the earlier points. Dashed lines mark where the auxiliary class term joins (the "
             "flagships: 12 epochs, then the class term from epoch 13) and where a run that had "
             "reached its planned end was trained on, its rates restored. The points score the generator as "
-            "trained, without the output levels an export may end it with.\n\n"
+            "trained, without the tone curve an export may end it with.\n\n"
         )
         for png in curves:
             rel = png.relative_to(doc.parent).as_posix()

@@ -34,7 +34,7 @@ from service.card import (
     Metric,
     ModelCard,
     OnnxSpec,
-    OutputLevels,
+    ToneCurve,
     TrainingInfo,
     load_card,
     sha256_file,
@@ -44,9 +44,9 @@ from service.latents import latents_for
 
 from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
-from .levels import LEVELS_SAMPLES, append_levels, apply_levels, fit_levels
 from .plots import sample_grid
 from .recipes import Recipe
+from .tone import TONE_SAMPLES, TONE_SEGMENTS, append_tone_curve, apply_tone_curve, fit_tone_curve
 from .training import generator_from_checkpoint, library_versions
 
 log = logging.getLogger(__name__)
@@ -195,66 +195,71 @@ def _card_feeds(card: ModelCard, z: np.ndarray, labels: np.ndarray | None) -> di
 
 
 def calibrate_exported(
-    model_dir: Path, data_dir: Path | None = None, n: int = LEVELS_SAMPLES, seed: int | None = None
-) -> OutputLevels:
-    """Append output levels fitted to the training split (:mod:`trainer.levels`), in place.
+    model_dir: Path,
+    data_dir: Path | None = None,
+    n: int = TONE_SAMPLES,
+    segments: int = TONE_SEGMENTS,
+    seed: int | None = None,
+) -> ToneCurve:
+    """Append a tone curve fitted to the training split (:mod:`trainer.tone`), in place.
 
-    The levels are fitted on ``n`` images drawn with the training seed (or ``seed``), never the
-    evaluator's latents. The new graph must equal ``levels(old graph)`` within ``PARITY_TOL``; the
-    card gains ``onnx.levels`` and ``output_levels`` among its hyperparameters, drops its metrics
-    (they measured the old graph: re-run the evaluator), and the sample grid is redrawn.
+    The curve is fitted on ``n`` images drawn with the training seed (or ``seed``), never the
+    evaluator's latents. The new graph must equal the curve applied to the old graph's output
+    within ``PARITY_TOL``; the card gains ``onnx.tone_curve`` and ``tone_curve`` among its
+    hyperparameters and drops its metrics (they measured the old graph: run the evaluator again),
+    and the sample grid is redrawn.
     """
     if n < 1:
-        raise ExportError(f"levels need at least one generated image to fit on, got n={n}")
+        raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
     card = verify_export(model_dir)
-    if card.onnx.levels is not None:
-        raise ExportError(f"{model_dir.name}: already ends with output levels ({card.onnx.levels.fitted_on})")
-    if card.dataset not in CLASS_NAMES:
+    if card.onnx.tone_curve is not None:
         raise ExportError(
-            f"{model_dir.name}: no training split to fit levels on for dataset {card.dataset!r}"
+            f"{model_dir.name}: already ends with a tone curve ({card.onnx.tone_curve.fitted_on})"
         )
+    if card.dataset not in CLASS_NAMES:
+        raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
     onnx_path = model_dir / card.onnx.file
     seed = seed if seed is not None else (card.training.seed if card.training else 0)
     labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
-    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    generated = before.run(
-        [card.onnx.output], _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
-    )[0]
+    generated = _ort_image(
+        onnx_path, _card_feeds(card, latents_for(seed, n, card.latent.dim), labels), card.onnx.output
+    )
     real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
     if real.shape[-1] != card.image.width:
         real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
-    value_range = card.image.value_range
-    # Rounded: the card shows these figures, and the graph holds them (as float32).
-    scale, shift = (round(v, 6) for v in fit_levels(generated, real, value_range))
+    x, y = fit_tone_curve(generated, real, card.image.value_range, segments)
 
     model = onnx.load(str(onnx_path))
-    append_levels(model, card.onnx.output, scale, shift, value_range)
+    append_tone_curve(model, card.onnx.output, x, y)
     graph = model.SerializeToString()
     generic = _parity_feeds(card.latent.dim, card.num_classes)
     feeds = _card_feeds(card, generic["z"], generic.get("label"))
-    expected = apply_levels(_ort_image(onnx_path, feeds, card.onnx.output), scale, shift, value_range)
+    expected = apply_tone_curve(_ort_image(onnx_path, feeds, card.onnx.output), x, y)
     got = _ort_image(graph, feeds, card.onnx.output)
     diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
     if not diff <= PARITY_TOL:
-        raise ExportError(f"{model_dir.name}: the levelled graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+        raise ExportError(
+            f"{model_dir.name}: the graph with its curve differs by {diff:.2e} > {PARITY_TOL:.0e}"
+        )
 
-    levels = OutputLevels(
-        scale=scale,
-        shift=shift,
+    curve = ToneCurve(
+        x=x,
+        y=y,
         fitted_on=(
             f"{card.dataset} train split ({np.mean(real == 0):.1%} of pixels exact black, "
-            f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}"
+            f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}; "
+            f"{len(x) - 3} segments between the black and the white point"
         ),
     )
     training = card.training
     if training is not None:
         training = training.model_copy(
-            update={"hyperparameters": {**training.hyperparameters, "output_levels": True}}
+            update={"hyperparameters": {**training.hyperparameters, "tone_curve": True}}
         )
     new_card = card.model_copy(
         update={
             "onnx": card.onnx.model_copy(
-                update={"sha256": hashlib.sha256(graph).hexdigest(), "levels": levels}
+                update={"sha256": hashlib.sha256(graph).hexdigest(), "tone_curve": curve}
             ),
             "training": training,
             "metrics": [],
@@ -267,13 +272,11 @@ def calibrate_exported(
         return out
 
     grid = model_dir / f".new-{SAMPLES_FILE}"
-    sample_grid(generate, card.latent.dim, card.num_classes, value_range, grid)
+    sample_grid(generate, card.latent.dim, card.num_classes, card.image.value_range, grid)
     _replace_graph(model_dir, graph, new_card)
     os.replace(grid, model_dir / SAMPLES_FILE)
-    log.info(
-        "%s: output levels ×%.4f %+.4f (max |expected - ORT| = %.2e)", model_dir.name, scale, shift, diff
-    )
-    return levels
+    log.info("%s: tone curve through %d points (max |expected - ORT| = %.2e)", model_dir.name, len(x), diff)
+    return curve
 
 
 def export_checkpoint(
@@ -284,7 +287,7 @@ def export_checkpoint(
     data_dir: Path | None = None,
 ) -> Path:
     """Export a checkpoint to ``out_root/<name>/`` (model.onnx, model.json, samples.png), with
-    output levels fitted to the training split (read from ``data_dir``) where the recipe asks."""
+    a tone curve fitted to the training split (read from ``data_dir``) where the recipe asks."""
     generator, recipe, ckpt = generator_from_checkpoint(checkpoint)
     name = name or recipe.name
     dest = out_root / name
@@ -310,7 +313,7 @@ def export_checkpoint(
         sample_grid(generate, recipe.z_dim, recipe.num_classes, recipe.value_range, stage / SAMPLES_FILE)
         card = build_card(recipe, ckpt, name, onnx_path, metrics or [], rewrites)
         write_card(card, stage)
-        if recipe.output_levels:
+        if recipe.tone_curve:
             calibrate_exported(stage, data_dir)
         if dest.exists():
             shutil.rmtree(dest)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.card import CARD_FILE, OutputLevels, card_dirs, load_card, write_card
+from service.card import CARD_FILE, ToneCurve, card_dirs, load_card, write_card
 from tests.service.onnx_fixtures import write_model
 
 
@@ -53,12 +53,18 @@ def test_card_dirs_lists_directories_with_a_card_or_the_one_named(tmp_path: Path
         card_dirs(tmp_path, "no-card")
 
 
-def test_output_levels_round_trip_and_need_a_positive_scale(tmp_path: Path) -> None:
+def test_a_tone_curve_round_trips_and_must_be_monotone(tmp_path: Path) -> None:
     model_dir = write_model(tmp_path, "gray")
     card = load_card(model_dir)
-    assert card.onnx.levels is None  # a card from before levels existed still reads
-    levels = OutputLevels(scale=1.1, shift=-0.1, fitted_on="mnist train split")
-    write_card(card.model_copy(update={"onnx": card.onnx.model_copy(update={"levels": levels})}), model_dir)
-    assert load_card(model_dir).onnx.levels == levels
-    with pytest.raises(ValidationError, match="scale"):
-        OutputLevels(scale=0.0, shift=0.0, fitted_on="x")  # a zero scale would flatten every image
+    assert card.onnx.tone_curve is None  # a card from before tone curves existed still reads
+    curve = ToneCurve(x=[-0.8, 0.2, 0.99], y=[-1.0, 0.1, 1.0], fitted_on="mnist train split")
+    write_card(
+        card.model_copy(update={"onnx": card.onnx.model_copy(update={"tone_curve": curve})}), model_dir
+    )
+    assert load_card(model_dir).onnx.tone_curve == curve
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        ToneCurve(x=[0.0, 0.0], y=[-1.0, 1.0], fitted_on="x")
+    with pytest.raises(ValidationError, match="must not decrease"):
+        ToneCurve(x=[0.0, 0.5, 1.0], y=[-1.0, 0.5, 0.2], fitted_on="x")  # would swap tones
+    with pytest.raises(ValidationError, match="3 x points but 2 y points"):
+        ToneCurve(x=[0.0, 0.5, 1.0], y=[-1.0, 1.0], fitted_on="x")

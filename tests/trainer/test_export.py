@@ -25,7 +25,7 @@ from trainer.export import (
     verify_export,
 )
 from trainer.graph_passes import UPSAMPLE_CONV
-from trainer.levels import apply_levels
+from trainer.tone import apply_tone_curve
 from trainer.training import TrainConfig, train
 
 
@@ -193,7 +193,7 @@ def _mnist_dir() -> Path:
     return REPO / "data" / "mnist"
 
 
-def test_calibrate_levels_an_export_in_place(cdcgan_ckpt: Path, tmp_path: Path) -> None:
+def test_calibrate_ends_an_export_with_its_tone_curve(cdcgan_ckpt: Path, tmp_path: Path) -> None:
     dest = export_checkpoint(cdcgan_ckpt, tmp_path)
     feeds: dict[str, np.ndarray] = {
         "z": np.random.default_rng(3).standard_normal((32, 5)).astype(np.float32) * 3,
@@ -203,18 +203,17 @@ def test_calibrate_levels_an_export_in_place(cdcgan_ckpt: Path, tmp_path: Path) 
     before = session.run(["image"], feeds)[0]
     grid_before = (dest / "samples.png").read_bytes()
 
-    levels = calibrate_exported(dest, _mnist_dir(), n=500)
+    curve = calibrate_exported(dest, _mnist_dir(), n=500, segments=8)
     card = verify_export(dest)  # the digest follows the new file
-    assert card.onnx.levels == levels
-    assert "mnist train split" in levels.fitted_on
+    assert card.onnx.tone_curve == curve
+    assert len(curve.x) == 8 + 3  # 8 segments between black and white, and the two ends
+    assert "mnist train split" in curve.fitted_on
     assert card.metrics == []  # they measured the graph before: stale
     assert card.training is not None
-    assert card.training.hyperparameters["output_levels"] is True
+    assert card.training.hyperparameters["tone_curve"] is True
     session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
     after = session.run(["image"], feeds)[0]
-    np.testing.assert_allclose(
-        after, apply_levels(before, levels.scale, levels.shift, (-1.0, 1.0)), atol=1e-5
-    )
+    np.testing.assert_allclose(after, apply_tone_curve(before, curve.x, curve.y), atol=1e-5)
     assert (dest / "samples.png").read_bytes() != grid_before  # the grid shows what is served now
 
     # Fitted on the training seed's latents, the served images have MNIST's share of exact black.
@@ -225,22 +224,23 @@ def test_calibrate_levels_an_export_in_place(cdcgan_ckpt: Path, tmp_path: Path) 
     black = np.mean(to_uint8(session.run(["image"], fit_feeds)[0], (-1.0, 1.0)) == 0)
     assert black == pytest.approx(np.mean(load_split("mnist", "train", _mnist_dir()).images == 0), abs=0.01)
 
-    with pytest.raises(ExportError, match="already ends with output levels"):
+    with pytest.raises(ExportError, match="already ends with a tone curve"):
         calibrate_exported(dest, _mnist_dir())
     assert verify_export(dest).onnx.sha256 == card.onnx.sha256
 
 
-def test_a_flagship_exports_with_its_levels(tmp_path: Path) -> None:
+def test_a_flagship_exports_with_its_tone_curve(tmp_path: Path) -> None:
     ckpt = _tiny_checkpoint("condgen-mnist", "mnist", tmp_path / "run")
     card = verify_export(export_checkpoint(ckpt, tmp_path / "out", data_dir=_mnist_dir()))
-    assert card.onnx.levels is not None
+    assert card.onnx.tone_curve is not None
     assert card.training is not None
-    assert card.training.hyperparameters["output_levels"] is True
+    assert card.training.hyperparameters["tone_curve"] is True
     ops = [n.op_type for n in onnx.load(str(tmp_path / "out" / "condgen-mnist" / "model.onnx")).graph.node]
-    assert ops[-4:] == ["Tanh", "Mul", "Add", "Clip"]
+    assert ops[-8:] == ["Tanh", "Unsqueeze", "Max", "Min", "Sub", "Mul", "ReduceSum", "Add"]
 
 
 def test_calibrate_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["calibrate", "nope", "--models", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
     assert cli.main(["calibrate", "nope", "--models", str(tmp_path), "--n", "0"]) == 2
+    assert "at least one generated image" in capsys.readouterr().err

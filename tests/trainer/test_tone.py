@@ -1,0 +1,124 @@
+"""Tone curves: the fitted points, and the nodes that apply them."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from service.card import ToneCurve
+from service.runtime import to_uint8
+from trainer.tone import ToneError, append_tone_curve, apply_tone_curve, fit_tone_curve
+
+
+def _tanh_outputs(n: int = 200_000, seed: int = 0) -> np.ndarray:
+    # A generator's output: a tanh of something that only now and then runs far negative,
+    # so most of the "background" sits a few grey levels above black.
+    return np.tanh(np.random.default_rng(seed).normal(-1.2, 0.8, n)).astype(np.float32)
+
+
+def _real(n: int, black: float, white: float, seed: int = 1) -> np.ndarray:
+    """uint8 pixels: ``black`` of them 0, ``white`` 255, the rest skewed towards the dark."""
+    rng = np.random.default_rng(seed)
+    real = (1 + 253 * rng.random(n) ** 2).astype(np.uint8)
+    u = rng.random(n)
+    real[u < black] = 0
+    real[u > 1 - white] = 255
+    return real
+
+
+def _histogram(values: np.ndarray) -> np.ndarray:
+    return np.bincount(values.ravel(), minlength=256) / values.size
+
+
+def test_the_curve_gives_the_real_histogram() -> None:
+    generated, real = _tanh_outputs(), _real(100_000, black=0.8, white=0.01)
+    before = to_uint8(generated, (-1.0, 1.0))
+    assert np.mean(before == 0) < 0.05  # the dust: almost nothing is exact black before
+
+    x, y = fit_tone_curve(generated, real, (-1.0, 1.0), segments=16)
+    ToneCurve(x=x, y=y, fitted_on="test")  # what the card accepts: increasing x, non-decreasing y
+    after = to_uint8(apply_tone_curve(generated, x, y), (-1.0, 1.0))
+    assert np.mean(after == 0) == pytest.approx(np.mean(real == 0), abs=0.002)
+    assert np.mean(after == 255) == pytest.approx(np.mean(real == 255), abs=0.002)
+    # Between the ends, the cumulative histograms agree to a couple of percent.
+    gap = np.abs(np.cumsum(_histogram(after)) - np.cumsum(_histogram(real))).max()
+    assert gap < 0.02
+    assert np.abs(np.cumsum(_histogram(before)) - np.cumsum(_histogram(real))).max() > 0.5
+
+
+def test_one_segment_is_a_black_and_a_white_point() -> None:
+    generated, real = _tanh_outputs(), _real(100_000, black=0.8, white=0.01)
+    x, y = fit_tone_curve(generated, real, (-1.0, 1.0), segments=1)
+    # Exact black, the edge of black, the edge of white, exact white.
+    assert y == pytest.approx([-1.0, -1 + 1 / 255, 1 - 1 / 255, 1.0], abs=1e-6)
+    assert x[1] == pytest.approx(np.quantile(generated, np.mean(real == 0)), abs=1e-5)
+    assert x[2] == pytest.approx(np.quantile(generated, 1 - np.mean(real == 255)), abs=1e-5)
+    assert x[0] < x[1] < x[2] < x[3]
+
+
+def test_the_curve_follows_the_value_range() -> None:
+    generated = (_tanh_outputs() + 1) / 2  # a sigmoid-style generator, output in [0, 1]
+    real = _real(100_000, black=0.6, white=0.05)
+    x, y = fit_tone_curve(generated, real, (0.0, 1.0))
+    assert (y[0], y[-1]) == (0.0, 1.0)  # the range's ends, whatever the range
+    after = to_uint8(apply_tone_curve(generated, x, y), (0.0, 1.0))
+    assert np.mean(after == 0) == pytest.approx(0.6, abs=0.003)
+    assert np.mean(after == 255) == pytest.approx(0.05, abs=0.003)
+
+
+def test_a_clamped_generator_s_ties_are_merged() -> None:
+    # A saturating output puts a fifth of its pixels at exactly −1: their quantiles tie.
+    generated = np.clip(_tanh_outputs() * 1.3, -1, 1)
+    x, y = fit_tone_curve(generated, _real(100_000, black=0.1, white=0.0), (-1.0, 1.0))
+    assert np.all(np.diff(x) > 0)
+    assert np.all(np.diff(y) >= 0)
+
+
+@pytest.mark.parametrize(
+    "generated",
+    [
+        np.zeros(1000, dtype=np.float32),
+        np.array([], dtype=np.float32),
+        np.array([0.1, np.nan], dtype=np.float32),
+    ],
+    ids=["constant", "empty", "nan"],
+)
+def test_a_degenerate_output_is_refused(generated: np.ndarray) -> None:
+    with pytest.raises(ToneError):
+        fit_tone_curve(generated, _real(1000, black=0.5, white=0.1), (-1.0, 1.0))
+
+
+def test_a_curve_needs_a_segment() -> None:
+    with pytest.raises(ToneError, match="at least one segment"):
+        fit_tone_curve(_tanh_outputs(), _real(1000, black=0.5, white=0.1), (-1.0, 1.0), segments=0)
+
+
+def _tanh_graph() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    y = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    graph = helper.make_graph([helper.make_node("Tanh", ["z"], ["image"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_the_appended_curve_computes_the_interpolation() -> None:
+    x, y = [-0.8, -0.2, 0.5, 0.9], [-1.0, -0.6, 0.1, 1.0]
+    model = _tanh_graph()
+    append_tone_curve(model, "image", x, y)
+    assert [o.name for o in model.graph.output] == ["image"]  # the contract's name is kept
+
+    z = np.linspace(-4, 4, 16 * 16, dtype=np.float32).reshape(16, 1, 4, 4)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["image"], {"z": z})
+    assert got.shape == z.shape
+    np.testing.assert_allclose(got, apply_tone_curve(np.tanh(z), x, y), atol=1e-6)
+    # Flat beyond the end points: the darkest inputs are exact black, the brightest exact white.
+    assert got.min() == -1.0
+    assert got.max() == 1.0
+
+
+def test_a_curve_needs_the_named_output() -> None:
+    with pytest.raises(ToneError, match="no single output"):
+        append_tone_curve(_tanh_graph(), "img", [0.0, 1.0], [0.0, 1.0])
