@@ -194,6 +194,30 @@ def _card_feeds(card: ModelCard, z: np.ndarray, labels: np.ndarray | None) -> di
     return feeds
 
 
+def _fit_curve(
+    card: ModelCard, onnx_path: Path, data_dir: Path | None, n: int, segments: int, seed: int | None
+) -> ToneCurve:
+    """The curve for ``n`` images of the graph at ``onnx_path``, drawn with the training seed (or
+    ``seed``), against the training split of the card's dataset."""
+    seed = seed if seed is not None else (card.training.seed if card.training else 0)
+    labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
+    feeds = _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
+    generated = _ort_image(onnx_path, feeds, card.onnx.output)
+    real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
+    if real.shape[-1] != card.image.width:
+        real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
+    x, y = fit_tone_curve(generated, real, card.image.value_range, segments)
+    return ToneCurve(
+        x=x,
+        y=y,
+        fitted_on=(
+            f"{card.dataset} train split ({np.mean(real == 0):.1%} of pixels exact black, "
+            f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}; "
+            f"{len(x) - 3} segments between the black and the white point"
+        ),
+    )
+
+
 def calibrate_exported(
     model_dir: Path,
     data_dir: Path | None = None,
@@ -219,16 +243,8 @@ def calibrate_exported(
     if card.dataset not in CLASS_NAMES:
         raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
     onnx_path = model_dir / card.onnx.file
-    seed = seed if seed is not None else (card.training.seed if card.training else 0)
-    labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
-    generated = _ort_image(
-        onnx_path, _card_feeds(card, latents_for(seed, n, card.latent.dim), labels), card.onnx.output
-    )
-    real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
-    if real.shape[-1] != card.image.width:
-        real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
-    x, y = fit_tone_curve(generated, real, card.image.value_range, segments)
-
+    curve = _fit_curve(card, onnx_path, data_dir, n, segments, seed)
+    x, y = curve.x, curve.y
     model = onnx.load(str(onnx_path))
     append_tone_curve(model, card.onnx.output, x, y)
     graph = model.SerializeToString()
@@ -242,15 +258,6 @@ def calibrate_exported(
             f"{model_dir.name}: the graph with its curve differs by {diff:.2e} > {PARITY_TOL:.0e}"
         )
 
-    curve = ToneCurve(
-        x=x,
-        y=y,
-        fitted_on=(
-            f"{card.dataset} train split ({np.mean(real == 0):.1%} of pixels exact black, "
-            f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}; "
-            f"{len(x) - 3} segments between the black and the white point"
-        ),
-    )
     training = card.training
     if training is not None:
         training = training.model_copy(
@@ -272,9 +279,12 @@ def calibrate_exported(
         return out
 
     grid = model_dir / f".new-{SAMPLES_FILE}"
-    sample_grid(generate, card.latent.dim, card.num_classes, card.image.value_range, grid)
-    _replace_graph(model_dir, graph, new_card)
-    os.replace(grid, model_dir / SAMPLES_FILE)
+    try:
+        sample_grid(generate, card.latent.dim, card.num_classes, card.image.value_range, grid)
+        _replace_graph(model_dir, graph, new_card)
+        os.replace(grid, model_dir / SAMPLES_FILE)
+    finally:
+        grid.unlink(missing_ok=True)  # only there when something above failed
     log.info("%s: tone curve through %d points (max |expected - ORT| = %.2e)", model_dir.name, len(x), diff)
     return curve
 
