@@ -30,6 +30,7 @@ from onnx import helper, numpy_helper
 
 TONE_SAMPLES = 2000  # generated images the curve is fitted on, by default
 TONE_SEGMENTS = 16  # linear pieces between the black and the white point
+MAX_SEGMENTS = 254  # a card holds at most 257 points: the segments' 255 and the two ends
 
 
 class ToneError(ValueError):
@@ -44,8 +45,8 @@ def fit_tone_curve(
 ) -> tuple[list[float], list[float]]:
     """Points ``(x, y)`` of the curve that gives ``generated`` (raw output) the pixel histogram of
     ``real`` (uint8 images), rounded to 6 decimals (the figures a card shows and a graph holds)."""
-    if segments < 1:
-        raise ToneError(f"a tone curve needs at least one segment, got {segments}")
+    if not 1 <= segments <= MAX_SEGMENTS:
+        raise ToneError(f"a tone curve has 1 to {MAX_SEGMENTS} segments, got {segments}")
     lo, hi = value_range
     values = np.asarray(generated, dtype=np.float64).ravel()
     if values.size == 0 or not np.all(np.isfinite(values)):

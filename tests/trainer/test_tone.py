@@ -91,9 +91,15 @@ def test_a_degenerate_output_is_refused(generated: np.ndarray) -> None:
         fit_tone_curve(generated, _real(1000, black=0.5, white=0.1), (-1.0, 1.0))
 
 
-def test_a_curve_needs_a_segment() -> None:
-    with pytest.raises(ToneError, match="at least one segment"):
-        fit_tone_curve(_tanh_outputs(), _real(1000, black=0.5, white=0.1), (-1.0, 1.0), segments=0)
+@pytest.mark.parametrize("segments", [0, 255])
+def test_a_curve_has_a_bounded_number_of_segments(segments: int) -> None:
+    with pytest.raises(ToneError, match="1 to 254 segments"):
+        fit_tone_curve(_tanh_outputs(), _real(1000, black=0.5, white=0.1), (-1.0, 1.0), segments=segments)
+
+
+def test_the_most_segments_fit_on_a_card() -> None:
+    x, y = fit_tone_curve(_tanh_outputs(), _real(100_000, black=0.5, white=0.1), (-1.0, 1.0), segments=254)
+    ToneCurve(x=x, y=y, fitted_on="test")
 
 
 def _tanh_graph() -> onnx.ModelProto:
