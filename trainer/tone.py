@@ -62,8 +62,11 @@ def fit_tone_curve(
     y[0], y[-1] = lo + half_step, hi - half_step
     # A generator that saturates (a clamped output) repeats its extreme values: quantiles tie.
     x, y = np.round(x, 6), np.round(y, 6)
+    # The first of tied points is kept; at the top that is an inner one, so the last point kept is
+    # put back on the edge of white (the tied maximum holds the white share).
     keep = np.concatenate([[True], np.diff(x) > 0])
     x, y = x[keep], np.maximum.accumulate(y[keep])
+    y[-1] = round(hi - half_step, 6)
     if len(x) < 2:
         raise ToneError(
             f"the generated pixels take one value between the black and the white share "

@@ -75,6 +75,11 @@ def test_a_clamped_generator_s_ties_are_merged() -> None:
     x, y = fit_tone_curve(generated, _real(100_000, black=0.1, white=0.0), (-1.0, 1.0))
     assert np.all(np.diff(x) > 0)
     assert np.all(np.diff(y) >= 0)
+    # ... and at the top: a fifth of the pixels at exactly +1, where real images have 10% white.
+    top = np.clip(-_tanh_outputs() * 1.3, -1, 1)
+    x, y = fit_tone_curve(top, _real(100_000, black=0.0, white=0.1), (-1.0, 1.0))
+    assert y[-2] == pytest.approx(1 - 1 / 255, abs=1e-6)  # the tied maximum is the edge of white
+    assert np.mean(to_uint8(apply_tone_curve(top, x, y), (-1.0, 1.0)) >= 254) >= 0.1
 
 
 @pytest.mark.parametrize(
