@@ -9,6 +9,7 @@ standard library only) lets the torch-free serving image and the trainer share i
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import tempfile
@@ -72,9 +73,9 @@ class ToneCurve(_Strict):
     def _monotone(self) -> ToneCurve:
         if len(self.x) != len(self.y):
             raise ValueError(f"tone_curve: {len(self.x)} x points but {len(self.y)} y points")
-        if any(b <= a for a, b in zip(self.x, self.x[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(self.x)):
             raise ValueError("tone_curve.x must be strictly increasing")
-        if any(b < a for a, b in zip(self.y, self.y[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(self.y)):
             raise ValueError("tone_curve.y must not decrease: the curve keeps the tones' order")
         return self
 

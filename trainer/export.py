@@ -154,12 +154,8 @@ def optimize_exported(model_dir: Path) -> list[str]:
         return []
     rewritten = model.SerializeToString()
     spec = card.onnx
-    generic = _parity_feeds(card.latent.dim, len(card.labels or []))
-    feeds = {spec.z_input: generic["z"]}
-    if spec.label_input is not None:
-        feeds[spec.label_input] = generic["label"]
-    before, after = _ort_image(onnx_path, feeds, spec.output), _ort_image(rewritten, feeds, spec.output)
-    diff = float(np.max(np.abs(before - after))) if before.shape == after.shape else float("inf")
+    feeds = _card_parity_feeds(card)
+    diff = _max_diff(_ort_image(onnx_path, feeds, spec.output), _ort_image(rewritten, feeds, spec.output))
     if not diff <= PARITY_TOL:
         raise ExportError(f"{model_dir.name}: the rewritten graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
     new_card = card.model_copy(
@@ -194,15 +190,31 @@ def _card_feeds(card: ModelCard, z: np.ndarray, labels: np.ndarray | None) -> di
     return feeds
 
 
+def _card_parity_feeds(card: ModelCard) -> dict[str, np.ndarray]:
+    """The fixed parity batch, under the card's input names."""
+    generic = _parity_feeds(card.latent.dim, card.num_classes)
+    return _card_feeds(card, generic["z"], generic.get("label"))
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Max |a − b|; infinite when the shapes differ."""
+    return float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+
+
 def _fit_curve(
-    card: ModelCard, onnx_path: Path, data_dir: Path | None, n: int, segments: int, seed: int | None
+    card: ModelCard,
+    session: ort.InferenceSession,
+    data_dir: Path | None,
+    n: int,
+    segments: int,
+    seed: int | None,
 ) -> ToneCurve:
-    """The curve for ``n`` images of the graph at ``onnx_path``, drawn with the training seed (or
+    """The curve for ``n`` images of ``session``'s graph, drawn with the training seed (or
     ``seed``), against the training split of the card's dataset."""
     seed = seed if seed is not None else (card.training.seed if card.training else 0)
     labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
     feeds = _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
-    generated = _ort_image(onnx_path, feeds, card.onnx.output)
+    generated = session.run([card.onnx.output], feeds)[0]
     real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
     if real.shape[-1] != card.image.width:
         real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
@@ -243,16 +255,16 @@ def calibrate_exported(
     if card.dataset not in CLASS_NAMES:
         raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
     onnx_path = model_dir / card.onnx.file
-    curve = _fit_curve(card, onnx_path, data_dir, n, segments, seed)
+    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    curve = _fit_curve(card, before, data_dir, n, segments, seed)
     x, y = curve.x, curve.y
     model = onnx.load(str(onnx_path))
     append_tone_curve(model, card.onnx.output, x, y)
     graph = model.SerializeToString()
-    generic = _parity_feeds(card.latent.dim, card.num_classes)
-    feeds = _card_feeds(card, generic["z"], generic.get("label"))
-    expected = apply_tone_curve(_ort_image(onnx_path, feeds, card.onnx.output), x, y)
-    got = _ort_image(graph, feeds, card.onnx.output)
-    diff = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    feeds = _card_parity_feeds(card)
+    expected = apply_tone_curve(before.run([card.onnx.output], feeds)[0], x, y)
+    diff = _max_diff(session.run([card.onnx.output], feeds)[0], expected)
     if not diff <= PARITY_TOL:
         raise ExportError(
             f"{model_dir.name}: the graph with its curve differs by {diff:.2e} > {PARITY_TOL:.0e}"
@@ -272,7 +284,6 @@ def calibrate_exported(
             "metrics": [],
         }
     )
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
 
     def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
         out: np.ndarray = session.run([card.onnx.output], _card_feeds(card, z, labels))[0]
