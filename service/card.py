@@ -60,24 +60,31 @@ class LatentSpec(_Strict):
     prior: Literal["normal"] = "normal"
 
 
-class ToneCurve(_Strict):
-    """A monotone tone curve the graph ends with: the raw output ``x`` becomes the linear
-    interpolation of the points (``x``, ``y``), held flat beyond the first and the last, its points
-    fitted so that generated pixels have the training images' histogram (trainer/tone.py)."""
+class CurvePoints(_Strict):
+    """One monotone curve: the raw output ``x`` becomes the linear interpolation of the points
+    (``x``, ``y``), held flat beyond the first and the last."""
 
     x: list[float] = Field(min_length=2, max_length=257)
     y: list[float] = Field(min_length=2, max_length=257)
-    fitted_on: str  # what the points were fitted on, in words
 
     @model_validator(mode="after")
-    def _monotone(self) -> ToneCurve:
+    def _monotone(self) -> CurvePoints:
         if len(self.x) != len(self.y):
-            raise ValueError(f"tone_curve: {len(self.x)} x points but {len(self.y)} y points")
+            raise ValueError(f"tone curve: {len(self.x)} x points but {len(self.y)} y points")
         if any(b <= a for a, b in itertools.pairwise(self.x)):
-            raise ValueError("tone_curve.x must be strictly increasing")
+            raise ValueError("tone curve x must be strictly increasing")
         if any(b < a for a, b in itertools.pairwise(self.y)):
-            raise ValueError("tone_curve.y must not decrease: the curve keeps the tones' order")
+            raise ValueError("tone curve y must not decrease: the curve keeps the tones' order")
         return self
+
+
+class ToneCurve(_Strict):
+    """The tone curve the graph ends with, its points fitted so that generated pixels have the
+    training images' histogram (trainer/tone.py): one curve for every image, or one per label
+    (``curves[k]`` for the images of class k)."""
+
+    curves: list[CurvePoints] = Field(min_length=1, max_length=1000)
+    fitted_on: str  # what the points were fitted on, in words
 
 
 class OnnxSpec(_Strict):
@@ -167,6 +174,12 @@ class ModelCard(_Strict):
                 raise ValueError("a conditional model needs onnx.label_input")
         elif self.onnx.label_input is not None:
             raise ValueError("an unconditional model (labels: null) must have onnx.label_input: null")
+        tone = self.onnx.tone_curve
+        if tone is not None and len(tone.curves) not in {1, self.num_classes}:
+            raise ValueError(
+                f"onnx.tone_curve has {len(tone.curves)} curves: one for every image, or one per label "
+                f"({self.num_classes})"
+            )
         return self
 
     def label_id(self, label: int | str) -> int:

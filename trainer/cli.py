@@ -100,13 +100,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             args.data_dir,
             n=TONE_SAMPLES if args.n is None else args.n,
             segments=TONE_SEGMENTS if args.segments is None else args.segments,
+            per_label=not args.one_curve,
         )
     except (ExportError, ToneError, FileNotFoundError) as exc:
         message = str(exc)
         print(message if message.startswith(args.model) else f"{args.model}: {message}", file=sys.stderr)
         return 2
     print(
-        f"{args.model}: tone curve through {len(curve.x)} points, fitted on {curve.fitted_on}; "
+        f"{args.model}: {len(curve.curves)} tone curve(s), fitted on {curve.fitted_on}; "
         f"its metrics are cleared: python -m trainer evaluate {args.model}"
     )
     return 0
@@ -331,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--n", type=int, help="generated images to fit on (default: 2000)")
     p.add_argument("--segments", type=int, help="linear pieces of the curve (default: 16; 1 = levels)")
+    p.add_argument(
+        "--one-curve",
+        action="store_true",
+        help="one curve for every label (default for a conditional model: one per label)",
+    )
     p.set_defaults(func=_cmd_calibrate)
     return parser
 

@@ -29,6 +29,7 @@ from torch import nn
 from service.card import (
     ONNX_FILE,
     SAMPLES_FILE,
+    CurvePoints,
     ImageSpec,
     LatentSpec,
     Metric,
@@ -46,7 +47,15 @@ from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
 from .plots import sample_grid
 from .recipes import Recipe
-from .tone import TONE_SAMPLES, TONE_SEGMENTS, append_tone_curve, apply_tone_curve, fit_tone_curve
+from .tone import (
+    TONE_SAMPLES,
+    TONE_SEGMENTS,
+    ToneError,
+    append_tone_curve,
+    apply_tone_curve,
+    fit_label_tone_curves,
+    fit_tone_curve,
+)
 from .training import generator_from_checkpoint, library_versions
 
 log = logging.getLogger(__name__)
@@ -208,24 +217,33 @@ def _fit_curve(
     n: int,
     segments: int,
     seed: int | None,
+    per_label: bool,
 ) -> ToneCurve:
-    """The curve for ``n`` images of ``session``'s graph, drawn with the training seed (or
-    ``seed``), against the training split of the card's dataset."""
+    """The curve(s) for ``n`` images of ``session``'s graph, drawn with the training seed (or
+    ``seed``), against the training split of the card's dataset: one per label if ``per_label``."""
     seed = seed if seed is not None else (card.training.seed if card.training else 0)
     labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
     feeds = _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
     generated = session.run([card.onnx.output], feeds)[0]
-    real = load_split(card.dataset, "train", data_dir).images  # type: ignore[arg-type]
+    split = load_split(card.dataset, "train", data_dir)  # type: ignore[arg-type]
+    real = split.images
     if real.shape[-1] != card.image.width:
         real = resize_images(real[:, None] if real.ndim == 3 else real, card.image.width)
-    x, y = fit_tone_curve(generated, real, card.image.value_range, segments)
+    value_range = card.image.value_range
+    if per_label and labels is not None:
+        curves = fit_label_tone_curves(
+            generated, labels, real, split.labels, value_range, card.num_classes, segments
+        )
+        which = f"one curve per label, each on its class's images ({n // card.num_classes} generated)"
+    else:
+        curves = [fit_tone_curve(generated, real, value_range, segments)]
+        which = "one curve for every label" if card.conditional else "one curve"
     return ToneCurve(
-        x=x,
-        y=y,
+        curves=[CurvePoints(x=x, y=y) for x, y in curves],
         fitted_on=(
             f"{card.dataset} train split ({np.mean(real == 0):.1%} of pixels exact black, "
             f"{np.mean(real == 255):.2%} exact white); {n} generated images, latent seed {seed}; "
-            f"{len(x) - 3} segments between the black and the white point"
+            f"{segments} segments between the black and the white point; {which}"
         ),
     )
 
@@ -236,14 +254,15 @@ def calibrate_exported(
     n: int = TONE_SAMPLES,
     segments: int = TONE_SEGMENTS,
     seed: int | None = None,
+    per_label: bool = True,
 ) -> ToneCurve:
     """Append a tone curve fitted to the training split (:mod:`trainer.tone`), in place.
 
     The curve is fitted on ``n`` images drawn with the training seed (or ``seed``), never the
-    evaluator's latents. The new graph must equal the curve applied to the old graph's output
-    within ``PARITY_TOL``; the card gains ``onnx.tone_curve`` and ``tone_curve`` among its
-    hyperparameters and drops its metrics (they measured the old graph: run the evaluator again),
-    and the sample grid is redrawn.
+    evaluator's latents; a conditional model gets one per label unless ``per_label`` is False.
+    The new graph must equal the curve applied to the old graph's output within ``PARITY_TOL``; the
+    card gains ``onnx.tone_curve`` and ``tone_curve`` among its hyperparameters and drops its
+    metrics (they measured the old graph: run the evaluator again), and the sample grid is redrawn.
     """
     if n < 1:
         raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
@@ -256,14 +275,21 @@ def calibrate_exported(
         raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
     onnx_path = model_dir / card.onnx.file
     before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    curve = _fit_curve(card, before, data_dir, n, segments, seed)
-    x, y = curve.x, curve.y
+    if per_label and card.conditional and n < card.num_classes:
+        raise ExportError(f"one curve per label needs n ≥ {card.num_classes} images to fit on, got n={n}")
+    curve = _fit_curve(card, before, data_dir, n, segments, seed, per_label)
+    points = [(c.x, c.y) for c in curve.curves]
     model = onnx.load(str(onnx_path))
-    append_tone_curve(model, card.onnx.output, x, y)
+    try:
+        append_tone_curve(model, card.onnx.output, points, card.onnx.label_input)
+    except ToneError as e:
+        raise ExportError(f"{model_dir.name}: {e}") from e
     graph = model.SerializeToString()
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     feeds = _card_parity_feeds(card)
-    expected = apply_tone_curve(before.run([card.onnx.output], feeds)[0], x, y)
+    expected = apply_tone_curve(
+        before.run([card.onnx.output], feeds)[0], points, feeds.get(card.onnx.label_input or "")
+    )
     diff = _max_diff(session.run([card.onnx.output], feeds)[0], expected)
     if not diff <= PARITY_TOL:
         raise ExportError(
@@ -296,7 +322,13 @@ def calibrate_exported(
         os.replace(grid, model_dir / SAMPLES_FILE)
     finally:
         grid.unlink(missing_ok=True)  # only there when something above failed
-    log.info("%s: tone curve through %d points (max |expected - ORT| = %.2e)", model_dir.name, len(x), diff)
+    log.info(
+        "%s: %d tone curve(s), %d points (max |expected - ORT| = %.2e)",
+        model_dir.name,
+        len(points),
+        sum(len(x) for x, _ in points),
+        diff,
+    )
     return curve
 
 

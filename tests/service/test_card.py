@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.card import CARD_FILE, ToneCurve, card_dirs, load_card, write_card
+from service.card import CARD_FILE, CurvePoints, ModelCard, ToneCurve, card_dirs, load_card, write_card
 from tests.service.onnx_fixtures import write_model
 
 
@@ -57,14 +57,30 @@ def test_a_tone_curve_round_trips_and_must_be_monotone(tmp_path: Path) -> None:
     model_dir = write_model(tmp_path, "gray")
     card = load_card(model_dir)
     assert card.onnx.tone_curve is None  # a card from before tone curves existed still reads
-    curve = ToneCurve(x=[-0.8, 0.2, 0.99], y=[-1.0, 0.1, 1.0], fitted_on="mnist train split")
+    curve = ToneCurve(
+        curves=[CurvePoints(x=[-0.8, 0.2, 0.99], y=[-1.0, 0.1, 1.0])], fitted_on="mnist train split"
+    )
     write_card(
         card.model_copy(update={"onnx": card.onnx.model_copy(update={"tone_curve": curve})}), model_dir
     )
     assert load_card(model_dir).onnx.tone_curve == curve
     with pytest.raises(ValidationError, match="strictly increasing"):
-        ToneCurve(x=[0.0, 0.0], y=[-1.0, 1.0], fitted_on="x")
+        CurvePoints(x=[0.0, 0.0], y=[-1.0, 1.0])
     with pytest.raises(ValidationError, match="must not decrease"):
-        ToneCurve(x=[0.0, 0.5, 1.0], y=[-1.0, 0.5, 0.2], fitted_on="x")  # would swap tones
+        CurvePoints(x=[0.0, 0.5, 1.0], y=[-1.0, 0.5, 0.2])  # would swap tones
     with pytest.raises(ValidationError, match="3 x points but 2 y points"):
-        ToneCurve(x=[0.0, 0.5, 1.0], y=[-1.0, 1.0], fitted_on="x")
+        CurvePoints(x=[0.0, 0.5, 1.0], y=[-1.0, 1.0])
+
+
+def test_a_card_holds_one_tone_curve_or_one_per_label(tmp_path: Path) -> None:
+    card = load_card(write_model(tmp_path, "digits", labels=["a", "b", "c"]))
+    points = CurvePoints(x=[-0.8, 0.99], y=[-1.0, 1.0])
+
+    def with_curves(k: int) -> dict[str, object]:
+        tone = ToneCurve(curves=[points] * k, fitted_on="x")
+        return {**card.model_dump(), "onnx": {**card.onnx.model_dump(), "tone_curve": tone.model_dump()}}
+
+    for k in (1, 3):
+        assert len(ModelCard.model_validate(with_curves(k)).onnx.tone_curve.curves) == k  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="2 curves: one for every image, or one per label \\(3\\)"):
+        ModelCard.model_validate(with_curves(2))

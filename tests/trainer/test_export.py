@@ -206,14 +206,16 @@ def test_calibrate_ends_an_export_with_its_tone_curve(cdcgan_ckpt: Path, tmp_pat
     curve = calibrate_exported(dest, _mnist_dir(), n=500, segments=8)
     card = verify_export(dest)  # the digest follows the new file
     assert card.onnx.tone_curve == curve
-    assert len(curve.x) == 8 + 3  # 8 segments between black and white, and the two ends
+    assert len(curve.curves) == 10  # one per label
+    assert all(len(c.x) == 8 + 3 for c in curve.curves)  # 8 segments, black to white, and the ends
     assert "mnist train split" in curve.fitted_on
     assert card.metrics == []  # they measured the graph before: stale
     assert card.training is not None
     assert card.training.hyperparameters["tone_curve"] is True
     session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
     after = session.run(["image"], feeds)[0]
-    np.testing.assert_allclose(after, apply_tone_curve(before, curve.x, curve.y), atol=1e-5)
+    points = [(c.x, c.y) for c in curve.curves]
+    np.testing.assert_allclose(after, apply_tone_curve(before, points, feeds["label"]), atol=1e-5)
     assert (dest / "samples.png").read_bytes() != grid_before  # the grid shows what is served now
 
     # Fitted on the training seed's latents, the served images have MNIST's share of exact black.
@@ -235,8 +237,16 @@ def test_a_flagship_exports_with_its_tone_curve(tmp_path: Path) -> None:
     assert card.onnx.tone_curve is not None
     assert card.training is not None
     assert card.training.hyperparameters["tone_curve"] is True
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "out" / "condgen-mnist" / "model.onnx")).graph.node]
-    assert ops[-8:] == ["Tanh", "Unsqueeze", "Max", "Min", "Sub", "Mul", "ReduceSum", "Add"]
+    assert len(card.onnx.tone_curve.curves) == 10  # one per digit
+    nodes = onnx.load(str(tmp_path / "out" / "condgen-mnist" / "model.onnx")).graph.node
+    assert [n.op_type for n in nodes][-7:] == ["Unsqueeze", "Max", "Min", "Sub", "Mul", "ReduceSum", "Add"]
+    # Each image's segment tables are gathered by its label.
+    assert sorted(n.name for n in nodes if n.op_type == "Gather" and n.name.startswith("tone_")) == [
+        "tone_highs_gather",
+        "tone_lows_gather",
+        "tone_slopes_gather",
+        "tone_y0_gather",
+    ]
 
 
 def test_calibrate_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
