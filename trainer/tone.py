@@ -150,8 +150,11 @@ def append_tone_curve(
             f"{len(curves)} curves, one per label, need the graph's label input ({label_input!r})"
         )
     rank = len(next(o for o in graph.output if o.name == output).type.tensor_type.shape.dim)
-    if per_label and rank < 1:
-        raise ToneError(f"the rank of {output!r} is unknown: the gathered tables cannot be shaped to it")
+    if per_label and rank < 2:
+        # The gathered tables need the output's rank to be shaped against it: [B, …] at least.
+        raise ToneError(
+            f"{output!r} has rank {rank}, not [batch, …]: the gathered tables cannot be shaped to it"
+        )
     lows, highs, slopes, y0 = _segment_tables(curves)
     used = {t for n in graph.node for t in (*n.input, *n.output)} | {i.name for i in graph.initializer}
     keys = ["axis", "lows", "highs", "slopes", "y0", "raw", "unsq", "max", "min", "sub", "mul", "sum"]

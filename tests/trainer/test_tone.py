@@ -193,3 +193,10 @@ def test_per_label_curves_need_the_label_input() -> None:
         append_tone_curve(_tanh_graph(), "image", curves, label_input="label")
     with pytest.raises(ToneError, match="need the graph's label input"):
         append_tone_curve(_conditional_tanh_graph(), "image", curves, label_input=None)
+
+
+def test_per_label_curves_need_a_batch_shaped_output() -> None:
+    model = _conditional_tanh_graph()
+    del model.graph.output[0].type.tensor_type.shape.dim[:]  # an output of unknown rank
+    with pytest.raises(ToneError, match="has rank 0"):
+        append_tone_curve(model, "image", [([0.0, 1.0], [0.0, 1.0])] * 2, label_input="label")
