@@ -503,9 +503,9 @@ service does. Real images are the dataset's **test split**.
   sharp 28×28 originals instead, real images resized to 32 would lose by the resampling alone
   (Inception FID 20.2 vs 10.05, 1,000 training vs 4,000 test images; classifier FID 7.8 vs 0.12,
   10,000 vs 10,000); against the resized test images they score 9.58, the 28×28 floor.
-- **Tone curves**: a model whose card has `onnx.tone_curve` ends its graph with a tone curve that
-  matches its pixel histogram to the training split's (never the test split's; `trainer/tone.py`);
-  its row scores the graph with the curve, as served.
+- **Tone curves**: a model whose card has `onnx.tone_curve` ends its graph with a tone curve (one
+  per label for a conditional model) that matches its pixel histogram to the training split's
+  (never the test split's; `trainer/tone.py`); its row scores the graph with the curve, as served.
 
 Each figure is also in the model's card (`metrics`, with N, extractor and reference set), and
 each row's N is in the table: read no Inception FID without its N.
@@ -518,7 +518,7 @@ python -m trainer evaluate all --n 0 --reference
 python -m trainer evaluate condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
 python -m trainer evaluate mnist --reference-only --n 10000 --real-n 10000 --classifier-n 0 --threads 2
 # Rows at 5,000 / 10,000 (half the time, against the same cached real statistics), e.g.
-python -m trainer evaluate cgan-fashion-hinge-32 --n 5000 --real-n 10000 --threads 1
+python -m trainer evaluate cgan-fashion-lsgan-10 --n 5000 --real-n 10000 --threads 1
 ```
 
 """
