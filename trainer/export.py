@@ -273,10 +273,10 @@ def calibrate_exported(
         )
     if card.dataset not in CLASS_NAMES:
         raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
-    onnx_path = model_dir / card.onnx.file
-    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     if per_label and card.conditional and n < card.num_classes:
         raise ExportError(f"one curve per label needs n ≥ {card.num_classes} images to fit on, got n={n}")
+    onnx_path = model_dir / card.onnx.file
+    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     curve = _fit_curve(card, before, data_dir, n, segments, seed, per_label)
     points = [(c.x, c.y) for c in curve.curves]
     model = onnx.load(str(onnx_path))
