@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 # recipe → epochs, longest job first (by wall time at these epochs, two jobs sharing 2 cores) so
 # the two workers finish together.
 ZOO_PLAN: dict[str, int] = {
+    "condgen-fashion": 30,
     "condgen-mnist": 18,
-    "condgen-fashion": 15,
     "cgan-fashion-wgangp-10": 10,
     "cgan-fashion-wgangp-32": 10,
     "cgan-fashion-bce-32": 18,
