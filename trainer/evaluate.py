@@ -637,10 +637,7 @@ def evaluate_checkpoints(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(points, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    marks = continuation_marks(last_state, recipe)
-    if recipe is not None and recipe.aux_start_epoch > 0:
-        marks[recipe.aux_start_epoch] = "class term joins"
-    plot_curve(points, out_dir / f"{name}-curve.png", name, marks)
+    plot_curve(points, out_dir / f"{name}-curve.png", name, curve_marks(last_state, recipe))
     return json_path
 
 
@@ -650,6 +647,17 @@ def continuation_marks(state: dict[str, Any], recipe: Recipe | None) -> dict[int
     text = "run continued, rates restored" if restored else "run continued"
     epochs: list[int] = state.get("continued_at", [])
     return dict.fromkeys(epochs, text)
+
+
+def curve_marks(state: dict[str, Any], recipe: Recipe | None) -> dict[int, str]:
+    """Every plot mark of a run: where its auxiliary class term joins and where it was continued
+    (:func:`continuation_marks`); both after one epoch share its line, a label each."""
+    marks: dict[int, str] = {}
+    if recipe is not None and recipe.aux_start_epoch > 0:
+        marks[recipe.aux_start_epoch] = "class term joins"
+    for epoch, text in continuation_marks(state, recipe).items():
+        marks[epoch] = f"{marks[epoch]}\n{text}" if epoch in marks else text
+    return dict(sorted(marks.items()))
 
 
 def curve_panels(points: list[dict[str, object]]) -> list[tuple[str, str]]:
@@ -689,9 +697,12 @@ def plot_curve(
     for ax, (metric, label) in zip(axes[0], panels, strict=True):
         xs, ys, n, reference = series(metric)
         ax.plot(xs, ys, marker="o")
-        for epoch, text in (marks or {}).items():
+        # Each label below the one before: marks a few epochs apart would overprint.
+        top = 0.97
+        for epoch, text in sorted((marks or {}).items()):
             ax.axvline(epoch + 0.5, color="grey", linestyle="--", linewidth=1)
-            ax.annotate(text, (epoch + 0.6, 0.97), xycoords=("data", "axes fraction"), fontsize=8, va="top")
+            ax.annotate(text, (epoch + 0.6, top), xycoords=("data", "axes fraction"), fontsize=8, va="top")
+            top -= 0.05 * (text.count("\n") + 1)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         # The real set belongs in the title: an FID is only comparable at equal N on both sides.

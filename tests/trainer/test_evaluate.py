@@ -17,6 +17,7 @@ from trainer.evaluate import (
     EvalConfig,
     OnnxGenerator,
     continuation_marks,
+    curve_marks,
     curve_panels,
     evaluate_checkpoints,
     evaluate_images,
@@ -344,6 +345,20 @@ def test_a_continued_run_is_marked_where_its_rates_were_restored() -> None:
     assert continuation_marks(state, decaying) == {7: "run continued, rates restored"}
     assert continuation_marks(state, flat) == {7: "run continued"}
     assert continuation_marks({"epoch": 7}, decaying) == {}  # a checkpoint from before the record
+
+
+def test_a_run_continued_where_its_class_term_joins_keeps_both_marks() -> None:
+    flagship = get_recipe("condgen-mnist")
+    joins = flagship.aux_start_epoch
+    assert joins > 0
+    assert curve_marks({"epoch": 18, "continued_at": [joins]}, flagship) == {
+        joins: "class term joins\nrun continued, rates restored"
+    }
+    assert curve_marks({"epoch": 30, "continued_at": [15]}, flagship) == {
+        joins: "class term joins",
+        15: "run continued, rates restored",
+    }
+    assert curve_marks({"epoch": 20, "continued_at": [7]}, get_recipe("gan-mnist")) == {7: "run continued"}
 
 
 def test_an_unconditional_curve_plots_classifier_fid_beside_inception(tmp_path: Path) -> None:
