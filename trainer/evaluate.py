@@ -657,7 +657,7 @@ def curve_marks(state: dict[str, Any], recipe: Recipe | None) -> dict[int, str]:
         marks[recipe.aux_start_epoch] = "class term joins"
     for epoch, text in continuation_marks(state, recipe).items():
         marks[epoch] = f"{marks[epoch]}\n{text}" if epoch in marks else text
-    return dict(sorted(marks.items()))
+    return marks
 
 
 def curve_panels(points: list[dict[str, object]]) -> list[tuple[str, str]]:
