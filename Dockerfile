@@ -8,14 +8,6 @@
 # would split batches. Scale out with replicas (docker/compose.yaml, k8s/).
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---- requirements: the base dependencies pyproject.toml declares (the service's; no extras) -----
-# A stage of its own, so that editing other parts of pyproject.toml (extras, tool settings) leaves
-# the requirements file, and with it the cached dependency layer below, unchanged.
-FROM ${BASE_IMAGE} AS requirements
-COPY pyproject.toml /src/
-RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /src/requirements.txt
-
 # ---- build: install the service and its dependencies into a self-contained venv ----------------
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -24,13 +16,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 # The venv has no pip of its own (not needed at run time); the base image's pip installs into it.
 RUN python -m venv --without-pip /opt/venv
 WORKDIR /src
-# Dependencies first, so code edits do not re-download wheels.
-COPY --from=requirements /src/requirements.txt ./
-RUN pip --python /opt/venv/bin/python install -r requirements.txt
+# Dependencies first, so code edits do not re-download wheels: the serving lock (exact versions,
+# sha256 hashes; `make lock` writes it), the same set `make run` installs. Its setuptools builds
+# condgen below without reaching for an unpinned one.
+COPY requirements/serve.txt ./
+RUN pip --python /opt/venv/bin/python install --require-hashes -r serve.txt
 COPY pyproject.toml README.md ./
 COPY service ./service
 # Byte-code is compiled here, because the runtime root filesystem may be read-only.
-RUN pip --python /opt/venv/bin/python install --no-deps . \
+RUN pip --python /opt/venv/bin/python install --no-deps --no-build-isolation . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
     && /opt/venv/bin/python -c "import service, onnxruntime, fastapi, uvicorn"
 # The model zoo, readable by the unprivileged runtime user whatever modes the build context has

