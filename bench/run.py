@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import importlib.metadata
 import json
 import logging
 import os
@@ -164,6 +165,43 @@ def _stopped(proc: Path) -> bool:
     return stat[stat.rindex(")") + 2 :].startswith(("T", "t"))
 
 
+# The packages the report names, with the versions of the lock `make install-dev` installs from.
+REPORTED_PACKAGES = (
+    "onnxruntime",
+    "numpy",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "pydantic",
+    "torch",
+    "bentoml",
+)
+DEV_LOCK = REPO_ROOT / "requirements" / "dev.txt"
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """`name==version` pins of a pip-compile lock, by lower-case name."""
+    pins = {}
+    for line in lock.read_text().splitlines():
+        name, pinned, rest = line.partition("==")
+        if pinned and line[:1].isalpha():
+            pins[name.lower()] = rest.split()[0]
+    return pins
+
+
+def lock_drift(locked: dict[str, str]) -> list[str]:
+    """Reported packages whose installed version is not the lock's: their figures are not the lock's."""
+    drift = []
+    for mod in REPORTED_PACKAGES:
+        try:
+            installed = importlib.metadata.version(mod)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if mod in locked and installed != locked[mod]:
+            drift.append(f"{mod} {installed} is installed, the lock has {locked[mod]} (make install-dev)")
+    return drift
+
+
 def machine_info(cfg: Config, loadgen: str) -> dict[str, Any]:
     cpu_model = ""
     with contextlib.suppress(OSError):
@@ -171,10 +209,8 @@ def machine_info(cfg: Config, loadgen: str) -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    versions = {}
-    for mod in ("onnxruntime", "numpy", "fastapi", "uvicorn", "starlette", "pydantic", "torch", "bentoml"):
-        with contextlib.suppress(Exception):
-            versions[mod] = __import__(mod).__version__
+    locked = locked_versions(DEV_LOCK)
+    versions = {mod: locked[mod] for mod in REPORTED_PACKAGES if mod in locked}
     commit = ""
     with contextlib.suppress(Exception):
         commit = subprocess.run(
@@ -532,6 +568,7 @@ def run(cfg: Config) -> Results:
     loadgen = resolve_loadgen(cfg.loadgen)
     cfg.loadgen = loadgen
     res.meta = machine_info(cfg, loadgen)
+    res.problems.extend(lock_drift(locked_versions(DEV_LOCK)))
     if res.meta["other_load"]:
         res.notes.append(
             "measured while other CPU-heavy work ran on this machine (a training job): "

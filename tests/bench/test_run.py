@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.native_profile import perf_problem
-from bench.run import main, other_load
+from bench.run import DEV_LOCK, lock_drift, locked_versions, main, other_load
 
 
 @pytest.mark.slow
@@ -124,3 +125,18 @@ def test_goal_rounds_below_one_are_refused(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["--goal-rounds", "0"])
     assert "--goal-rounds must be >= 1" in capsys.readouterr().err
+
+
+def test_reported_versions_are_the_locks_and_drift_is_a_problem(tmp_path: Path) -> None:
+    locked = locked_versions(DEV_LOCK)
+    assert locked["onnxruntime"] == importlib.metadata.version("onnxruntime")
+    assert locked["torch"].startswith("2.13.0")
+    assert lock_drift(locked) == []
+    stale = tmp_path / "dev.txt"
+    stale.write_text(
+        "onnxruntime==0.0.1 \\\n    --hash=sha256:00\n    # via condgen (pyproject.toml)\nnumpy==0.0.2\n"
+    )
+    assert locked_versions(stale) == {"onnxruntime": "0.0.1", "numpy": "0.0.2"}
+    drift = lock_drift(locked_versions(stale))
+    assert [d.split()[0] for d in drift] == ["onnxruntime", "numpy"]
+    assert drift[0].endswith("the lock has 0.0.1 (make install-dev)")
