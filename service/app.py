@@ -13,37 +13,23 @@ import gc
 import logging
 import signal
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import Body, Depends, FastAPI, Request
-from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.types import Message
+from fastapi import Body, FastAPI, Request
+from starlette.responses import FileResponse, Response
 
-from service.batcher import DynamicBatcher
-from service.card import SAMPLES_FILE, ModelCard, is_valid_name
+from service.card import SAMPLES_FILE, ModelCard
 from service.config import Settings
 from service.encode import MediaType, json_images, negotiate, npy_bytes, png_of_batch
-from service.errors import (
-    ClientDisconnected,
-    ModelNotReady,
-    NotFound,
-    RequestTimeout,
-    ShuttingDown,
-    Unavailable,
-    UnknownModel,
-    install_error_handlers,
-)
+from service.errors import NotFound, ShuttingDown, install_error_handlers
 from service.fastpath import FastRoute, GenerationFastPath
-from service.metrics import UNKNOWN_MODEL, Metrics
+from service.metrics import Metrics
 from service.middleware import (
-    STATE_MODEL,
     ApiKeyMiddleware,
     BodyLimitMiddleware,
     InflightTracker,
@@ -67,7 +53,18 @@ from service.schemas import (
     ReadinessBody,
     ReloadResponse,
 )
-from service.supervisor import ReloadReport, activate, log_report, reload_repository, start_batchers
+from service.serving import (
+    ImageResponse,
+    OrjsonResponse,
+    Resources,
+    ResourcesDep,
+    infer,
+    lookup,
+    resources_of,
+    resources_or_none,
+    settle_heap,
+)
+from service.supervisor import start_batchers
 from service.v2 import build_router as v2_router
 
 logger = logging.getLogger(__name__)
@@ -80,197 +77,6 @@ SEED_HEADER = "X-Condgen-Seed"
 MODEL_HEADER = "X-Condgen-Model"
 
 
-class OrjsonResponse(JSONResponse):
-    # A JSONResponse, so that FastAPI documents routes' response models as JSON schemas.
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-@dataclass
-class Resources:
-    """Everything the lifespan owns; routes get it through :func:`get_resources`."""
-
-    settings: Settings
-    registry: ModelRegistry
-    batchers: dict[str, DynamicBatcher]
-    metrics: Metrics
-    runner_factory: RunnerFactory = default_runner_factory
-    closing: bool = False
-    # time.monotonic() by which a drain (SIGTERM) must be over; None while not draining.
-    drain_deadline: float | None = None
-    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Batchers replaced by a reload, finishing the work queued on them.
-    retiring: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def begin_drain(self) -> None:
-        """SIGTERM: readiness fails and new work is refused at once; queued work may finish."""
-        if self.drain_deadline is None:
-            self.drain_deadline = time.monotonic() + self.settings.drain_timeout_s
-        self.closing = True
-
-    def grace_left_s(self) -> float:
-        if self.drain_deadline is None:
-            return self.settings.drain_timeout_s
-        return max(0.0, self.drain_deadline - time.monotonic())
-
-    async def reload(self, trigger: str) -> ReloadReport:
-        """Re-scan the models directory and swap in what changed; see :mod:`service.supervisor`."""
-        async with self.reload_lock:
-            if self.closing:
-                raise ShuttingDown("the service is shutting down; not reloading")
-            reloaded = await asyncio.to_thread(
-                reload_repository, self.registry, self.batchers, self.settings, self.runner_factory
-            )
-            old = self.batchers
-            # No await from here to the swap: every request sees the old models or the new ones.
-            activate(reloaded, old, self.metrics)
-            self.registry, self.batchers = reloaded.registry, reloaded.batchers
-            for batcher in reloaded.retired:
-                task = asyncio.create_task(self._retire(batcher), name=f"retire-{batcher.name}")
-                self.retiring.add(task)
-                task.add_done_callback(self._retired)
-            self.metrics.reloads.labels("ok" if reloaded.report.ok else "partial").inc()
-            log_report(reloaded.report, trigger)
-            return reloaded.report
-
-    def _retired(self, task: asyncio.Task[None]) -> None:
-        self.retiring.discard(task)
-        if not self.retiring and not self.closing:
-            # The reload is over (the retiring tasks' frames are gone too): collect any cycles
-            # left among the replaced sessions, and freeze the new ones with the rest.
-            settle_heap()
-
-    async def _retire(self, batcher: DynamicBatcher) -> None:
-        await batcher.stop(self.settings.drain_timeout_s)
-        if batcher.name not in self.batchers:
-            self.metrics.forget_model(batcher.name)
-
-    def model_status(self, entry: ModelEntry) -> tuple[str, str | None]:
-        if not entry.loaded:
-            return "failed", entry.reason
-        batcher = self.batchers.get(entry.name)
-        if batcher is None:
-            return "not_ready", "no batching worker"
-        if self.closing or batcher.state in {"stopping", "stopped"}:
-            return "not_ready", "shutting down"
-        if not batcher.ready:
-            return "not_ready", batcher.dead_reason or "batching worker is not running"
-        stuck_s = batcher.run_in_flight_s
-        if stuck_s > self.settings.request_timeout_s:
-            # No client could get an answer in time; let the load balancer route around us.
-            return "not_ready", f"a session run has been in flight for {stuck_s:.0f} s"
-        return "ready", None
-
-
-def settle_heap() -> None:
-    """Collect garbage, then freeze what is left out of the cyclic collector's reach.
-
-    After start-up (and after a reload has retired old sessions) nearly every object in the
-    process (modules, sessions, cards, ~70,000 of them) lives as long as the process. Frozen, they
-    are no longer walked by the full collections that request traffic triggers, which would
-    otherwise stall the event loop, and every request waiting on it, for milliseconds at a time.
-    """
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-def resources_of(request: Request) -> Resources:
-    resources: Resources | None = getattr(request.app.state, "resources", None)
-    if resources is None:
-        raise Unavailable("the service is starting; models are not loaded yet", retry_after_s=1.0)
-    return resources
-
-
-async def get_resources(request: Request) -> Resources:
-    """The dependency. async on purpose: FastAPI runs a plain ``def`` dependency in its thread
-    pool, a thread hop per request that cost 17% of the CPU profile at n=1 for a getattr."""
-    return resources_of(request)
-
-
-ResourcesDep = Annotated[Resources, Depends(get_resources)]
-
-
-def _serving(resources: Resources, name: str, request: Request) -> tuple[ModelEntry, DynamicBatcher]:
-    """The entry and batcher for ``name``, or the error a client should see."""
-    entry = resources.registry.get(name) if is_valid_name(name) else None
-    setattr(request.state, STATE_MODEL, name if entry is not None else UNKNOWN_MODEL)
-    if entry is None:
-        known = ", ".join(resources.registry.names[:20]) or "none"
-        raise UnknownModel(f"unknown model {name!r}; known models: {known}")
-    if not entry.loaded or entry.card is None:
-        raise ModelNotReady(f"model {name!r} failed to load: {entry.reason}", retry_after_s=None)
-    if resources.closing:
-        raise ShuttingDown("the service is shutting down")
-    batcher = resources.batchers[name]
-    status, reason = resources.model_status(entry)
-    if status != "ready":
-        if reason == "shutting down":
-            raise ShuttingDown(f"model {name!r} is shutting down")
-        raise ModelNotReady(f"model {name!r} is not ready: {reason}", retry_after_s=5.0)
-    return entry, batcher
-
-
-async def _watch_disconnect(receive: Any, give_up: Callable[[str], None]) -> None:
-    """Give up on the result when the client disconnects (the body has been read; nothing else
-    arrives but the disconnect)."""
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            give_up("disconnected")
-            return
-
-
-async def _await_result(
-    request: Request, future: asyncio.Future[np.ndarray], timeout_s: float, watch_after_s: float = 0.0
-) -> np.ndarray:
-    """Wait for the batcher's result; give up on timeout or client disconnect.
-
-    Either way the future is cancelled, so a request still queued is dropped before compute. The
-    disconnect watcher (a task reading ``receive``) starts after ``watch_after_s``: most results
-    come sooner, and for them it would be pure overhead. The future is awaited directly, with
-    timers that cancel it: ``asyncio.wait`` builds a waiter future, a set and callbacks per
-    request, about 11 µs against 3 µs here on a 2-core EPYC under uvloop.
-    """
-    if future.done() and not future.cancelled():
-        return future.result()
-    loop = asyncio.get_running_loop()
-    reasons: list[str] = []
-    watcher: asyncio.Task[None] | None = None
-
-    def give_up(reason: str) -> None:
-        if not future.done():
-            reasons.append(reason)
-            future.cancel()
-
-    def watch() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(_watch_disconnect(request.receive, give_up))
-
-    deadline = loop.call_later(timeout_s, give_up, "timeout")
-    watching = loop.call_later(watch_after_s, watch) if watch_after_s < timeout_s else None
-    try:
-        # A cancellation of this task cancels the awaited future too: the batcher drops it.
-        return await future
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise  # this request's own task was cancelled (server shutdown): not ours to word
-        if reasons == ["disconnected"]:
-            raise ClientDisconnected("client disconnected before the result was ready") from None
-        raise RequestTimeout(
-            f"no result within {timeout_s:g} s; the model is overloaded", retry_after_s=1.0
-        ) from None
-    finally:
-        deadline.cancel()
-        if watching is not None:
-            watching.cancel()
-        if watcher is not None:
-            watcher.cancel()
-
-
 async def _answer(
     request: Request,
     resources: Resources,
@@ -280,16 +86,19 @@ async def _answer(
     """The path every image endpoint shares: model → media type → plan → batcher → encoding.
 
     The media type is negotiated before any compute, so a 406 costs no session run."""
-    entry, batcher = _serving(resources, name, request)
+    served = lookup(request, name)
     media = negotiate(request.headers.get("accept"))
-    assert entry.card is not None
     settings = resources.settings
-    plan = make_plan(entry.card, settings)
-    future = batcher.submit(plan.z, plan.labels)
-    images = await _await_result(
-        request, future, settings.request_timeout_s, settings.disconnect_watch_after_ms / 1000.0
+    plan = make_plan(served.card, settings)
+    images = await infer(
+        request,
+        served,
+        plan.z,
+        plan.labels,
+        settings.request_timeout_s,
+        settings.disconnect_watch_after_ms / 1000.0,
     )
-    return await _render(plan, images, media, entry.name, settings)
+    return await _render(plan, images, media, served.entry.name, settings)
 
 
 async def _render(
@@ -323,27 +132,6 @@ async def _render(
 _MODEL_KEY = MODEL_HEADER.lower().encode()
 _SEED_KEY = SEED_HEADER.lower().encode()
 _VARY_ACCEPT = (b"vary", b"Accept")
-_MEDIA_TYPES = {media: media.value.encode() for media in MediaType}
-
-
-class ImageResponse(Response):
-    """A 200 whose raw headers are assembled here, in the order ``Response`` would produce them.
-
-    ``Response.__init__`` takes headers as a mapping and lower-cases, encodes and scans them
-    for content-length and content-type on every call: several µs per request, for headers
-    this module already knows the exact bytes of.
-    """
-
-    def __init__(self, body: bytes, media: MediaType, headers: list[tuple[bytes, bytes]]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.media_type = media.value
-        self.body = body
-        self.raw_headers = [
-            *headers,
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", _MEDIA_TYPES[media]),
-        ]
 
 
 async def serve_generate(request: Request, body: GenerateRequest) -> Response:
@@ -546,11 +334,11 @@ def create_app(
 
     # ------------------------------------------------------------------ models
     def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:
-        status, reason = resources.model_status(entry)
+        state = resources.state_of(entry)
         return {
             "name": entry.name,
-            "status": status,
-            "reason": reason,
+            "status": state.status,
+            "reason": state.reason,
             "card": entry.card.model_dump(mode="json") if entry.card is not None else None,
             "samples_url": f"/models/{entry.name}/{SAMPLES_FILE}" if entry.samples_path else None,
         }
@@ -565,15 +353,6 @@ def create_app(
     async def list_models(resources: ResourcesDep) -> OrjsonResponse:
         return OrjsonResponse({"models": [_status_json(resources, e) for e in resources.registry]})
 
-    def _entry(resources: Resources, name: str) -> ModelEntry:
-        # Names index a dict, never the file system; anything that is not a model name is unknown.
-        entry = resources.registry.get(name) if is_valid_name(name) else None
-        if entry is None:
-            raise UnknownModel(
-                f"unknown model {name!r}; known models: {', '.join(resources.registry.names) or 'none'}"
-            )
-        return entry
-
     @app.get(
         "/models/{name}",
         tags=["models"],
@@ -582,11 +361,9 @@ def create_app(
         summary="A model's card",
     )
     async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
-        entry = _entry(resources, name)
-        if entry.card is None:
-            raise ModelNotReady(f"model {name!r} failed to load: {entry.reason}", retry_after_s=None)
-        status, _ = resources.model_status(entry)
-        return OrjsonResponse(entry.card.model_dump(mode="json"), headers={"X-Condgen-Model-Status": status})
+        entry, card = resources.card_of(name)
+        status = resources.state_of(entry).status
+        return OrjsonResponse(card.model_dump(mode="json"), headers={"X-Condgen-Model-Status": status})
 
     @app.get(
         f"/models/{{name}}/{SAMPLES_FILE}",
@@ -596,8 +373,7 @@ def create_app(
         summary="The sample grid committed with the model",
     )
     async def get_samples(name: str, resources: ResourcesDep) -> FileResponse:
-        entry = _entry(resources, name)
-        path = entry.samples_path
+        path = resources.entry(name).samples_path
         if path is None:
             raise NotFound(f"model {name!r} has no {SAMPLES_FILE}")
         return FileResponse(path, media_type="image/png")
@@ -621,14 +397,14 @@ def create_app(
         },
     )
     async def readyz(request: Request) -> OrjsonResponse:
-        resources: Resources | None = request.app.state.resources
+        resources = resources_or_none(request)
         if resources is None:
             message = "starting: models are not loaded yet"
             return _readiness(False, message, {})
         models = {}
         for entry in resources.registry:
-            status, reason = resources.model_status(entry)
-            detail: dict[str, Any] = {"status": status, "reason": reason}
+            state = resources.state_of(entry)
+            detail: dict[str, Any] = {"status": state.status, "reason": state.reason}
             batcher = resources.batchers.get(entry.name)
             if batcher is not None:
                 detail.update(
@@ -670,7 +446,7 @@ def create_app(
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
-    app.include_router(v2_router(get_resources=resources_of, serving=_serving, await_result=_await_result))
+    app.include_router(v2_router())
 
     return app
 

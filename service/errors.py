@@ -23,12 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from service.context import note_model
+
 logger = logging.getLogger(__name__)
 
 ERROR_MEDIA_TYPE = "application/json"
-# Request-scoped state key: the raw model name from a body that failed validation, so the metrics
-# middleware can still attribute the 422 to a known model.
-STATE_REQUESTED_MODEL = "requested_model"
 
 
 class ServiceError(Exception):
@@ -242,7 +241,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # Let the metrics middleware attribute the failure to the model when the body named one.
         body = exc.body
         if isinstance(body, Mapping) and isinstance(body.get("model"), str):
-            setattr(request.state, STATE_REQUESTED_MODEL, body["model"])
+            note_model(request.scope, body["model"])
         content_type = request.headers.get("content-type", "")
         if request.method == "POST" and "json" not in content_type.lower():
             message = f"body: send a JSON object with Content-Type: application/json (got {content_type!r})"

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import STATE_REQUESTED_MODEL, error_payload
+from service.context import model_label
+from service.errors import error_payload
 from service.logs import request_id_var
 from service.metrics import UNKNOWN_MODEL, Metrics
 
@@ -43,10 +44,6 @@ def new_request_id() -> str:
 
 # Probes hit these every few seconds; their access lines go to debug, not info.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
-
-# Request-scoped state key (``request.state.<key>``): the handler's verdict on the model label,
-# a known model name or "unknown".
-STATE_MODEL = "model_label"
 
 
 def _error_body(path: str, error_type: str, message: str) -> bytes:
@@ -212,22 +209,13 @@ class RequestContextMiddleware:
         finally:
             self.tracker.count -= 1
             path = scope.get("path", "")
+            model = model_label(state, self.is_known_model)
             if path in self.metered_paths:
-                self.metrics.observe_request(self._model(state), status, time.perf_counter() - started)
+                self.metrics.observe_request(model or UNKNOWN_MODEL, status, time.perf_counter() - started)
             level = logging.DEBUG if path in QUIET_PATHS and status < 400 else logging.INFO
             if access_logger.isEnabledFor(level):  # the line's fields cost more than the check
-                self._log(scope, path, status, request_id, state, started, level)
+                self._log(scope, path, status, request_id, model, started, level)
             request_id_var.reset(token)
-
-    def _model(self, state: dict[str, Any]) -> str:
-        """The metrics' model label: the handler's verdict, else a known requested name, else unknown."""
-        label = state.get(STATE_MODEL)
-        if isinstance(label, str):
-            return label
-        requested = state.get(STATE_REQUESTED_MODEL)
-        if isinstance(requested, str) and self.is_known_model(requested):
-            return requested
-        return UNKNOWN_MODEL
 
     @staticmethod
     def _log(
@@ -235,14 +223,10 @@ class RequestContextMiddleware:
         path: str,
         status: int,
         request_id: str,
-        state: dict[str, Any],
+        model: str | None,
         started: float,
         level: int,
     ) -> None:
-        model = state.get(STATE_MODEL)
-        if not isinstance(model, str):
-            requested = state.get(STATE_REQUESTED_MODEL)
-            model = requested if isinstance(requested, str) else None
         access_logger.log(
             level,
             "%s %s %d",

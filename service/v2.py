@@ -48,6 +48,7 @@ from service.card import ModelCard
 from service.errors import ServiceError
 from service.metrics import UNKNOWN_MODEL
 from service.registry import ModelEntry
+from service.serving import Resources, infer, lookup, resources_of, resources_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -547,32 +548,17 @@ def _bind(handler: Callable[[Request, str, str | None], Awaitable[Response]], ve
     return without_version
 
 
-def build_router(
-    *,
-    get_resources: Callable[[Request], Any],
-    serving: Callable[[Any, str, Request], tuple[ModelEntry, Any]],
-    await_result: Callable[[Request, asyncio.Future[np.ndarray], float], Awaitable[np.ndarray]],
-) -> APIRouter:
-    """The ``/v2`` routes. The app hands in its own accessors so both APIs share one serving path."""
+def build_router() -> APIRouter:
+    """The ``/v2`` routes, over the same serving core as the service's own API."""
     router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
-    def resources_or_503(request: Request) -> Any:
+    def card_of(request: Request, name: str, version: str | None) -> tuple[Resources, ModelEntry, ModelCard]:
         try:
-            return get_resources(request)
+            resources = resources_of(request)
+            entry, card = resources.card_of(name, version)
         except ServiceError as exc:
             raise from_service_error(exc) from None
-
-    def entry_for(resources: Any, name: str, version: str | None) -> ModelEntry:
-        entry: ModelEntry | None = resources.registry.get(name)
-        if entry is None:
-            raise V2Error(
-                404, f"unknown model {name!r}; known models: {', '.join(resources.registry.names) or 'none'}"
-            )
-        if entry.card is None:
-            raise V2Error(503, f"model {name!r} failed to load: {entry.reason}")
-        if version is not None and version != entry.card.version:
-            raise V2Error(404, f"model {name!r} has no version {version!r}; available: {entry.card.version}")
-        return entry
+        return resources, entry, card
 
     @router.get(
         "",
@@ -604,35 +590,31 @@ def build_router(
         },
     )
     async def ready(request: Request) -> Response:
-        resources = request.app.state.resources
-        is_ready = resources is not None and any(
-            resources.model_status(entry)[0] == "ready" for entry in resources.registry
-        )
+        resources = resources_or_none(request)
+        is_ready = resources is not None and resources.any_ready
         return _json({"ready": is_ready}, 200 if is_ready else 503)
 
     async def metadata(request: Request, name: str, version: str | None) -> Response:
         try:
-            entry = entry_for(resources_or_503(request), name, version)
-            assert entry.card is not None
-            return _json(model_metadata(entry.card))
+            _, _, card = card_of(request, name, version)
         except V2Error as exc:
             return exc.response()
+        return _json(model_metadata(card))
 
     async def model_ready(request: Request, name: str, version: str | None) -> Response:
         try:
-            resources = resources_or_503(request)
-            entry = entry_for(resources, name, version)
+            resources, entry, _ = card_of(request, name, version)
         except V2Error as exc:
             return exc.response()
-        is_ready = resources.model_status(entry)[0] == "ready"
+        is_ready = resources.state_of(entry).ready
         return _json({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
-    async def infer(request: Request, name: str, version: str | None) -> Response:
+    async def inference(request: Request, name: str, version: str | None) -> Response:
         started = time.perf_counter()
-        resources = getattr(request.app.state, "resources", None)
+        resources = resources_or_none(request)
         status = 500
         try:
-            response = await _infer(request, name, version)
+            response = await _inference(request, name, version)
             status = response.status_code
             return response
         except V2Error as exc:
@@ -647,11 +629,8 @@ def build_router(
                 label = name if name in resources.registry else UNKNOWN_MODEL
                 resources.metrics.observe_request(label, status, time.perf_counter() - started)
 
-    async def _infer(request: Request, name: str, version: str | None) -> Response:
-        resources = resources_or_503(request)
-        entry = entry_for(resources, name, version)
-        card = entry.card
-        assert card is not None
+    async def _inference(request: Request, name: str, version: str | None) -> Response:
+        resources, _, card = card_of(request, name, version)
         settings = resources.settings
         encoding = request.headers.get("content-encoding")
 
@@ -669,9 +648,7 @@ def build_router(
         else:
             document, rows, wanted, wait_s = await asyncio.to_thread(parse, raw)
         try:
-            _, batcher = serving(resources, name, request)
-            future = batcher.submit(rows.z, rows.labels)
-            images = await await_result(request, future, wait_s)
+            images = await infer(request, lookup(request, name, version), rows.z, rows.labels, wait_s)
         except ServiceError as exc:
             raise from_service_error(exc) from None
 
@@ -754,7 +731,7 @@ def build_router(
         )
         router.add_api_route(
             prefix + "/infer",
-            _bind(infer, versioned),
+            _bind(inference, versioned),
             methods=["POST"],
             responses=INFER_RESPONSES,
             **infer_doc,

@@ -367,7 +367,7 @@ async def test_reload_while_shutting_down_is_refused(serve: Serve, zoo: Path) ->
 
 
 async def test_a_reload_frees_the_sessions_it_replaced(serve: Serve, zoo: Path, tmp_path: Path) -> None:
-    """Start-up freezes the heap out of the collector's reach (service.app.settle_heap); the
+    """Start-up freezes the heap out of the collector's reach (service.serving.settle_heap); the
     sessions a reload retires must still be freed, not kept forever with the frozen rest."""
     repo = tmp_path / "repo"
     shutil.copytree(zoo, repo)
