@@ -11,10 +11,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import platform
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,18 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import losses
+from .checkpoint import (
+    CHECKPOINT,
+    EPOCHS_DIR,
+    checkpoint_recipe,
+    generator_part,
+    library_versions,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+# Callers that rebuild a generator have long imported it from here.
+from .checkpoint import generator_from_checkpoint as generator_from_checkpoint
 from .data import CLASS_NAMES, load_split, resize_images
 from .device import configure, describe, resolve_device
 from .nets.auxiliary import AuxClassifier
@@ -34,8 +45,6 @@ from .recipes import Recipe, get_recipe
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
-EPOCHS_DIR = "epochs"  # per-epoch generator snapshots
 AUX_LR = 1e-3  # the auxiliary classifier's learning rate (recipes with aux_weight)
 
 
@@ -72,26 +81,9 @@ class RunState:
     continued_at: list[int] = field(default_factory=list)
 
 
-def library_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    versions = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-    if torch.version.cuda and torch.cuda.is_available():
-        versions["cuda"] = torch.version.cuda
-    return versions
-
-
 def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe:
     """The registered recipe with data-dependent fields (class names of a folder) filled in."""
-    recipe = get_recipe(name)
-    return replace(recipe, **overrides) if overrides else recipe
+    return get_recipe(name).with_overrides(overrides)
 
 
 def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | None, dict[str, Any]]:
@@ -157,29 +149,6 @@ class _EMA:
             be.copy_(b)
 
 
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    return ckpt
-
-
-def generator_from_checkpoint(path: Path) -> tuple[nn.Module, Recipe, dict[str, Any]]:
-    """Rebuild the generator a checkpoint holds (its EMA weights when the recipe keeps them)."""
-    ckpt = load_checkpoint(path)
-    recipe = resolve_recipe(ckpt["recipe"], ckpt.get("overrides"))
-    model, _ = recipe.build(recipe)
-    model.load_state_dict(ckpt["model"])
-    if ckpt.get("ema") is not None:
-        model.load_state_dict(ckpt["ema"])
-    generator = model.decoder if isinstance(model, CVAE) else model
-    return generator.eval(), recipe, ckpt
-
-
 @dataclass(frozen=True)
 class LinearDecay:
     """Learning-rate factor: 1 until the last ``decay_steps`` of ``total_steps``, then linear to 0.
@@ -202,6 +171,40 @@ def _progress(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, mininterval=0.5 if interactive else 30.0, dynamic_ncols=True)
 
 
+@dataclass
+class _Run:
+    """Everything one training run works on: the recipe, its data, networks, optimisers and state."""
+
+    recipe: Recipe
+    cfg: TrainConfig
+    device: torch.device
+    overrides: dict[str, Any]
+    epochs: int  # the epoch count this invocation trains towards
+    x: Tensor
+    y: Tensor | None
+    model: nn.Module
+    disc: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
+    ema: _EMA | None
+    aux: nn.Module | None
+    opt_aux: torch.optim.Optimizer | None
+    # The order of the batches; not the generator network's, nor the latents' (torch's global RNG).
+    batch_rng: torch.Generator
+    state: RunState = field(default_factory=RunState)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.cfg.run_dir / CHECKPOINT
+
+    def aux_on(self) -> bool:
+        return self.state.epoch >= self.recipe.aux_start_epoch
+
+    def optimisers(self) -> list[tuple[torch.optim.Optimizer | None, float]]:
+        """Each optimiser with its base learning rate."""
+        return [(self.opt_g, self.recipe.lr_g), (self.opt_d, self.recipe.lr_d), (self.opt_aux, AUX_LR)]
+
+
 def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
     """Train (or resume) a recipe; returns the checkpoint path and the final run state."""
     device = resolve_device(cfg.device)
@@ -212,219 +215,270 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         torch.set_num_threads(cfg.threads)
     recipe = get_recipe(recipe_name)
     x, y, overrides = training_data(recipe, cfg)
-    recipe = replace(recipe, **overrides) if overrides else recipe
-    epochs = cfg.epochs if cfg.epochs is not None else recipe.epochs
+    recipe = recipe.with_overrides(overrides)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = cfg.run_dir / CHECKPOINT
-    epochs_dir = cfg.run_dir / EPOCHS_DIR
-    if cfg.keep_epochs:
-        epochs_dir.mkdir(exist_ok=True)
+    ckpt = None
+    if cfg.resume and (cfg.run_dir / CHECKPOINT).exists():
+        ckpt = load_checkpoint(cfg.run_dir / CHECKPOINT)
+        if ckpt["recipe"] != recipe.name:
+            raise ValueError(
+                f"{cfg.run_dir / CHECKPOINT} belongs to recipe {ckpt['recipe']!r}, not {recipe.name!r}"
+            )
+        recipe = checkpoint_recipe(ckpt, recipe)  # the networks the run was started with
+    run = _build(recipe, cfg, device, overrides, x, y)
+    if ckpt is not None:
+        _resume(run, ckpt)
+    run.state.epochs = run.epochs
+    where = describe(device)
+    if not run.state.devices or run.state.devices[-1] != where:
+        run.state.devices.append(where)
+    log.info("%s: training on %s", recipe.name, where)
+    started = time.monotonic() - run.state.seconds
+    while run.state.epoch < run.epochs:
+        if cfg.minutes is not None and time.monotonic() - started >= cfg.minutes * 60:
+            log.info("%s: %.1f min budget used after %d epochs", recipe.name, cfg.minutes, run.state.epoch)
+            break
+        if _epoch(run, started):
+            break
+    _finish(run, started)
+    return run.ckpt_path, run.state
 
-    model, disc = recipe.build(recipe)
+
+def _build(
+    recipe: Recipe,
+    cfg: TrainConfig,
+    device: torch.device,
+    overrides: dict[str, Any],
+    x: Tensor,
+    y: Tensor | None,
+) -> _Run:
+    """Networks, optimisers, EMA copy and auxiliary classifier, fresh, on ``device``."""
+    model, disc = recipe.build()
     # On the device before the optimisers and the EMA copy are made from their parameters. The
     # data stays in host memory as uint8 and goes over one batch at a time.
     model.to(device)
     if disc is not None:
         disc.to(device)
-    is_vae = isinstance(model, CVAE)
-    opt_g = torch.optim.Adam(model.parameters(), lr=recipe.lr_g, betas=recipe.betas)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=recipe.lr_d, betas=recipe.betas) if disc else None
-    ema = _EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
     aux = None
     if recipe.aux_weight > 0:
         aux = AuxClassifier(recipe.channels, recipe.image_size, recipe.num_classes).to(device)
-    # A classifier's usual Adam (not the GAN's β1 = 0.5): it has no adversary to keep pace with.
-    opt_aux = torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux is not None else None
-    state = RunState()
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    if cfg.resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["recipe"] != recipe.name:
-            raise ValueError(f"{ckpt_path} belongs to recipe {ckpt['recipe']!r}, not {recipe.name!r}")
-        model.load_state_dict(ckpt["model"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        if disc is not None and opt_d is not None:
-            disc.load_state_dict(ckpt["disc"])
-            opt_d.load_state_dict(ckpt["opt_d"])
-        if ema is not None and ckpt.get("ema") is not None:
-            ema.module.load_state_dict(ckpt["ema"])
-        state = RunState(**ckpt["state"])
-        if aux is not None and opt_aux is not None:
-            if ckpt.get("aux") is not None:
-                aux.load_state_dict(ckpt["aux"])
-                opt_aux.load_state_dict(ckpt["opt_aux"])
-            elif state.epoch > recipe.aux_start_epoch:
-                raise ValueError(
-                    f"{ckpt_path} was trained without the auxiliary classifier this recipe uses from "
-                    f"epoch {recipe.aux_start_epoch + 1}: train it afresh (--restart) or in another --run-dir"
-                )
-        torch.set_rng_state(ckpt["torch_rng"])
-        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-        gen.set_state(ckpt["batch_rng"])
-        log.info("resumed %s at epoch %d (step %d)", recipe.name, state.epoch, state.step)
-        if 0 < state.epochs <= state.epoch < epochs:
-            state.continued_at.append(state.epoch)
-            log.info(
-                "%s: continuing a finished %d-epoch run to %d epochs; the rate schedule starts again",
-                recipe.name,
-                state.epochs,
-                epochs,
-            )
-    state.epochs = epochs
-    where = describe(device)
-    if not state.devices or state.devices[-1] != where:
-        state.devices.append(where)
-    log.info("%s: training on %s", recipe.name, where)
-
-    def aux_on() -> bool:
-        return state.epoch >= recipe.aux_start_epoch
-
-    def save(finished: bool) -> None:
-        state.finished = finished
-        # The generator as it is now: all that quality-against-epoch curves score
-        # (``trainer evaluate --checkpoints``); the checkpoint adds what resuming needs.
-        generator = {
-            "recipe": recipe.name,
-            "overrides": overrides,
-            "model": model.state_dict(),
-            "ema": ema.module.state_dict() if ema is not None else None,
-            "state": state.__dict__,
-            "seed": cfg.seed,
-            "libraries": library_versions(),
-        }
-        resumable = {
-            "disc": disc.state_dict() if disc is not None else None,
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict() if opt_d is not None else None,
-            # Not before its start epoch: a run made before the recipe had the classifier has
-            # none either, and is resumed into one (a fresh classifier) there.
-            "aux": aux.state_dict() if aux is not None and aux_on() else None,
-            "opt_aux": opt_aux.state_dict() if opt_aux is not None and aux_on() else None,
-            "torch_rng": torch.get_rng_state(),
-            # The latents of a CUDA run are drawn on the GPU, from its own generator.
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "batch_rng": gen.get_state(),
-        }
-        _atomic_save({**generator, **resumable}, ckpt_path)
-        if cfg.keep_epochs:
-            _atomic_save(generator, epochs_dir / f"epoch_{state.epoch:03d}.pt")
-
-    def grid(epoch: int) -> None:
-        shown = ema.module if ema is not None else model
-        net = shown.decoder if isinstance(shown, CVAE) else shown
-        was_training = net.training
-        net.eval()
-
-        @torch.no_grad()
-        def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-            lab = torch.from_numpy(labels).to(device) if labels is not None else None
-            out: np.ndarray = net(torch.from_numpy(z).to(device), lab).cpu().numpy()
-            return out
-
-        sample_grid(
-            generate,
-            recipe.z_dim,
-            recipe.num_classes,
-            recipe.value_range,
-            cfg.run_dir / "samples" / f"epoch_{epoch:03d}.png",
-        )
-        net.train(was_training)
-
-    n = x.shape[0]
-    steps_per_epoch = max(1, n // recipe.batch_size)
-    schedule = LinearDecay(epochs * steps_per_epoch, recipe.lr_decay_epochs * steps_per_epoch)
-    started = time.monotonic() - state.seconds
-    stop = False
-    while state.epoch < epochs and not stop:
-        if cfg.minutes is not None and time.monotonic() - started >= cfg.minutes * 60:
-            log.info("%s: %.1f min budget used after %d epochs", recipe.name, cfg.minutes, state.epoch)
-            break
-        epoch_start = time.monotonic()
-        model.train()
-        critic = None
-        if disc is not None and opt_d is not None:
-            critic = _Critic(disc, opt_d, aux, opt_aux) if aux_on() else _Critic(disc, opt_d)
-            for module in critic.modules():
-                module.train()
-        order = torch.randperm(n, generator=gen)
-        # Per-key sums and counts: with several critic steps per generator step, g_loss is
-        # logged on fewer steps than d_loss.
-        sums: dict[str, float | Tensor] = {}  # float64 tensors after a step
-        counts: dict[str, int] = {}
-        count = 0
-        bar = _progress(steps_per_epoch, f"{recipe.name} epoch {state.epoch + 1}/{epochs}")
-        for i in range(steps_per_epoch):
-            idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-            xb = to_range(x[idx].to(device, non_blocking=True), recipe.value_range)
-            yb = y[idx].to(device, non_blocking=True) if y is not None else None
-            scale = schedule.factor(state.step)
-            for opt, base in ((opt_g, recipe.lr_g), (opt_d, recipe.lr_d), (opt_aux, AUX_LR)):
-                if opt is not None:
-                    for group in opt.param_groups:
-                        group["lr"] = base * scale
-            if is_vae:
-                assert isinstance(model, CVAE)
-                assert yb is not None
-                loss, parts = model.loss(xb, yb)  # the VAE recipe's value range is [0, 1]
-                opt_g.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_g.step()
-                metrics = {"loss": loss.detach(), **parts}
-            else:
-                assert critic is not None
-                metrics = _gan_step(recipe, model, critic, opt_g, ema, xb, yb, state.step)
-            state.step += 1
-            # Losses stay tensors until a history point: reading one (.item()) waits for the
-            # device, and a GPU that is waited for every step idles between them. Summed in
-            # float64, as the Python floats they replace were.
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v.double()
-                counts[k] = counts.get(k, 0) + 1
-            count += 1
-            if count == cfg.log_every or i == steps_per_epoch - 1:
-                avg = {k: float(v) / counts[k] for k, v in sums.items()}
-                state.history.append({"step": float(state.step), "epoch": float(state.epoch), **avg})
-                bar.set_postfix({k: f"{v:.3f}" for k, v in avg.items()}, refresh=False)
-                sums, counts, count = {}, {}, 0
-            bar.update(1)
-            if cfg.max_steps is not None and state.step >= cfg.max_steps:
-                stop = True
-                break
-        bar.close()
-        state.epoch += 1
-        epoch_seconds = time.monotonic() - epoch_start
-        state.seconds = time.monotonic() - started
-        grid(state.epoch)
-        save(finished=False)
-        log.info(
-            "%s: epoch %d/%d in %.0f s (%.0f s total)",
-            recipe.name,
-            state.epoch,
-            epochs,
-            epoch_seconds,
-            state.seconds,
-        )
-    state.seconds = time.monotonic() - started
-    save(finished=True)
-    loss_curves(state.history, cfg.run_dir / "losses.png", f"{recipe.name}: losses")
-    (cfg.run_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "recipe": recipe.name,
-                "epochs": state.epoch,
-                "steps": state.step,
-                "seconds": round(state.seconds, 1),
-                "devices": state.devices,
-                "seed": cfg.seed,
-                "libraries": library_versions(),
-            },
-            indent=2,
-        )
-        + "\n"
+    return _Run(
+        recipe=recipe,
+        cfg=cfg,
+        device=device,
+        overrides=overrides,
+        epochs=cfg.epochs if cfg.epochs is not None else recipe.epochs,
+        x=x,
+        y=y,
+        model=model,
+        disc=disc,
+        opt_g=torch.optim.Adam(model.parameters(), lr=recipe.lr_g, betas=recipe.betas),
+        opt_d=torch.optim.Adam(disc.parameters(), lr=recipe.lr_d, betas=recipe.betas) if disc else None,
+        ema=_EMA(model, recipe.ema_decay) if recipe.ema_decay > 0 else None,
+        aux=aux,
+        # A classifier's usual Adam (not the GAN's β1 = 0.5): it has no adversary to keep pace with.
+        opt_aux=torch.optim.Adam(aux.parameters(), lr=AUX_LR) if aux is not None else None,
+        batch_rng=torch.Generator().manual_seed(cfg.seed),
     )
-    return ckpt_path, state
+
+
+def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
+    """Load weights, optimiser moments, random states and run state from a checkpoint."""
+    recipe = run.recipe
+    run.model.load_state_dict(ckpt["model"])
+    run.opt_g.load_state_dict(ckpt["opt_g"])
+    if run.disc is not None and run.opt_d is not None:
+        run.disc.load_state_dict(ckpt["disc"])
+        run.opt_d.load_state_dict(ckpt["opt_d"])
+    if run.ema is not None and ckpt.get("ema") is not None:
+        run.ema.module.load_state_dict(ckpt["ema"])
+    run.state = state = RunState(**ckpt["state"])
+    if run.aux is not None and run.opt_aux is not None:
+        if ckpt.get("aux") is not None:
+            run.aux.load_state_dict(ckpt["aux"])
+            run.opt_aux.load_state_dict(ckpt["opt_aux"])
+        elif state.epoch > recipe.aux_start_epoch:
+            raise ValueError(
+                f"{run.ckpt_path} was trained without the auxiliary classifier this recipe uses from "
+                f"epoch {recipe.aux_start_epoch + 1}: train it afresh (--restart) or in another --run-dir"
+            )
+    torch.set_rng_state(ckpt["torch_rng"])
+    if run.device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"], run.device)
+    run.batch_rng.set_state(ckpt["batch_rng"])
+    log.info("resumed %s at epoch %d (step %d)", recipe.name, state.epoch, state.step)
+    if 0 < state.epochs <= state.epoch < run.epochs:
+        state.continued_at.append(state.epoch)
+        log.info(
+            "%s: continuing a finished %d-epoch run to %d epochs; the rate schedule starts again",
+            recipe.name,
+            state.epochs,
+            run.epochs,
+        )
+
+
+def _save(run: _Run, finished: bool) -> None:
+    run.state.finished = finished
+    # The generator as it is now: all that quality-against-epoch curves score
+    # (``trainer evaluate curve``); the checkpoint adds what resuming needs.
+    ema = run.ema.module if run.ema is not None else None
+    generator = generator_part(run.recipe, run.overrides, run.model, ema, run.state.__dict__, run.cfg.seed)
+    aux_on = run.aux_on()
+    resumable = {
+        "disc": run.disc.state_dict() if run.disc is not None else None,
+        "opt_g": run.opt_g.state_dict(),
+        "opt_d": run.opt_d.state_dict() if run.opt_d is not None else None,
+        # Not before its start epoch: a run made before the recipe had the classifier has
+        # none either, and is resumed into one (a fresh classifier) there.
+        "aux": run.aux.state_dict() if run.aux is not None and aux_on else None,
+        "opt_aux": run.opt_aux.state_dict() if run.opt_aux is not None and aux_on else None,
+        "torch_rng": torch.get_rng_state(),
+        # The latents of a CUDA run are drawn on the GPU, from its own generator.
+        "cuda_rng": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None,
+        "batch_rng": run.batch_rng.get_state(),
+    }
+    save_checkpoint({**generator, **resumable}, run.ckpt_path)
+    if run.cfg.keep_epochs:
+        epochs_dir = run.cfg.run_dir / EPOCHS_DIR
+        epochs_dir.mkdir(exist_ok=True)
+        save_checkpoint(generator, epochs_dir / f"epoch_{run.state.epoch:03d}.pt")
+
+
+def _grid(run: _Run) -> None:
+    """The label × z grid of the generator as it is now (its EMA copy where kept)."""
+    shown = run.ema.module if run.ema is not None else run.model
+    net = shown.decoder if isinstance(shown, CVAE) else shown
+    was_training = net.training
+    net.eval()
+
+    @torch.no_grad()
+    def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        lab = torch.from_numpy(labels).to(run.device) if labels is not None else None
+        out: np.ndarray = net(torch.from_numpy(z).to(run.device), lab).cpu().numpy()
+        return out
+
+    recipe = run.recipe
+    path = run.cfg.run_dir / "samples" / f"epoch_{run.state.epoch:03d}.png"
+    sample_grid(generate, recipe.z_dim, recipe.num_classes, recipe.value_range, path)
+    net.train(was_training)
+
+
+class _LossLog:
+    """Per-key sums and counts between history points: with several critic steps per generator
+    step, g_loss is logged on fewer steps than d_loss.
+
+    Losses stay tensors until a history point: reading one (.item()) waits for the device, and a
+    GPU that is waited for every step idles between them. Summed in float64, as the Python floats
+    they replace were.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = 0  # steps since the last history point
+
+    def add(self, metrics: dict[str, Tensor]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums[k] + v.double() if k in self.sums else v.double()
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.steps += 1
+
+    def take(self) -> dict[str, float]:
+        """The mean of each loss since the last history point; starts the next one."""
+        avg = {k: float(v) / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts, self.steps = {}, {}, 0
+        return avg
+
+
+def _epoch(run: _Run, started: float) -> bool:
+    """Train one epoch, then draw its grid and save; True when ``max_steps`` stopped it short."""
+    recipe, cfg, state = run.recipe, run.cfg, run.state
+    epoch_start = time.monotonic()
+    n = run.x.shape[0]
+    steps_per_epoch = max(1, n // recipe.batch_size)
+    schedule = LinearDecay(run.epochs * steps_per_epoch, recipe.lr_decay_epochs * steps_per_epoch)
+    critic = _critic(run)
+    order = torch.randperm(n, generator=run.batch_rng)
+    losses_log = _LossLog()
+    stopped = False
+    bar = _progress(steps_per_epoch, f"{recipe.name} epoch {state.epoch + 1}/{run.epochs}")
+    for i in range(steps_per_epoch):
+        idx = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+        xb = to_range(run.x[idx].to(run.device, non_blocking=True), recipe.value_range)
+        yb = run.y[idx].to(run.device, non_blocking=True) if run.y is not None else None
+        scale = schedule.factor(state.step)
+        for opt, base in run.optimisers():
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = base * scale
+        losses_log.add(_step(run, critic, xb, yb))
+        state.step += 1
+        if losses_log.steps == cfg.log_every or i == steps_per_epoch - 1:
+            avg = losses_log.take()
+            state.history.append({"step": float(state.step), "epoch": float(state.epoch), **avg})
+            bar.set_postfix({k: f"{v:.3f}" for k, v in avg.items()}, refresh=False)
+        bar.update(1)
+        if cfg.max_steps is not None and state.step >= cfg.max_steps:
+            stopped = True
+            break
+    bar.close()
+    state.epoch += 1
+    state.seconds = time.monotonic() - started
+    _grid(run)
+    _save(run, finished=False)
+    log.info(
+        "%s: epoch %d/%d in %.0f s (%.0f s total)",
+        recipe.name,
+        state.epoch,
+        run.epochs,
+        time.monotonic() - epoch_start,
+        state.seconds,
+    )
+    return stopped
+
+
+def _critic(run: _Run) -> _Critic | None:
+    """The epoch's critic (with the auxiliary classifier once it has joined), in train mode."""
+    run.model.train()
+    if run.disc is None or run.opt_d is None:
+        return None
+    critic = (
+        _Critic(run.disc, run.opt_d, run.aux, run.opt_aux) if run.aux_on() else _Critic(run.disc, run.opt_d)
+    )
+    for module in critic.modules():
+        module.train()
+    return critic
+
+
+def _step(run: _Run, critic: _Critic | None, xb: Tensor, yb: Tensor | None) -> dict[str, Tensor]:
+    """One optimiser step of the VAE, or one GAN step; returns its losses."""
+    if isinstance(run.model, CVAE):
+        assert yb is not None
+        loss, parts = run.model.loss(xb, yb)  # the VAE recipe's value range is [0, 1]
+        run.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt_g.step()
+        return {"loss": loss.detach(), **parts}
+    assert critic is not None
+    return _gan_step(run.recipe, run.model, critic, run.opt_g, run.ema, xb, yb, run.state.step)
+
+
+def _finish(run: _Run, started: float) -> None:
+    """The final checkpoint, the loss curves and ``run.json``."""
+    recipe, state = run.recipe, run.state
+    state.seconds = time.monotonic() - started
+    _save(run, finished=True)
+    loss_curves(state.history, run.cfg.run_dir / "losses.png", f"{recipe.name}: losses")
+    summary = {
+        "recipe": recipe.name,
+        "epochs": state.epoch,
+        "steps": state.step,
+        "seconds": round(state.seconds, 1),
+        "devices": state.devices,
+        "seed": run.cfg.seed,
+        "libraries": library_versions(),
+    }
+    (run.cfg.run_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 @dataclass(frozen=True)

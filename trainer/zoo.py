@@ -1,12 +1,12 @@
 """The bundled zoo: which recipes ``exported/`` holds, for how many epochs, and one command to
 rebuild it (``python -m trainer zoo``).
 
-Epoch counts are what each recipe needed to meet its quality goal on a 2-core CPU machine, where
-one was met (``docs/quality.md``): the cards' training times add up to about 22 hours, so the
-zoo takes about 11 with two workers, longer while other work shares the cores. Each model card
-records the epochs and wall time the model actually got. Recipes run in separate processes with
-one torch thread each: these small networks scale poorly across threads, so two single-threaded
-workers train about twice as fast as one two-threaded one.
+Epoch counts, each recipe's own, are what it needed to meet its quality goal on a 2-core CPU
+machine, where one was met (``docs/quality.md``): the cards' training times add up to about 22
+hours, so the zoo takes about 11 with two workers, longer while other work shares the cores.
+Each model card records the epochs and wall time the model actually got. Recipes run in
+separate processes with one torch thread each: these small networks scale poorly across threads,
+so two single-threaded workers train about twice as fast as one two-threaded one.
 """
 
 from __future__ import annotations
@@ -18,29 +18,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .device import resolve_device
+from .recipes import get_recipe
 
 log = logging.getLogger(__name__)
 
-# recipe → epochs, longest job first (by wall time at these epochs, two jobs sharing 2 cores) so
-# the two workers finish together.
-ZOO_PLAN: dict[str, int] = {
-    "condgen-fashion": 30,
-    "condgen-mnist": 18,
-    "cgan-fashion-wgangp-10": 10,
-    "cgan-fashion-wgangp-32": 10,
-    "cgan-fashion-bce-32": 18,
-    "cgan-fashion-hinge-32": 24,
-    "cgan-fashion-lsgan-32": 18,
-    "cdcgan-mnist": 10,
-    "cgan-fashion-hinge-10": 12,
-    "dcgan-mnist": 7,
-    "lsgan-mnist": 7,
-    "cgan-fashion-lsgan-10": 12,
-    "cgan-fashion-bce-10": 12,
-    "cgan-mnist": 30,
-    "gan-mnist": 20,
-    "cvae-mnist": 10,
-}
+# Longest job first (by wall time at the recipes' epochs, two jobs sharing 2 cores) so the two
+# workers finish together.
+ZOO_ORDER = (
+    "condgen-fashion",
+    "condgen-mnist",
+    "cgan-fashion-wgangp-10",
+    "cgan-fashion-wgangp-32",
+    "cgan-fashion-bce-32",
+    "cgan-fashion-hinge-32",
+    "cgan-fashion-lsgan-32",
+    "cdcgan-mnist",
+    "cgan-fashion-hinge-10",
+    "dcgan-mnist",
+    "lsgan-mnist",
+    "cgan-fashion-lsgan-10",
+    "cgan-fashion-bce-10",
+    "cgan-mnist",
+    "gan-mnist",
+    "cvae-mnist",
+)
+# recipe → epochs: each recipe's own count, the one source.
+ZOO_PLAN: dict[str, int] = {name: get_recipe(name).epochs for name in ZOO_ORDER}
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from trainer.checkpoint import FORMAT, generator_from_checkpoint, load_checkpoint
 from trainer.export import export_checkpoint
-from trainer.nets.cdcgan import CDCGANConfig, CDCGANDiscriminator, CDCGANGenerator
-from trainer.recipes import RECIPES, _pair, get_recipe
+from trainer.nets.build import config_from_dict, config_to_dict
+from trainer.nets.cdcgan import CDCGANConfig
+from trainer.recipes import RECIPES, get_recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The generator snapshot (epochs/epoch_001.pt) of a 2-step run of the recipe below, and its export.
@@ -22,11 +25,7 @@ TINY = CDCGANConfig(z_features=4, label_features=4, base_channels=8)
 
 @pytest.fixture
 def tiny_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
-    recipe = replace(
-        get_recipe("cdcgan-mnist"),
-        name="cdcgan-mnist-tiny",
-        build=lambda r: _pair(CDCGANGenerator(TINY), CDCGANDiscriminator(TINY)),
-    )
+    recipe = replace(get_recipe("cdcgan-mnist"), name="cdcgan-mnist-tiny", net=TINY)
     monkeypatch.setitem(RECIPES, recipe.name, recipe)
 
 
@@ -41,3 +40,33 @@ def test_an_old_checkpoint_exports_the_same_graph_card_and_samples(tiny_recipe: 
     got = json.loads((dest / "model.json").read_text())
     assert _timeless(got) == _timeless(json.loads((OLD_EXPORT / "model.json").read_text()))
     assert (dest / "samples.png").read_bytes() == (OLD_EXPORT / "samples.png").read_bytes()
+
+
+def test_a_checkpoint_rebuilds_its_own_networks_after_the_recipe_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ckpt = load_checkpoint(OLD_CHECKPOINT)
+    ckpt.update(format=FORMAT, net=config_to_dict(TINY))
+    path = tmp_path / "checkpoint.pt"
+    torch.save(ckpt, path)
+    # The recipe of that name now builds the stock width: the checkpoint's own config still wins.
+    monkeypatch.setitem(
+        RECIPES, "cdcgan-mnist-tiny", replace(get_recipe("cdcgan-mnist"), name="cdcgan-mnist-tiny")
+    )
+    _, recipe, _ = generator_from_checkpoint(path)
+    assert recipe.net == TINY
+    dest = export_checkpoint(path, tmp_path / "out")
+    assert (dest / "model.onnx").read_bytes() == (OLD_EXPORT / "model.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_network_config_survives_the_checkpoint_round_trip(name: str) -> None:
+    net = RECIPES[name].net
+    assert config_from_dict(config_to_dict(net)) == net
+
+
+def test_an_unknown_network_config_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown network config"):
+        config_from_dict({"type": "NoSuchConfig", "fields": {}})
+    with pytest.raises(ValueError, match="fields this code does not have"):
+        config_from_dict({"type": "CDCGANConfig", "fields": {"depth": 3}})

@@ -34,7 +34,7 @@ def _options(name: str) -> dict[str, Any]:
 
 
 def _with_classes(recipe: Recipe, num_classes: int) -> Recipe:
-    return replace(recipe, num_classes=num_classes) if recipe.conditional else recipe
+    return recipe.with_classes(num_classes) if recipe.conditional else recipe
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_wgangp64_critic_has_no_batchnorm_and_the_paper_settings() -> None:
 
 
 def test_cgan64_conditions_both_networks_on_the_class() -> None:
-    recipe = replace(RECIPES["cgan64-folder"], num_classes=4)
+    recipe = RECIPES["cgan64-folder"].with_classes(4)
     gen, disc = recipe.build(recipe)
     assert disc is not None
     first_g = next(m for m in gen.modules() if isinstance(m, nn.ConvTranspose2d))

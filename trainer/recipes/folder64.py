@@ -10,28 +10,13 @@ Epoch counts are sized for CelebA (202,599 images: about 3,200 steps of 64 per e
 
 from __future__ import annotations
 
-from dataclasses import replace
+from ..nets.cgan64 import CGAN64Config
+from ..nets.dcgan64 import DCGAN64Config
+from .recipe import CardField, Recipe
 
-from torch import nn
+_KERAS_DCGAN = (CardField("bn_momentum"), CardField("dropout"))
 
-from .nets.cgan64 import CGAN64Config, CGAN64Discriminator, CGAN64Generator
-from .nets.dcgan64 import DCGAN64Config, DCGAN64Discriminator, DCGAN64Generator
-from .recipes import Recipe, register
-
-
-def _dcgan64(r: Recipe, cfg: DCGAN64Config) -> tuple[nn.Module, nn.Module | None]:
-    cfg = replace(cfg, z_dim=r.z_dim, channels=r.channels)
-    return DCGAN64Generator(cfg), DCGAN64Discriminator(cfg)
-
-
-def _cgan64(r: Recipe, cfg: CGAN64Config) -> tuple[nn.Module, nn.Module | None]:
-    # num_classes comes from the recipe, which training fills in from the attribute table.
-    cfg = replace(cfg, z_dim=r.z_dim, channels=r.channels, num_classes=r.num_classes)
-    return CGAN64Generator(cfg), CGAN64Discriminator(cfg)
-
-
-_dc = DCGAN64Config()
-register(
+RECIPES = [
     Recipe(
         name="dcgan64-folder",
         family="dcgan64",
@@ -42,9 +27,7 @@ register(
             "discriminator, BCE with one-sided label smoothing (real target 0.9); unconditional."
         ),
         reproduces="64×64 DCGAN with noisy labels on CelebA",
-        build=lambda r: _dcgan64(r, _dc),
-        z_dim=_dc.z_dim,
-        num_classes=0,
+        net=DCGAN64Config(),
         image_size=64,
         channels=3,
         loss="bce",
@@ -56,12 +39,8 @@ register(
         # becoming over-confident and starving the generator of gradient (Salimans et al. 2016).
         real_target=0.9,
         epochs=5,
-        extra={"bn_momentum": _dc.bn_momentum, "dropout": _dc.dropout},
-    )
-)
-
-_wgan = DCGAN64Config(critic_norm="layer", dropout=0.0)
-register(
+        card_fields=_KERAS_DCGAN,
+    ),
     Recipe(
         name="wgangp64-folder",
         family="wgangp64",
@@ -72,9 +51,7 @@ register(
             "gradient penalty 10, 5 critic steps per generator step; unconditional."
         ),
         reproduces="64×64 WGAN-GP on CelebA",
-        build=lambda r: _dcgan64(r, _wgan),
-        z_dim=_wgan.z_dim,
-        num_classes=0,
+        net=DCGAN64Config(critic_norm="layer", dropout=0.0),
         image_size=64,
         channels=3,
         loss="wgan-gp",
@@ -89,12 +66,8 @@ register(
         # An epoch counts critic steps, so a WGAN-GP epoch holds a fifth of a DCGAN epoch's
         # generator steps: twice the epochs still gives fewer generator updates.
         epochs=10,
-        extra={"critic_norm": _wgan.critic_norm},
-    )
-)
-
-_cg = CGAN64Config()
-register(
+        card_fields=(CardField("critic_norm"),),
+    ),
     Recipe(
         name="cgan64-folder",
         family="cgan64",
@@ -105,9 +78,7 @@ register(
             "attributes): one-hot beside z and as label maps beside the image; BCE, real target 0.9."
         ),
         reproduces="64×64 CGAN on CelebA attributes",
-        build=lambda r: _cgan64(r, _cg),
-        z_dim=_cg.z_dim,
-        num_classes=_cg.num_classes,  # placeholder: replaced by the data's class count
+        net=CGAN64Config(),  # num_classes: a placeholder, replaced by the data's class count
         image_size=64,
         channels=3,
         loss="bce",
@@ -117,6 +88,6 @@ register(
         betas=(0.5, 0.999),
         real_target=0.9,
         epochs=5,
-        extra={"bn_momentum": _cg.bn_momentum, "dropout": _cg.dropout},
-    )
-)
+        card_fields=_KERAS_DCGAN,
+    ),
+]
