@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
 from service.card import (
     SAMPLES_FILE,
@@ -46,6 +45,7 @@ from service.card import (
 from service.latents import latents_for
 from service.runtime import to_uint8
 
+from .card_graph import CardGraph
 from .data import CLASS_NAMES, LabeledImages, load_split, resize_images
 from .goals import goals_table
 
@@ -90,13 +90,7 @@ class OnnxGenerator:
 
     def __init__(self, model_dir: Path, card: ModelCard | None = None, threads: int = 1) -> None:
         self.card = card or load_card(model_dir)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(model_dir / self.card.onnx.file), opts, providers=["CPUExecutionProvider"]
-        )
+        self.graph = CardGraph(self.card, model_dir / self.card.onnx.file, threads=threads)
 
     def labels_for(self, n: int) -> np.ndarray | None:
         """Balanced labels: image i asks for class ``i mod classes``."""
@@ -108,16 +102,12 @@ class OnnxGenerator:
         self, n: int, seed: int = EVAL_SEED, batch: int = 500
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """uint8 N×C×H×W images for z = latents_for(seed, 0..n−1) and the balanced labels."""
-        onnx = self.card.onnx
         z = latents_for(seed, n, self.card.latent.dim)
         labels = self.labels_for(n)
         c, h, w = self.card.image.channels, self.card.image.height, self.card.image.width
         out = np.empty((n, c, h, w), dtype=np.uint8)
         for i in range(0, n, batch):
-            feeds = {onnx.z_input: z[i : i + batch]}
-            if labels is not None and onnx.label_input is not None:
-                feeds[onnx.label_input] = labels[i : i + batch]
-            (raw,) = self.session.run([onnx.output], feeds)
+            raw = self.graph(z[i : i + batch], labels[i : i + batch] if labels is not None else None)
             out[i : i + batch] = to_uint8(raw, self.card.image.value_range, inplace=True)
         return out, labels
 
@@ -615,7 +605,7 @@ def evaluate_checkpoints(
         with tempfile.TemporaryDirectory(prefix="condgen-eval-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             export_onnx(generator, recipe, onnx_path)
-            card = build_card(recipe, ckpt, recipe.name, onnx_path, [])
+            card = build_card(recipe, ckpt, recipe.name, sha256_file(onnx_path), [])
             images, labels = OnnxGenerator(Path(tmp), card).generate(
                 max(cfg.n_inception, cfg.n_classifier), cfg.seed
             )

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -43,6 +42,8 @@ from service.card import (
 )
 from service.latents import latents_for
 
+from .card_graph import PARITY_BATCH, CardGraph, max_diff, parity_batch
+from .checkpoint import generator_from_checkpoint, library_versions
 from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
 from .plots import sample_grid
@@ -56,13 +57,11 @@ from .tone import (
     fit_label_tone_curves,
     fit_tone_curve,
 )
-from .training import generator_from_checkpoint, library_versions
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 PARITY_TOL = 1e-4  # max |torch − ORT| on the parity batch, in output units
-PARITY_BATCH = 32
 
 
 class ExportError(RuntimeError):
@@ -119,30 +118,14 @@ def optimize_onnx(path: Path) -> list[str]:
     return rewrites
 
 
-def _parity_feeds(z_dim: int, num_classes: int) -> dict[str, np.ndarray]:
-    """The fixed parity batch: ``PARITY_BATCH`` latents and, if conditional, labels cycling 0..K−1."""
-    feeds = {"z": latents_for(1234, PARITY_BATCH, z_dim)}
-    if num_classes:
-        feeds["label"] = np.arange(PARITY_BATCH, dtype=np.int64) % num_classes
-    return feeds
-
-
-def _ort_image(onnx_model: Path | bytes, feeds: dict[str, np.ndarray], output: str = "image") -> np.ndarray:
-    source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run([output], feeds)[0]
-    return out
-
-
-def parity(generator: nn.Module, recipe: Recipe, onnx_path: Path) -> float:
+def parity(generator: nn.Module, card: ModelCard, graph: Path | bytes) -> float:
     """Max |torch − ORT| over a fixed batch of ``PARITY_BATCH`` (z, label) pairs."""
-    feeds = _parity_feeds(recipe.z_dim, recipe.num_classes)
-    labels = feeds.get("label")
+    z, labels = parity_batch(card.latent.dim, card.num_classes)
     with torch.no_grad():
         expected = generator.eval()(
-            torch.from_numpy(feeds["z"]), torch.from_numpy(labels) if labels is not None else None
+            torch.from_numpy(z), torch.from_numpy(labels) if labels is not None else None
         ).numpy()
-    got = _ort_image(onnx_path, feeds)
+    got = CardGraph(card, graph)(z, labels)
     if got.shape != expected.shape:
         raise ExportError(f"ONNX output shape {got.shape} != torch {expected.shape}")
     return float(np.max(np.abs(got - expected)))
@@ -162,11 +145,11 @@ def optimize_exported(model_dir: Path) -> list[str]:
     if not rewrites:
         return []
     rewritten = model.SerializeToString()
-    spec = card.onnx
-    feeds = _card_parity_feeds(card)
-    diff = _max_diff(_ort_image(onnx_path, feeds, spec.output), _ort_image(rewritten, feeds, spec.output))
+    batch = parity_batch(card.latent.dim, card.num_classes)
+    diff = max_diff(CardGraph(card, onnx_path)(*batch), CardGraph(card, rewritten)(*batch))
     if not diff <= PARITY_TOL:
         raise ExportError(f"{model_dir.name}: the rewritten graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+    spec = card.onnx
     new_card = card.model_copy(
         update={
             "onnx": spec.model_copy(
@@ -192,39 +175,20 @@ def _replace_graph(model_dir: Path, graph: bytes, card: ModelCard) -> None:
     write_card(card, model_dir)
 
 
-def _card_feeds(card: ModelCard, z: np.ndarray, labels: np.ndarray | None) -> dict[str, np.ndarray]:
-    feeds = {card.onnx.z_input: z}
-    if card.onnx.label_input is not None and labels is not None:
-        feeds[card.onnx.label_input] = labels
-    return feeds
-
-
-def _card_parity_feeds(card: ModelCard) -> dict[str, np.ndarray]:
-    """The fixed parity batch, under the card's input names."""
-    generic = _parity_feeds(card.latent.dim, card.num_classes)
-    return _card_feeds(card, generic["z"], generic.get("label"))
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    """Max |a − b|; infinite when the shapes differ."""
-    return float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-
-
 def _fit_curve(
     card: ModelCard,
-    session: ort.InferenceSession,
+    before: CardGraph,
     data_dir: Path | None,
     n: int,
     segments: int,
     seed: int | None,
     per_label: bool,
 ) -> ToneCurve:
-    """The curve(s) for ``n`` images of ``session``'s graph, drawn with the training seed (or
-    ``seed``), against the training split of the card's dataset: one per label if ``per_label``."""
+    """The curve(s) for ``n`` images of the graph, drawn with the training seed (or ``seed``),
+    against the training split of the card's dataset: one per label if ``per_label``."""
     seed = seed if seed is not None else (card.training.seed if card.training else 0)
     labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
-    feeds = _card_feeds(card, latents_for(seed, n, card.latent.dim), labels)
-    generated = session.run([card.onnx.output], feeds)[0]
+    generated = before(latents_for(seed, n, card.latent.dim), labels)
     split = load_split(card.dataset, "train", data_dir)  # type: ignore[arg-type]
     real = split.images
     if real.shape[-1] != card.image.width:
@@ -248,6 +212,67 @@ def _fit_curve(
     )
 
 
+def _check_calibration(card: ModelCard, n: int, per_label: bool) -> None:
+    name = card.name
+    if card.onnx.tone_curve is not None:
+        raise ExportError(f"{name}: already ends with a tone curve ({card.onnx.tone_curve.fitted_on})")
+    if card.dataset not in CLASS_NAMES:
+        raise ExportError(f"{name}: no training split to fit a tone curve on ({card.dataset!r})")
+    if per_label and card.conditional and n < card.num_classes:
+        raise ExportError(f"one curve per label needs n ≥ {card.num_classes} images to fit on, got n={n}")
+
+
+def with_tone_curve(
+    graph: bytes,
+    card: ModelCard,
+    data_dir: Path | None = None,
+    n: int = TONE_SAMPLES,
+    segments: int = TONE_SEGMENTS,
+    seed: int | None = None,
+    per_label: bool = True,
+) -> tuple[bytes, ModelCard]:
+    """``graph`` ended with a tone curve fitted to the training split (:mod:`trainer.tone`), and its card.
+
+    Pure: nothing is read but the training split, nothing written. The new graph must equal the
+    curve applied to the old graph's output within ``PARITY_TOL``; the card gains
+    ``onnx.tone_curve`` and ``tone_curve`` among its hyperparameters, and drops its metrics (they
+    measured the old graph).
+    """
+    if n < 1:
+        raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
+    _check_calibration(card, n, per_label)
+    before = CardGraph(card, graph)
+    curve = _fit_curve(card, before, data_dir, n, segments, seed, per_label)
+    points = [(c.x, c.y) for c in curve.curves]
+    model = onnx.load_from_string(graph)
+    try:
+        append_tone_curve(model, card.onnx.output, points, card.onnx.label_input)
+    except ToneError as e:
+        raise ExportError(f"{card.name}: {e}") from e
+    curved = model.SerializeToString()
+    z, labels = parity_batch(card.latent.dim, card.num_classes)
+    expected = apply_tone_curve(before(z, labels), points, labels if card.onnx.label_input else None)
+    diff = max_diff(CardGraph(card, curved)(z, labels), expected)
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"{card.name}: the graph with its curve differs by {diff:.2e} > {PARITY_TOL:.0e}")
+    log.info(
+        "%s: %d tone curve(s), %d points (max |expected - ORT| = %.2e)",
+        card.name,
+        len(points),
+        sum(len(x) for x, _ in points),
+        diff,
+    )
+    training = card.training
+    if training is not None:
+        training = training.model_copy(
+            update={"hyperparameters": {**training.hyperparameters, "tone_curve": True}}
+        )
+    onnx_spec = card.onnx.model_copy(
+        update={"sha256": hashlib.sha256(curved).hexdigest(), "tone_curve": curve}
+    )
+    return curved, card.model_copy(update={"onnx": onnx_spec, "training": training, "metrics": []})
+
+
 def calibrate_exported(
     model_dir: Path,
     data_dir: Path | None = None,
@@ -256,80 +281,33 @@ def calibrate_exported(
     seed: int | None = None,
     per_label: bool = True,
 ) -> ToneCurve:
-    """Append a tone curve fitted to the training split (:mod:`trainer.tone`), in place.
+    """Append a tone curve fitted to the training split to an exported model, in place
+    (:func:`with_tone_curve`), and redraw its sample grid.
 
     The curve is fitted on ``n`` images drawn with the training seed (or ``seed``), never the
     evaluator's latents; a conditional model gets one per label unless ``per_label`` is False.
-    The new graph must equal the curve applied to the old graph's output within ``PARITY_TOL``; the
-    card gains ``onnx.tone_curve`` and ``tone_curve`` among its hyperparameters and drops its
-    metrics (they measured the old graph: run the evaluator again), and the sample grid is redrawn.
+    The card drops its metrics: run the evaluator again.
     """
     if n < 1:
         raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
     card = verify_export(model_dir)
-    if card.onnx.tone_curve is not None:
-        raise ExportError(
-            f"{model_dir.name}: already ends with a tone curve ({card.onnx.tone_curve.fitted_on})"
-        )
-    if card.dataset not in CLASS_NAMES:
-        raise ExportError(f"{model_dir.name}: no training split to fit a tone curve on ({card.dataset!r})")
-    if per_label and card.conditional and n < card.num_classes:
-        raise ExportError(f"one curve per label needs n ≥ {card.num_classes} images to fit on, got n={n}")
-    onnx_path = model_dir / card.onnx.file
-    before = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    curve = _fit_curve(card, before, data_dir, n, segments, seed, per_label)
-    points = [(c.x, c.y) for c in curve.curves]
-    model = onnx.load(str(onnx_path))
-    try:
-        append_tone_curve(model, card.onnx.output, points, card.onnx.label_input)
-    except ToneError as e:
-        raise ExportError(f"{model_dir.name}: {e}") from e
-    graph = model.SerializeToString()
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    feeds = _card_parity_feeds(card)
-    expected = apply_tone_curve(
-        before.run([card.onnx.output], feeds)[0], points, feeds.get(card.onnx.label_input or "")
+    graph, new_card = with_tone_curve(
+        (model_dir / card.onnx.file).read_bytes(), card, data_dir, n, segments, seed, per_label
     )
-    diff = _max_diff(session.run([card.onnx.output], feeds)[0], expected)
-    if not diff <= PARITY_TOL:
-        raise ExportError(
-            f"{model_dir.name}: the graph with its curve differs by {diff:.2e} > {PARITY_TOL:.0e}"
-        )
-
-    training = card.training
-    if training is not None:
-        training = training.model_copy(
-            update={"hyperparameters": {**training.hyperparameters, "tone_curve": True}}
-        )
-    new_card = card.model_copy(
-        update={
-            "onnx": card.onnx.model_copy(
-                update={"sha256": hashlib.sha256(graph).hexdigest(), "tone_curve": curve}
-            ),
-            "training": training,
-            "metrics": [],
-        }
-    )
-
-    def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        out: np.ndarray = session.run([card.onnx.output], _card_feeds(card, z, labels))[0]
-        return out
-
     grid = model_dir / f".new-{SAMPLES_FILE}"
     try:
-        sample_grid(generate, card.latent.dim, card.num_classes, card.image.value_range, grid)
+        _samples(CardGraph(new_card, graph), grid)
         _replace_graph(model_dir, graph, new_card)
         os.replace(grid, model_dir / SAMPLES_FILE)
     finally:
         grid.unlink(missing_ok=True)  # only there when something above failed
-    log.info(
-        "%s: %d tone curve(s), %d points (max |expected - ORT| = %.2e)",
-        model_dir.name,
-        len(points),
-        sum(len(x) for x, _ in points),
-        diff,
-    )
-    return curve
+    assert new_card.onnx.tone_curve is not None
+    return new_card.onnx.tone_curve
+
+
+def _samples(graph: CardGraph, path: Path) -> None:
+    card = graph.card
+    sample_grid(graph, card.latent.dim, card.num_classes, card.image.value_range, path)
 
 
 def export_checkpoint(
@@ -340,34 +318,31 @@ def export_checkpoint(
     data_dir: Path | None = None,
 ) -> Path:
     """Export a checkpoint to ``out_root/<name>/`` (model.onnx, model.json, samples.png), with
-    a tone curve fitted to the training split (read from ``data_dir``) where the recipe asks."""
+    a tone curve fitted to the training split (read from ``data_dir``) where the recipe asks.
+
+    The graph and its card are finished in memory (parity-gated, tone curve appended) and the
+    directory is written once, staged beside its destination and copied over it.
+    """
     generator, recipe, ckpt = generator_from_checkpoint(checkpoint)
     name = name or recipe.name
     dest = out_root / name
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_root if out_root.exists() else None) as tmp:
         stage = Path(tmp)
-        onnx_path = stage / ONNX_FILE
-        export_onnx(generator, recipe, onnx_path)
-        rewrites = optimize_onnx(onnx_path)
-        diff = parity(generator, recipe, onnx_path)
+        traced = stage / f".traced-{ONNX_FILE}"
+        export_onnx(generator, recipe, traced)
+        rewrites = optimize_onnx(traced)
+        graph = traced.read_bytes()
+        traced.unlink()
+        card = build_card(recipe, ckpt, name, hashlib.sha256(graph).hexdigest(), metrics or [], rewrites)
+        diff = parity(generator, card, graph)
         if not diff <= PARITY_TOL:
             raise ExportError(f"{name}: ONNX Runtime differs from torch by {diff:.2e} > {PARITY_TOL:.0e}")
         log.info("%s: parity max |torch - ORT| = %.2e over %d images", name, diff, PARITY_BATCH)
-
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-
-        def generate(z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-            feeds: dict[str, np.ndarray] = {"z": z}
-            if labels is not None:
-                feeds["label"] = labels
-            out: np.ndarray = session.run(["image"], feeds)[0]
-            return out
-
-        sample_grid(generate, recipe.z_dim, recipe.num_classes, recipe.value_range, stage / SAMPLES_FILE)
-        card = build_card(recipe, ckpt, name, onnx_path, metrics or [], rewrites)
-        write_card(card, stage)
         if recipe.tone_curve:
-            calibrate_exported(stage, data_dir)
+            graph, card = with_tone_curve(graph, card, data_dir)
+        (stage / ONNX_FILE).write_bytes(graph)
+        write_card(card, stage)
+        _samples(CardGraph(card, graph), stage / SAMPLES_FILE)
         if dest.exists():
             shutil.rmtree(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -383,10 +358,11 @@ def build_card(
     recipe: Recipe,
     ckpt: dict[str, Any],
     name: str,
-    onnx_path: Path,
+    sha256: str,
     metrics: list[Metric],
     rewrites: list[str] | None = None,
 ) -> ModelCard:
+    """The card of a graph with digest ``sha256``, exported from checkpoint ``ckpt`` of ``recipe``."""
     state = ckpt["state"]
     class_names = recipe.class_names if recipe.conditional else None
     if recipe.conditional and class_names is None:
@@ -410,7 +386,7 @@ def build_card(
         onnx=OnnxSpec(
             opset=OPSET,
             label_input="label" if recipe.conditional else None,
-            sha256=sha256_file(onnx_path),
+            sha256=sha256,
             rewrites=rewrites or [],
         ),
         training=TrainingInfo(
