@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,17 +176,9 @@ def _replace_graph(model_dir: Path, graph: bytes, card: ModelCard) -> None:
     write_card(card, model_dir)
 
 
-def _fit_curve(
-    card: ModelCard,
-    before: CardGraph,
-    data_dir: Path | None,
-    n: int,
-    segments: int,
-    seed: int | None,
-    per_label: bool,
-) -> ToneCurve:
-    """The curve(s) for ``n`` images of the graph, drawn with the training seed (or ``seed``),
-    against the training split of the card's dataset: one per label if ``per_label``."""
+def _fit_curve(card: ModelCard, before: CardGraph, fit: ToneFit) -> ToneCurve:
+    """The curve(s) for ``fit.n`` images of the graph against the training split of the card's dataset."""
+    data_dir, n, segments, seed, per_label = fit.data_dir, fit.n, fit.segments, fit.seed, fit.per_label
     seed = seed if seed is not None else (card.training.seed if card.training else 0)
     labels = np.arange(n, dtype=np.int64) % card.num_classes if card.conditional else None
     generated = before(latents_for(seed, n, card.latent.dim), labels)
@@ -222,15 +215,19 @@ def _check_calibration(card: ModelCard, n: int, per_label: bool) -> None:
         raise ExportError(f"one curve per label needs n ≥ {card.num_classes} images to fit on, got n={n}")
 
 
-def with_tone_curve(
-    graph: bytes,
-    card: ModelCard,
-    data_dir: Path | None = None,
-    n: int = TONE_SAMPLES,
-    segments: int = TONE_SEGMENTS,
-    seed: int | None = None,
-    per_label: bool = True,
-) -> tuple[bytes, ModelCard]:
+@dataclass(frozen=True)
+class ToneFit:
+    """How a tone curve is fitted: on ``n`` images drawn with the training seed (or ``seed``), with
+    ``segments`` segments, one curve per label of a conditional model unless ``per_label`` is False."""
+
+    data_dir: Path | None = None
+    n: int = TONE_SAMPLES
+    segments: int = TONE_SEGMENTS
+    seed: int | None = None
+    per_label: bool = True
+
+
+def with_tone_curve(graph: bytes, card: ModelCard, fit: ToneFit) -> tuple[bytes, ModelCard]:
     """``graph`` ended with a tone curve fitted to the training split (:mod:`trainer.tone`), and its card.
 
     Pure: nothing is read but the training split, nothing written. The new graph must equal the
@@ -238,11 +235,11 @@ def with_tone_curve(
     ``onnx.tone_curve`` and ``tone_curve`` among its hyperparameters, and drops its metrics (they
     measured the old graph).
     """
-    if n < 1:
-        raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
-    _check_calibration(card, n, per_label)
+    if fit.n < 1:
+        raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={fit.n}")
+    _check_calibration(card, fit.n, fit.per_label)
     before = CardGraph(card, graph)
-    curve = _fit_curve(card, before, data_dir, n, segments, seed, per_label)
+    curve = _fit_curve(card, before, fit)
     points = [(c.x, c.y) for c in curve.curves]
     model = onnx.load_from_string(graph)
     try:
@@ -291,9 +288,8 @@ def calibrate_exported(
     if n < 1:
         raise ExportError(f"a tone curve needs at least one generated image to fit on, got n={n}")
     card = verify_export(model_dir)
-    graph, new_card = with_tone_curve(
-        (model_dir / card.onnx.file).read_bytes(), card, data_dir, n, segments, seed, per_label
-    )
+    fit = ToneFit(data_dir, n, segments, seed, per_label)
+    graph, new_card = with_tone_curve((model_dir / card.onnx.file).read_bytes(), card, fit)
     grid = model_dir / f".new-{SAMPLES_FILE}"
     try:
         _samples(CardGraph(new_card, graph), grid)
@@ -339,7 +335,7 @@ def export_checkpoint(
             raise ExportError(f"{name}: ONNX Runtime differs from torch by {diff:.2e} > {PARITY_TOL:.0e}")
         log.info("%s: parity max |torch - ORT| = %.2e over %d images", name, diff, PARITY_BATCH)
         if recipe.tone_curve:
-            graph, card = with_tone_curve(graph, card, data_dir)
+            graph, card = with_tone_curve(graph, card, ToneFit(data_dir))
         (stage / ONNX_FILE).write_bytes(graph)
         write_card(card, stage)
         _samples(CardGraph(card, graph), stage / SAMPLES_FILE)
