@@ -58,12 +58,18 @@ def _parse_accept(header: str) -> list[tuple[str, float, int]]:
 # (emptied when full), since the headers are the clients' to choose.
 _NEGOTIATED: dict[str, MediaType] = {}
 _NEGOTIATED_MAX = 256
+# Parsing is linear in the header, on the event loop: real clients send well under 1 KiB.
+MAX_ACCEPT_CHARS = 4096
 
 
 def negotiate(accept: str | None) -> MediaType:
     """The response type for an ``Accept`` header, or :class:`NotAcceptable`; see :func:`_negotiate`."""
     if accept is None:
         return MediaType.PNG
+    if len(accept) > MAX_ACCEPT_CHARS:
+        raise NotAcceptable(
+            f"the Accept header is {len(accept)} characters; at most {MAX_ACCEPT_CHARS} are read"
+        )
     chosen = _NEGOTIATED.get(accept)
     if chosen is None:
         chosen = _negotiate(accept)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from service.latents import MAX_SEED
+from service.latents import MAX_SEED, MIN_TRUNCATION
 
 
 def _label_type(value: Any) -> Any:
@@ -33,10 +33,11 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description=f"0..{MAX_SEED}.")]
 Truncation = Annotated[
     float,
     Field(
-        gt=0.0,
+        ge=MIN_TRUNCATION,
         le=100.0,
         description=(
-            "Truncation trick: latent components with |value| above this are redrawn (seeded latents only)."
+            "Truncation trick: latent components with |value| above this are redrawn (seeded latents only;"
+            f" at least {MIN_TRUNCATION}, below which the redraws have no useful bound)."
         ),
     ),
 ]

@@ -132,6 +132,22 @@ async def test_nan_truncation_is_422(client: httpx.AsyncClient) -> None:
     assert_error(resp, 422, "invalid_request", "truncation")
 
 
+@pytest.mark.parametrize("path", ["/generate", "/grid", "/interpolate"])
+async def test_truncation_below_the_floor_is_422_at_once(client: httpx.AsyncClient, path: str) -> None:
+    body = {"model": UNCOND, "truncation": 1e-5}
+    resp = await client.post(path, json=body, timeout=5.0)
+    assert_error(resp, 422, "invalid_request", "truncation", "0.1")
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_an_oversized_accept_header_is_406_without_parsing(client: httpx.AsyncClient) -> None:
+    accept = "application/x-a;q=0.1, " * 20_000 + "image/png"
+    resp = await client.post("/generate", json={"model": UNCOND}, headers={"accept": accept}, timeout=5.0)
+    assert_error(resp, 406, "not_acceptable", "at most 4096")
+    ok = await client.post("/generate", json={"model": UNCOND}, headers={"accept": "image/png"})
+    assert ok.status_code == 200
+
+
 async def test_malformed_json_is_422(client: httpx.AsyncClient) -> None:
     resp = await client.post("/generate", content=b'{"model": ', headers={"content-type": "application/json"})
     assert_error(resp, 422, "invalid_request")

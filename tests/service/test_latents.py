@@ -9,7 +9,7 @@ import pytest
 
 from service.card import ModelCard, load_card
 from service.config import Settings
-from service.latents import BATCH_SEEDING_ROWS, MAX_SEED, interpolate, latent_for, latents_for
+from service.latents import BATCH_SEEDING_ROWS, MAX_SEED, MIN_TRUNCATION, interpolate, latent_for, latents_for
 from service.plan import plan_generate, random_seed
 from service.schemas import GenerateRequest
 from tests.service.conftest import GRAY, UNCOND
@@ -70,6 +70,15 @@ def test_truncation_bounds_every_component_and_stays_reproducible() -> None:
     assert np.array_equal(z, latents_for(3, 32, 64, truncation=0.5))
     with pytest.raises(ValueError, match="truncation"):
         latent_for(3, 0, 4, truncation=0.0)
+
+
+def test_truncation_below_the_floor_is_refused_before_any_draw() -> None:
+    # At 1e-5 the redraw loop would take ~10^5 draws a component: refused, not attempted.
+    for bound in (1e-5, MIN_TRUNCATION / 2):
+        with pytest.raises(ValueError, match=f">= {MIN_TRUNCATION}"):
+            latents_for(3, 64, 200, truncation=bound)
+    z = latents_for(3, 64, 200, truncation=MIN_TRUNCATION)
+    assert float(np.abs(z).max()) <= MIN_TRUNCATION
 
 
 def test_seed_range_is_enforced() -> None:
