@@ -39,6 +39,7 @@ from service.middleware import (
 from service.plan import Plan, plan_generate, plan_grid, plan_interpolate
 from service.playground import build_router as playground_router
 from service.registry import ModelEntry, ModelRegistry, RunnerFactory, default_runner_factory
+from service.routes import v2 as v2_routes
 from service.schemas import (
     GENERATE_EXAMPLES,
     GRID_EXAMPLES,
@@ -65,7 +66,6 @@ from service.serving import (
     settle_heap,
 )
 from service.supervisor import start_batchers
-from service.v2 import build_router as v2_router
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,6 @@ def create_app(
         RequestContextMiddleware,
         tracker=app.state.inflight,
         metrics=metrics,
-        metered_paths=GENERATION_PATHS,
         is_known_model=is_known_model,
     )
 
@@ -446,7 +445,7 @@ def create_app(
 
     # The playground page at / and the Open Inference Protocol under /v2 share this serving path.
     app.include_router(playground_router())
-    app.include_router(v2_router())
+    app.include_router(v2_routes.router)
 
     return app
 

@@ -1,9 +1,11 @@
-"""One exception hierarchy, one JSON error shape.
+"""One exception hierarchy, one way out.
 
-Every error a client can see, whether raised by our code, by FastAPI's request validation or by
-Starlette's routing, leaves as::
+Every error a client can see, whether raised by our code, by FastAPI's request validation, by
+Starlette's routing or by a middleware before the app, is a :class:`ServiceError` that leaves
+through :func:`error_response`, which picks the shape from the route::
 
     {"error": {"type": "<machine-readable kind>", "message": "<one readable sentence>"}}
+    {"error": "<one readable sentence>"}                  (under /v2, the protocol's shape)
 
 with the matching HTTP status (and ``Retry-After`` where waiting helps). Messages are written for
 clients: they never carry a stack trace, an exception repr or a file-system path. The full detail
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -24,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.context import note_model
+from service.paths import is_v2
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +36,8 @@ ERROR_MEDIA_TYPE = "application/json"
 class ServiceError(Exception):
     """Base of every error the service reports to a client."""
 
-    status_code: ClassVar[int] = 500
-    error_type: ClassVar[str] = "internal_error"
+    status_code: int = 500
+    error_type: str = "internal_error"
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -46,6 +49,11 @@ class ServiceError(Exception):
             return {}
         # Retry-After takes whole seconds; never advertise 0, clients would hammer us.
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    error_type = "bad_request"
 
 
 class InvalidRequest(ServiceError):
@@ -75,6 +83,11 @@ class NotAcceptable(ServiceError):
 class BodyTooLarge(ServiceError):
     status_code = 413
     error_type = "body_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    error_type = "unsupported_media_type"
 
 
 class QueueFull(ServiceError):
@@ -114,8 +127,12 @@ class Unauthorized(ServiceError):
     status_code = 401
     error_type = "unauthorized"
 
+    def __init__(self, message: str, *, challenge: str = 'Bearer realm="condgen"') -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="condgen"'}
+        return {"WWW-Authenticate": self.challenge}
 
 
 class InferenceFailed(ServiceError):
@@ -141,31 +158,49 @@ class ClientDisconnected(ServiceError):
     error_type = "client_disconnected"
 
 
+class HttpError(ServiceError):
+    """An error of Starlette's routing (no such route, wrong method), under its own status."""
+
+    def __init__(self, status_code: int, error_type: str, message: str, headers: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = error_type
+        self._headers = dict(headers)
+
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
+INTERNAL_ERROR_MESSAGE = "internal server error; the incident was logged"
+
+
 def error_payload(error_type: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"type": error_type, "message": message}}
 
 
-def error_response(
-    status_code: int, error_type: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
+def error_response(path: str, exc: ServiceError, extra_headers: Mapping[str, str] | None = None) -> Response:
+    """The one way out: ``exc`` as the route's error shape, status and headers."""
+    status = exc.status_code
+    if is_v2(path):
+        # The protocol says 400 for a request it understood but cannot serve, where we say 422.
+        status = 400 if status == 422 else status
+        content = orjson.dumps({"error": exc.message})
+    else:
+        content = orjson.dumps(error_payload(exc.error_type, exc.message))
     return Response(
-        content=orjson.dumps(error_payload(error_type, message)),
-        status_code=status_code,
+        content=content,
+        status_code=status,
         media_type=ERROR_MEDIA_TYPE,
-        headers=dict(headers or {}),
+        headers={**exc.headers(), **(extra_headers or {})},
     )
 
 
-def response_for(exc: ServiceError) -> Response:
-    return error_response(exc.status_code, exc.error_type, exc.message, exc.headers())
-
-
 def answer_service_error(method: str, path: str, exc: ServiceError) -> Response:
-    """The response for ``exc``; server-side failures (5xx) are also logged. Used by the exception
+    """:func:`error_response`, with server-side failures (5xx) also logged. Used by the exception
     handler and by the generation fast path, which runs outside FastAPI's handlers."""
     if exc.status_code >= 500:
         logger.warning("%s %s -> %d %s: %s", method, path, exc.status_code, exc.error_type, exc.message)
-    return response_for(exc)
+    return error_response(path, exc)
 
 
 def _field_path(loc: Sequence[Any], root: str = "body") -> str:
@@ -247,7 +282,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"body: send a JSON object with Content-Type: application/json (got {content_type!r})"
         else:
             message = validation_message(exc.errors())
-        return error_response(422, "invalid_request", message)
+        return error_response(request.url.path, InvalidRequest(message))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -255,7 +290,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # FastAPI answers 400 when the JSON parser fails with anything but JSONDecodeError:
             # bytes that are not UTF-8, nesting deeper than the parser's recursion guard, an
             # integer literal of more than 4300 digits. To a client that is a bad body like any other.
-            return error_response(422, "invalid_request", _parse_failure(exc.__cause__))
+            return error_response(request.url.path, InvalidRequest(_parse_failure(exc.__cause__)))
         error_type = _STATUS_TYPES.get(exc.status_code, "http_error")
         if exc.status_code == 404:
             message = f"no route for {request.method} {request.url.path}"
@@ -263,11 +298,12 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed on {request.url.path}"
         else:
             message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return error_response(exc.status_code, error_type, message, exc.headers)
+        http_error = HttpError(exc.status_code, error_type, message, exc.headers or {})
+        return error_response(request.url.path, http_error)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal_error", "internal server error; the incident was logged")
+        return error_response(request.url.path, ServiceError(INTERNAL_ERROR_MESSAGE))
 
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

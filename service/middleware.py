@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.context import model_label
-from service.errors import error_payload
+from service.errors import BadRequest, BodyTooLarge, ServiceError, Unauthorized, error_response
 from service.logs import request_id_var
 from service.metrics import UNKNOWN_MODEL, Metrics
+from service.paths import QUIET_PATHS, is_generation, is_protected
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("service.access")
@@ -42,40 +42,14 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
-# Probes hit these every few seconds; their access lines go to debug, not info.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
+# The rest of the body is not read when the middleware refuses a request: the connection cannot
+# be reused.
+_CLOSE = {"Connection": "close"}
 
 
-def _error_body(path: str, error_type: str, message: str) -> bytes:
-    """The service's error shape, or the Open Inference Protocol's ``{"error": message}`` under /v2."""
-    if path.startswith("/v2/"):
-        return orjson.dumps({"error": message})
-    return orjson.dumps(error_payload(error_type, message))
-
-
-async def _send_error(
-    scope: Scope,
-    send: Send,
-    status: int,
-    error_type: str,
-    message: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    body = _error_body(scope.get("path", ""), error_type, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                # The rest of the body is not read; the connection cannot be reused.
-                (b"connection", b"close"),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+async def _refuse(scope: Scope, receive: Receive, send: Send, exc: ServiceError) -> None:
+    """Answer ``exc`` before the app has seen the request, through the one way out."""
+    await error_response(scope.get("path", ""), exc, _CLOSE)(scope, receive, send)
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -114,16 +88,13 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_error(scope, send, 400, "bad_request", "Content-Length is not a number")
+                    await _refuse(scope, receive, send, BadRequest("Content-Length is not a number"))
                     return
                 if declared > limit:
-                    await _send_error(
-                        scope,
-                        send,
-                        413,
-                        "body_too_large",
-                        f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                    refusal = BodyTooLarge(
+                        f"request body of {declared} bytes exceeds the limit of {limit} bytes"
                     )
+                    await _refuse(scope, receive, send, refusal)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -134,9 +105,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _send_error(
-                    scope, send, 413, "body_too_large", f"request body exceeds the limit of {limit} bytes"
-                )
+                refusal = BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+                await _refuse(scope, receive, send, refusal)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -153,7 +123,7 @@ class InflightTracker:
 
 class RequestContextMiddleware:
     """Outermost: give each request an ID, echo it, count it in flight, write its access line,
-    and count and time the generation requests in ``metrics``.
+    and count and time the generation requests (:func:`service.paths.is_generation`) in ``metrics``.
 
     The ID is the client's ``X-Request-ID`` when that is a plain token of at most 128 characters,
     otherwise a new one; it is set in :data:`service.logs.request_id_var`, so every log line
@@ -167,13 +137,11 @@ class RequestContextMiddleware:
         app: ASGIApp,
         tracker: InflightTracker,
         metrics: Metrics,
-        metered_paths: frozenset[str],
         is_known_model: Callable[[str], bool],
     ) -> None:
         self.app = app
         self.tracker = tracker
         self.metrics = metrics
-        self.metered_paths = metered_paths
         self.is_known_model = is_known_model
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,7 +178,7 @@ class RequestContextMiddleware:
             self.tracker.count -= 1
             path = scope.get("path", "")
             model = model_label(state, self.is_known_model)
-            if path in self.metered_paths:
+            if is_generation(path):
                 self.metrics.observe_request(model or UNKNOWN_MODEL, status, time.perf_counter() - started)
             level = logging.DEBUG if path in QUIET_PATHS and status < 400 else logging.INFO
             if access_logger.isEnabledFor(level):  # the line's fields cost more than the check
@@ -244,13 +212,6 @@ class RequestContextMiddleware:
         )
 
 
-def is_protected(path: str) -> bool:
-    """Paths that need the API key: generation (ours and KServe v2's infer) and administration."""
-    if path in {"/generate", "/grid", "/interpolate"} or path.startswith("/admin/"):
-        return True
-    return path.startswith("/v2/models/") and path.rstrip("/").endswith("/infer")
-
-
 class ApiKeyMiddleware:
     """``Authorization: Bearer <key>`` on protected paths, checked before the body is read.
 
@@ -277,9 +238,10 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         if not authorization:
-            challenge = b'Bearer realm="condgen"'
-            message = "this endpoint needs an API key: send Authorization: Bearer <key>"
+            refusal = Unauthorized("this endpoint needs an API key: send Authorization: Bearer <key>")
         else:
-            challenge = b'Bearer realm="condgen", error="invalid_token"'
-            message = "the API key is missing or wrong: send Authorization: Bearer <key>"
-        await _send_error(scope, send, 401, "unauthorized", message, [(b"www-authenticate", challenge)])
+            refusal = Unauthorized(
+                "the API key is missing or wrong: send Authorization: Bearer <key>",
+                challenge='Bearer realm="condgen", error="invalid_token"',
+            )
+        await _refuse(scope, receive, send, refusal)

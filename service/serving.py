@@ -237,6 +237,16 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
+def card_of(
+    request: Request, name: str, version: str | None = None
+) -> tuple[Resources, ModelEntry, ModelCard]:
+    """:meth:`Resources.card_of` for a request, which also records the model it named."""
+    note_model(request.scope, name)
+    resources = resources_of(request)
+    entry, card = resources.card_of(name, version)
+    return resources, entry, card
+
+
 def lookup(request: Request, name: str, version: str | None = None) -> Served:
     """:meth:`Resources.lookup` for a request, which also records the model it named."""
     note_model(request.scope, name)

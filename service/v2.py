@@ -1,4 +1,4 @@
-"""The Open Inference Protocol (KServe v2, HTTP/REST) for the same models, through the same batchers.
+"""The Open Inference Protocol (KServe v2, HTTP/REST): what its bodies mean, for the same models.
 
 Existing clients (``tritonclient.http``, KServe's ``InferenceRESTClient``, plain ``curl``) can talk
 to every model of the repository::
@@ -25,32 +25,22 @@ compressed; responses are compressed when the client's Accept-Encoding asks for 
 
 Errors use the protocol's shape, ``{"error": "<message>"}``: bad input is a 400 (never a 5xx),
 unknown models and versions 404, a full queue 429, a model not ready 503 (both with Retry-After).
+The routes are in :mod:`service.routes.v2`; this module parses and encodes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import logging
 import math
-import time
 import zlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
-from starlette.responses import Response
 
 from service.card import ModelCard
-from service.errors import ServiceError
-from service.metrics import UNKNOWN_MODEL
-from service.registry import ModelEntry
-from service.serving import Resources, infer, lookup, resources_of, resources_or_none
-
-logger = logging.getLogger(__name__)
+from service.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
 
 Z_INPUT = "z"
 LABEL_INPUT = "label"
@@ -87,36 +77,9 @@ INLINE_PARSE_MAX_BYTES = 64 * 1024
 MIN_COMPRESS_BYTES = 1024
 
 
-class V2Error(Exception):
-    """An error in the protocol's own shape: ``{"error": message}`` with an HTTP status."""
-
-    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.message = message
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        return Response(
-            content=orjson.dumps({"error": self.message}),
-            status_code=self.status_code,
-            media_type="application/json",
-            headers=self.headers,
-        )
-
-
-def bad_request(message: str) -> V2Error:
-    return V2Error(400, message)
-
-
-def from_service_error(exc: ServiceError) -> V2Error:
-    # The service says 422 for a request it understood but cannot serve; the protocol says 400.
-    status = 400 if exc.status_code == 422 else exc.status_code
-    return V2Error(status, exc.message, exc.headers())
-
-
-def _json(content: Any, status_code: int = 200) -> Response:
-    return Response(content=orjson.dumps(content), status_code=status_code, media_type="application/json")
+def bad_request(message: str) -> InvalidRequest:
+    # A 400 in the protocol's shape: error_response maps the service's 422 for /v2 paths.
+    return InvalidRequest(message)
 
 
 # ---------------------------------------------------------------------------------- metadata
@@ -151,14 +114,16 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     elif coding == "deflate":
         wbits = 32 + zlib.MAX_WBITS  # zlib stream as RFC 9110 says; auto-detects a gzip header too
     else:
-        raise V2Error(415, f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity")
+        raise UnsupportedMediaType(
+            f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or identity"
+        )
     inflater = zlib.decompressobj(wbits)
     try:
         out = inflater.decompress(body, limit + 1)
     except zlib.error:
         raise bad_request(f"the request body is not valid {coding} data") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise V2Error(413, f"the decompressed request body exceeds the limit of {limit} bytes")
+        raise BodyTooLarge(f"the decompressed request body exceeds the limit of {limit} bytes")
     if not inflater.eof:
         raise bad_request(f"the request body is truncated {coding} data")
     return out
@@ -472,275 +437,3 @@ def response_coding(accept_encoding: str | None) -> str | None:
 def compress(body: bytes, coding: str) -> bytes:
     # Level 1: pixels of small generators compress well already at the cheapest level.
     return gzip.compress(body, compresslevel=1, mtime=0) if coding == "gzip" else zlib.compress(body, 1)
-
-
-# ---------------------------------------------------------------------------------- routes
-Handler = Callable[..., Awaitable[Response]]
-
-
-def _error_doc(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"error": {"type": "string"}},
-                    "required": ["error"],
-                }
-            }
-        },
-    }
-
-
-def _json_doc(description: str, properties: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    schema = {"type": "object", "properties": properties, "required": list(properties)}
-    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}}
-
-
-_READY = {"type": "boolean"}
-_TENSOR_META = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {
-            "name": {"type": "string"},
-            "datatype": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
-        },
-    },
-}
-MODEL_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: _error_doc("Unknown model or version."),
-    503: _error_doc("Model not loaded or not ready, or the service is starting or shutting down."),
-}
-INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The image tensor: JSON, or the JSON header then raw bytes "
-        "(Inference-Header-Content-Length) when binary output was asked for.",
-        "content": {
-            "application/json": {"schema": {"type": "object"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    },
-    400: _error_doc("Invalid request: shapes, datatypes, byte counts, values or labels."),
-    404: _error_doc("Unknown model or version."),
-    413: {"description": "Body larger than max_body_bytes (before or after decompression)."},
-    415: _error_doc("Unsupported Content-Encoding."),
-    429: _error_doc("Queue full; see Retry-After."),
-    500: _error_doc("Inference failed."),
-    503: _error_doc("Model not ready, shutting down, or no result in time; see Retry-After."),
-}
-
-
-def _bind(handler: Callable[[Request, str, str | None], Awaitable[Response]], versioned: bool) -> Handler:
-    """An endpoint with or without the ``{version}`` path parameter, for one shared handler."""
-    if versioned:
-
-        async def with_version(request: Request, name: str, version: str) -> Response:
-            return await handler(request, name, version)
-
-        return with_version
-
-    async def without_version(request: Request, name: str) -> Response:
-        return await handler(request, name, None)
-
-    return without_version
-
-
-def build_router() -> APIRouter:
-    """The ``/v2`` routes, over the same serving core as the service's own API."""
-    router = APIRouter(prefix="/v2", tags=["kserve-v2"])
-
-    def card_of(request: Request, name: str, version: str | None) -> tuple[Resources, ModelEntry, ModelCard]:
-        try:
-            resources = resources_of(request)
-            entry, card = resources.card_of(name, version)
-        except ServiceError as exc:
-            raise from_service_error(exc) from None
-        return resources, entry, card
-
-    @router.get(
-        "",
-        summary="Server metadata",
-        responses=_json_doc(
-            "Name, version and protocol extensions.",
-            {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": {"type": "array"}},
-        ),
-    )
-    async def server_metadata(request: Request) -> Response:
-        version = getattr(request.app, "version", "")
-        return _json({"name": SERVER_NAME, "version": version, "extensions": EXTENSIONS})
-
-    @router.get("/health/live", summary="Server liveness", responses=_json_doc("Alive.", {"live": _READY}))
-    async def live() -> Response:
-        return _json({"live": True})
-
-    @router.get(
-        "/health/ready",
-        summary="Server readiness: at least one model ready",
-        responses={
-            **_json_doc("Ready.", {"ready": _READY}),
-            503: {
-                "description": "Not ready.",
-                "content": {
-                    "application/json": {"schema": {"type": "object", "properties": {"ready": _READY}}}
-                },
-            },
-        },
-    )
-    async def ready(request: Request) -> Response:
-        resources = resources_or_none(request)
-        is_ready = resources is not None and resources.any_ready
-        return _json({"ready": is_ready}, 200 if is_ready else 503)
-
-    async def metadata(request: Request, name: str, version: str | None) -> Response:
-        try:
-            _, _, card = card_of(request, name, version)
-        except V2Error as exc:
-            return exc.response()
-        return _json(model_metadata(card))
-
-    async def model_ready(request: Request, name: str, version: str | None) -> Response:
-        try:
-            resources, entry, _ = card_of(request, name, version)
-        except V2Error as exc:
-            return exc.response()
-        is_ready = resources.state_of(entry).ready
-        return _json({"name": name, "ready": is_ready}, 200 if is_ready else 503)
-
-    async def inference(request: Request, name: str, version: str | None) -> Response:
-        started = time.perf_counter()
-        resources = resources_or_none(request)
-        status = 500
-        try:
-            response = await _inference(request, name, version)
-            status = response.status_code
-            return response
-        except V2Error as exc:
-            status = exc.status_code
-            return exc.response()
-        except Exception:
-            logger.exception("v2 inference on model %r failed unexpectedly", name)
-            return V2Error(500, "internal server error; the incident was logged").response()
-        finally:
-            if resources is not None:
-                # Same series as /generate: condgen_requests_total{model,status} and its duration.
-                label = name if name in resources.registry else UNKNOWN_MODEL
-                resources.metrics.observe_request(label, status, time.perf_counter() - started)
-
-    async def _inference(request: Request, name: str, version: str | None) -> Response:
-        resources, _, card = card_of(request, name, version)
-        settings = resources.settings
-        encoding = request.headers.get("content-encoding")
-
-        def parse(raw: bytes) -> tuple[dict[str, Any], Rows, OutputRequest, float]:
-            document, binary = split_body(
-                decompress(raw, encoding, settings.max_body_bytes), request.headers.get(HEADER_LENGTH)
-            )
-            rows = model_rows(card, parse_inputs(document, binary), settings.max_n)
-            return document, rows, parse_outputs(document), timeout_s(document, settings.request_timeout_s)
-
-        raw = await request.body()
-        # Checking a large JSON tensor element by element takes milliseconds: off the event loop.
-        if len(raw) <= INLINE_PARSE_MAX_BYTES and encoding is None:
-            document, rows, wanted, wait_s = parse(raw)
-        else:
-            document, rows, wanted, wait_s = await asyncio.to_thread(parse, raw)
-        try:
-            images = await infer(request, lookup(request, name, version), rows.z, rows.labels, wait_s)
-        except ServiceError as exc:
-            raise from_service_error(exc) from None
-
-        def encode() -> tuple[bytes, dict[str, str], str]:
-            content, headers, media = encode_response(
-                name, card.version, document.get("id"), images, wanted.binary
-            )
-            coding = response_coding(request.headers.get("accept-encoding"))
-            if coding is not None and len(content) >= MIN_COMPRESS_BYTES:
-                content = compress(content, coding)
-                headers["Content-Encoding"] = coding
-            headers["Vary"] = "Accept-Encoding"
-            return content, headers, media
-
-        if images.nbytes <= INLINE_ENCODE_MAX_BYTES:
-            content, headers, media = encode()
-        else:
-            content, headers, media = await asyncio.to_thread(encode)
-        return Response(content=content, media_type=media, headers=headers)
-
-    infer_doc: dict[str, Any] = {
-        "summary": "Inference: JSON or binary tensors in, the image tensor out",
-        "openapi_extra": {
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"type": "object"},
-                        "example": {
-                            "inputs": [
-                                {
-                                    "name": "z",
-                                    "datatype": "FP32",
-                                    "shape": [1, 4],
-                                    "data": [0.1, -1.2, 0.3, 0.8],
-                                },
-                                {"name": "label", "datatype": "INT64", "shape": [1], "data": [3]},
-                            ]
-                        },
-                    },
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
-        },
-    }
-    # Unversioned and versioned paths share handlers; the version must be the card's.
-    for prefix, versioned in (("/models/{name}", False), ("/models/{name}/versions/{version}", True)):
-        router.add_api_route(
-            prefix,
-            _bind(metadata, versioned),
-            methods=["GET"],
-            summary="Model metadata",
-            responses={
-                **_json_doc(
-                    "Name, versions, platform, and the input and output tensors.",
-                    {
-                        "name": {"type": "string"},
-                        "versions": {"type": "array", "items": {"type": "string"}},
-                        "platform": {"type": "string"},
-                        "inputs": _TENSOR_META,
-                        "outputs": _TENSOR_META,
-                    },
-                ),
-                **MODEL_ERRORS,
-            },
-        )
-        router.add_api_route(
-            prefix + "/ready",
-            _bind(model_ready, versioned),
-            methods=["GET"],
-            summary="Model readiness",
-            responses={
-                **_json_doc("Ready.", {"name": {"type": "string"}, "ready": _READY}),
-                404: MODEL_ERRORS[404],
-                503: {
-                    "description": "Not ready (body: name, ready), or no such model loaded (body: error).",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-            },
-        )
-        router.add_api_route(
-            prefix + "/infer",
-            _bind(inference, versioned),
-            methods=["POST"],
-            responses=INFER_RESPONSES,
-            **infer_doc,
-        )
-
-    @router.api_route(
-        "/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False
-    )
-    async def not_found(request: Request, path: str) -> Response:
-        return V2Error(404, f"no route for {request.method} {request.url.path}").response()
-
-    return router

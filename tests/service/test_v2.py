@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 import pytest
 
-from service.errors import InvalidRequest, ModelNotReady, QueueFull
-from service.v2 import HEADER_LENGTH, from_service_error, response_coding
+from service.errors import InvalidRequest, ModelNotReady, QueueFull, ServiceError, error_response
+from service.v2 import HEADER_LENGTH, response_coding
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.live import live_zoo
 from tests.service.runners import GatedRunner, wrapping
@@ -166,6 +166,26 @@ async def test_not_ready_server_and_model_answer_503(serve: Serve, zoo: Path) ->
         assert refused.status_code == 503
         assert "shutting down" in refused.json()["error"]
         assert (await client.get("/v2/health/live")).status_code == 200
+
+
+class ProtocolError:
+    """What the one error exit answers for ``exc`` on an inference route: status, headers, response."""
+
+    def __init__(self, exc: ServiceError) -> None:
+        self._response = error_response(f"/v2/models/{GRAY}/infer", exc)
+        self.status_code = self._response.status_code
+        self.headers = {
+            key.title(): value
+            for key, value in self._response.headers.items()
+            if key not in {"content-length", "content-type"}
+        }
+
+    def response(self) -> Any:
+        return self._response
+
+
+def from_service_error(exc: ServiceError) -> ProtocolError:
+    return ProtocolError(exc)
 
 
 def test_service_errors_map_to_protocol_errors() -> None:
