@@ -156,17 +156,17 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from .curves import evaluate_checkpoints
     from .evaluate import (
         EVALUATED_DATASETS,
         EvalConfig,
-        evaluate_checkpoints,
         evaluate_model,
         model_dirs,
         reference_metrics,
         save_reference,
         write_metrics,
-        write_quality_doc,
     )
+    from .quality_doc import write_quality_doc
 
     torch.set_num_threads(args.threads)
     resolve_device(args.device)  # a device this machine lacks fails now, not after the first model

@@ -12,26 +12,21 @@ from service.card import Metric, load_card, sha256_file
 from tests.service.onnx_fixtures import edit_card, write_model
 from trainer import cli
 from trainer.classifier import load_classifier, predict
+from trainer.curves import continuation_marks, curve_marks, curve_panels, evaluate_checkpoints, plot_curve
 from trainer.data import LabeledImages, load_split, resize_images
 from trainer.evaluate import (
     EvalConfig,
     OnnxGenerator,
-    continuation_marks,
-    curve_marks,
-    curve_panels,
-    evaluate_checkpoints,
     evaluate_images,
     evaluate_model,
     inception_fid,
     merge_metrics,
     merge_reference,
-    plot_curve,
-    quality_table,
     write_metrics,
-    write_quality_doc,
 )
 from trainer.fid import fid_from_features
 from trainer.quality import diversity_ratio, intra_fid, knn_radii, label_accuracy, precision_recall
+from trainer.quality_doc import quality_table, write_quality_doc
 from trainer.recipes import get_recipe
 
 DIGITS = [str(i) for i in range(10)]
