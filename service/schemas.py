@@ -42,7 +42,9 @@ Truncation = Annotated[
     ),
 ]
 ModelName = Annotated[str, Field(min_length=1, max_length=128, description="Model name, see GET /models.")]
-Latent = list[float]
+# fail_fast: a list stops at its first bad item, so a body of invalid items costs one error, not
+# one error object per item (a 2 MB body held ~0.9 GB of them).
+Latent = Annotated[list[float], Field(fail_fast=True)]
 
 
 class _Body(BaseModel):
@@ -63,10 +65,11 @@ class GenerateRequest(_Body):
     model: ModelName
     label: Label | None = Field(default=None, description="One label for every image (conditional models).")
     labels: list[Label] | None = Field(
-        default=None, min_length=1, description="One label per image; n = len(labels)."
+        default=None, min_length=1, fail_fast=True, description="One label per image; n = len(labels)."
     )
     z: list[Latent] | None = Field(
         default=None,
+        fail_fast=True,
         min_length=1,
         description="Explicit latent(s) of the model's latent.dim: one vector or a list.",
     )
@@ -104,14 +107,14 @@ class GenerateRequest(_Body):
 class GridRequest(_Body):
     model: ModelName
     labels: list[Label] | None = Field(
-        default=None, min_length=1, description="Rows; all classes by default."
+        default=None, min_length=1, fail_fast=True, description="Rows; all classes by default."
     )
     columns: int | None = Field(default=None, ge=1, description="Latents per row (default 8, or len(z)).")
     seed: Seed | None = Field(
         default=None, description="Column j uses the latent drawn from (seed, j). Random if omitted."
     )
     z: list[Latent] | None = Field(
-        default=None, min_length=1, description="Explicit latents, one per column."
+        default=None, fail_fast=True, min_length=1, description="Explicit latents, one per column."
     )
     truncation: Truncation | None = None
 
@@ -140,7 +143,7 @@ class InterpolateRequest(_Body):
         default=None, min_length=2, max_length=2, description="Two seeds; each end is image 0 of its seed."
     )
     z: list[Latent] | None = Field(
-        default=None, min_length=2, max_length=2, description="Two explicit latents."
+        default=None, fail_fast=True, min_length=2, max_length=2, description="Two explicit latents."
     )
     steps: int = Field(default=8, ge=2, description="Images from one end to the other, both included.")
     spherical: bool = Field(

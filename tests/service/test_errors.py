@@ -313,3 +313,20 @@ async def test_body_limit_is_configurable(serve: Serve, zoo: Path) -> None:
         assert (await _raw(small, body)).status_code == 200
         padded = body[:-1] + b" " * 1100 + b"}"
         assert_error(await _raw(small, padded), 413, "body_too_large", "1024")
+
+
+@pytest.mark.parametrize(
+    ("field", "items"),
+    [("labels", "true"), ("labels", "[]"), ("z", '"a"'), ("z", '["a", "b"]')],
+)
+async def test_a_body_of_invalid_items_is_one_error(
+    client: httpx.AsyncClient, field: str, items: str
+) -> None:
+    # As many bad items as the body limit allows: the answer names the first and stops there.
+    count = 3_900 // (len(items) + 2)
+    raw = f'{{"model": "{UNCOND}", "{field}": [{", ".join([items] * count)}]}}'
+    resp = await client.post("/generate", content=raw, headers={"content-type": "application/json"})
+    assert_error(resp, 422, "invalid_request", f"{field}[0]")
+    message = resp.json()["error"]["message"]
+    assert f"{field}[1]" not in message
+    assert len(message) < 1000
