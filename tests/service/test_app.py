@@ -14,9 +14,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from service.app import SEED_HEADER
 from service.batcher import DynamicBatcher
 from service.latents import latents_for
+from service.routes.generate import SEED_HEADER
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.onnx_fixtures import reference_images
 from tests.service.runners import FailingRunner, GatedRunner, wrapping

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.playground import STATIC_DIR
+from service.routes.playground import STATIC_DIR
 from tests.service.conftest import GRAY, RGB, UNCOND
 from tests.service.live import live_zoo
 
