@@ -218,60 +218,16 @@ def parse_inputs(document: dict[str, Any], binary: bytes) -> dict[str, InputTens
     tensors: dict[str, InputTensor] = {}
     offset = 0
     for i, tensor in enumerate(inputs):
-        where = f"inputs[{i}]"
-        if not isinstance(tensor, dict):
-            raise bad_request(f"{where} must be an object with name, shape, datatype and data")
-        name = tensor.get("name")
-        if not isinstance(name, str) or not name:
-            raise bad_request(f"{where}.name must be a non-empty string")
+        name, datatype, shape, params = _declared(tensor, i, tensors)
         where = f"input {name!r}"
-        if name in tensors:
-            raise bad_request(f"{where} is given twice")
-        datatype = tensor.get("datatype")
-        if datatype not in KNOWN_DATATYPES:
-            raise bad_request(
-                f"{where}: datatype must be one of {', '.join(KNOWN_DATATYPES)}, got {datatype!r}"
-            )
-        if datatype not in DATATYPES:
-            raise bad_request(f"{where}: datatype {datatype} is not supported by this server")
-        shape = tensor.get("shape")
-        if (
-            not isinstance(shape, list)
-            or len(shape) > 8
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise bad_request(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
-        # No cap needed here: data must match the shape, and the body limit bounds the data.
-        count = math.prod(shape)
-        params = _parameters(tensor, where)
-        if any(key.startswith("shared_memory") for key in params):
-            raise bad_request(f"{where}: shared memory is not supported by this server")
-        dtype = DATATYPES[datatype]
         size = params.get("binary_data_size")
         if size is not None:
-            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise bad_request(f"{where}: parameters.binary_data_size must be a non-negative integer")
             if "data" in tensor:
                 raise bad_request(f"{where}: give either data or parameters.binary_data_size, not both")
-            if size != count * dtype.itemsize:
-                raise bad_request(
-                    f"{where}: binary_data_size is {size} bytes but shape {shape} of {datatype} "
-                    f"takes {count * dtype.itemsize}"
-                )
-            if offset + size > len(binary):
-                raise bad_request(
-                    f"{where}: binary_data_size {size} runs past the end of the binary data "
-                    f"({len(binary) - offset} bytes left)"
-                )
-            array = np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
+            array = _binary_array(binary, offset, size, datatype, shape, where)
             offset += size
         else:
-            if "data" not in tensor:
-                raise bad_request(f"{where}: data is missing (or send it binary with binary_data_size)")
-            values = _flatten(tensor["data"], where)
-            if len(values) != count:
-                raise bad_request(f"{where}: shape {shape} needs {count} values, data has {len(values)}")
-            array = _from_json(values, datatype, where).reshape(shape)
+            array = _json_array(tensor, datatype, shape, where)
         tensors[name] = InputTensor(name=name, datatype=datatype, shape=tuple(shape), array=array)
     if offset != len(binary):
         raise bad_request(
@@ -279,6 +235,69 @@ def parse_inputs(document: dict[str, Any], binary: bytes) -> dict[str, InputTens
             f"binary_data_size add up to {offset}"
         )
     return tensors
+
+
+def _declared(
+    tensor: Any, i: int, seen: dict[str, InputTensor]
+) -> tuple[str, str, list[int], dict[str, Any]]:
+    """An input's name, datatype, shape and parameters, checked before any of its data is read."""
+    where = f"inputs[{i}]"
+    if not isinstance(tensor, dict):
+        raise bad_request(f"{where} must be an object with name, shape, datatype and data")
+    name = tensor.get("name")
+    if not isinstance(name, str) or not name:
+        raise bad_request(f"{where}.name must be a non-empty string")
+    where = f"input {name!r}"
+    if name in seen:
+        raise bad_request(f"{where} is given twice")
+    datatype = tensor.get("datatype")
+    if datatype not in KNOWN_DATATYPES:
+        raise bad_request(f"{where}: datatype must be one of {', '.join(KNOWN_DATATYPES)}, got {datatype!r}")
+    if datatype not in DATATYPES:
+        raise bad_request(f"{where}: datatype {datatype} is not supported by this server")
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise bad_request(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    params = _parameters(tensor, where)
+    if any(key.startswith("shared_memory") for key in params):
+        raise bad_request(f"{where}: shared memory is not supported by this server")
+    size = params.get("binary_data_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise bad_request(f"{where}: parameters.binary_data_size must be a non-negative integer")
+    return name, datatype, shape, params
+
+
+def _binary_array(
+    binary: bytes, offset: int, size: int, datatype: str, shape: list[int], where: str
+) -> np.ndarray:
+    dtype = DATATYPES[datatype]
+    # No cap needed here: data must match the shape, and the body limit bounds the data.
+    count = math.prod(shape)
+    if size != count * dtype.itemsize:
+        raise bad_request(
+            f"{where}: binary_data_size is {size} bytes but shape {shape} of {datatype} "
+            f"takes {count * dtype.itemsize}"
+        )
+    if offset + size > len(binary):
+        raise bad_request(
+            f"{where}: binary_data_size {size} runs past the end of the binary data "
+            f"({len(binary) - offset} bytes left)"
+        )
+    return np.frombuffer(binary, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def _json_array(tensor: dict[str, Any], datatype: str, shape: list[int], where: str) -> np.ndarray:
+    if "data" not in tensor:
+        raise bad_request(f"{where}: data is missing (or send it binary with binary_data_size)")
+    count = math.prod(shape)
+    values = _flatten(tensor["data"], where)
+    if len(values) != count:
+        raise bad_request(f"{where}: shape {shape} needs {count} values, data has {len(values)}")
+    return _from_json(values, datatype, where).reshape(shape)
 
 
 @dataclass(frozen=True)
