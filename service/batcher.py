@@ -50,8 +50,8 @@ from service.errors import (
     ShuttingDown,
     WorkerDied,
 )
-from service.metrics import Metrics
-from service.runtime import ModelLoadError, Runner, abort_run
+from service.metrics import Metrics, detached_series
+from service.runtime import ModelLoadError, Runner, abort_run, images_problem
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,16 @@ def _retrieve(future: asyncio.Future[np.ndarray]) -> None:
 _Slice = tuple[_Job, int, int]
 
 
+def _inputs(live: list[_Slice]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The run's latents and labels: the slices' rows, concatenated in order."""
+    if len(live) == 1 and live[0][1] == 0 and live[0][2] == live[0][0].n:
+        return live[0][0].z, live[0][0].labels  # one whole request: no copy
+    z = np.concatenate([job.z[a:b] for job, a, b in live])
+    if live[0][0].labels is None:
+        return z, None
+    return z, np.concatenate([job.labels[a:b] for job, a, b in live if job.labels is not None])
+
+
 class DynamicBatcher:
     def __init__(
         self,
@@ -118,7 +128,8 @@ class DynamicBatcher:
         self.max_wait_s = max_wait_s
         self.max_queue_images = max_queue_images
         self.max_queue_requests = max_queue_requests
-        self._series = metrics.for_model(name) if metrics is not None else None
+        # Without metrics the series are detached ones nobody exports, so updates need no guard.
+        self._series = metrics.for_model(name) if metrics is not None else detached_series(name)
         self.queue_timeout_s = queue_timeout_s
         self.run_timeout_s = run_timeout_s
         self.failure_threshold = failure_threshold
@@ -190,8 +201,7 @@ class DynamicBatcher:
         self._task.add_done_callback(self._on_collector_done)
         self._state = "ready"
         self._idle.set()
-        if self._series is not None:
-            self._series.ready.set(1)
+        self._series.ready.set(1)
 
     @property
     def state(self) -> State:
@@ -256,7 +266,7 @@ class DynamicBatcher:
         # A run already on the worker thread cannot be interrupted; it finishes and is discarded.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._state = "stopped"
-        if self._series is not None and not self.superseded:
+        if not self.superseded:
             self._series.ready.set(0)
 
     # ------------------------------------------------------------------ producer side
@@ -321,8 +331,7 @@ class DynamicBatcher:
         if not job.dropped:
             job.dropped = True
             self.dropped_requests += 1
-            if self._series is not None:
-                self._series.dropped_cancelled.inc()
+            self._series.dropped_cancelled.inc()
 
     def _expire(self, job: _Job) -> None:
         """The queue deadline of a request none of whose rows has started: drop it, answer 503."""
@@ -336,8 +345,7 @@ class DynamicBatcher:
         self._queued_images -= job.n
         job.dropped = True
         self.expired_requests += 1
-        if self._series is not None:
-            self._series.dropped_expired.inc()
+        self._series.dropped_expired.inc()
         job.future.set_exception(
             QueueTimeout(
                 f"model {self.name!r} did not start this request within {self.queue_timeout_s:g} s "
@@ -426,52 +434,52 @@ class DynamicBatcher:
             self._gauge_depth()
 
     async def _run(self, batch: list[_Slice]) -> None:
+        """One session run for ``batch``: live rows in, images out to their requests, or errors."""
+        live = self._live(batch)
+        if not live:
+            return
+        z, labels = _inputs(live)
+        out = await self._execute(live, z, labels)
+        if out is not None and await self._check_output(live, out, int(z.shape[0])):
+            self._scatter(live, out)
+
+    def _live(self, batch: list[_Slice]) -> list[_Slice]:
+        """The slices whose requests still wait; their queue wait is observed once per request."""
         live = [s for s in batch if not s[0].future.done()]
         for job, _, _ in batch:
             if job.future.cancelled():
                 self._count_dropped(job)
-        if not live:
-            self._inflight = []
-            return
-        loop = asyncio.get_running_loop()
         self._inflight = live
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         for job, _, _ in live:
             if not job.wait_observed:
                 job.wait_observed = True
-                if self._series is not None:
-                    self._series.queue_wait.observe(now - job.enqueued_at)
+                self._series.queue_wait.observe(now - job.enqueued_at)
+        return live
 
-        if len(live) == 1 and live[0][1] == 0 and live[0][2] == live[0][0].n:
-            z, labels = live[0][0].z, live[0][0].labels  # one whole request: no copy
-        else:
-            z = np.concatenate([job.z[a:b] for job, a, b in live])
-            labels = (
-                None
-                if live[0][0].labels is None
-                else np.concatenate([job.labels[a:b] for job, a, b in live if job.labels is not None])
-            )
+    async def _execute(
+        self, live: list[_Slice], z: np.ndarray, labels: np.ndarray | None
+    ) -> np.ndarray | None:
+        """Run the session on the worker thread; None when the run failed or hung (already answered)."""
         rows = int(z.shape[0])
-
         self.session_runs += 1
-        if self._series is not None:
-            self._series.session_runs.inc()
-            self._series.batch_size.observe(rows)
+        self._series.session_runs.inc()
+        self._series.batch_size.observe(rows)
         started = time.perf_counter()
         self._run_started = time.monotonic()
         runner = self.runner
         hung = False
         try:
-            run = loop.run_in_executor(self._executor, runner.run, z, labels)
+            run = asyncio.get_running_loop().run_in_executor(self._executor, runner.run, z, labels)
             # A run given up on (hung, or the collector stopped) may still end later, often with
             # the abort's exception: retrieve it so it is not reported as never retrieved.
             run.add_done_callback(_retrieve)
             # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation
             # that lands as the run completes, and the collector then outlives stop(). shield:
             # a timeout must not cancel the executor future (the thread runs on regardless);
-            # the worker is abandoned below instead.
+            # the worker is abandoned in _hung instead.
             async with asyncio.timeout(self.run_timeout_s):
-                out = await asyncio.shield(run)
+                return await asyncio.shield(run)
         except TimeoutError:
             hung = True
         except Exception:
@@ -479,50 +487,56 @@ class DynamicBatcher:
             logger.exception("model %s: session run failed for a batch of %d image(s)", self.name, rows)
             self._fail_slices(live, InferenceFailed(f"inference failed for model {self.name!r}"))
             await self._after_failure()
-            return
         finally:
             self._run_started = None
-            elapsed = time.perf_counter() - started
-            if self._series is not None:
-                self._series.inference_duration.observe(elapsed)
-            self._run_seconds_ewma = (
-                elapsed
-                if self._run_seconds_ewma is None
-                else (1 - _EWMA_ALPHA) * self._run_seconds_ewma + _EWMA_ALPHA * elapsed
-            )
-
+            self._observe_run(time.perf_counter() - started)
         if hung:
-            self.failed_runs += 1
-            reason = f"a session run took longer than run_timeout_s ({self.run_timeout_s:g} s)"
-            logger.error("model %s: %s for a batch of %d image(s); aborting it", self.name, reason, rows)
-            abort_run(runner)
-            self._fail_slices(
-                live, ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0)
-            )
-            await self._recover(reason, abandon_worker=True)
-            return
+            await self._hung(live, runner, rows)
+        return None
 
-        if not (
-            isinstance(out, np.ndarray) and out.ndim == 4 and out.shape[0] == rows and out.dtype == np.uint8
-        ):
-            self.failed_runs += 1
-            got = f"{type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}".strip()
-            logger.error(
-                "model %s: a batch of %d image(s) returned %s, expected uint8 (%d, C, H, W)",
-                self.name,
-                rows,
-                got,
-                rows,
-            )
-            self._fail_slices(
-                live,
-                InferenceFailed(
-                    f"inference failed for model {self.name!r}: the model returned a malformed batch"
-                ),
-            )
-            await self._after_failure()
-            return
+    def _observe_run(self, elapsed: float) -> None:
+        self._series.inference_duration.observe(elapsed)
+        self._run_seconds_ewma = (
+            elapsed
+            if self._run_seconds_ewma is None
+            else (1 - _EWMA_ALPHA) * self._run_seconds_ewma + _EWMA_ALPHA * elapsed
+        )
 
+    async def _hung(self, live: list[_Slice], runner: Runner, rows: int) -> None:
+        """A run past ``run_timeout_s``: abort it, fail its requests, re-create the session."""
+        self.failed_runs += 1
+        reason = f"a session run took longer than run_timeout_s ({self.run_timeout_s:g} s)"
+        logger.error("model %s: %s for a batch of %d image(s); aborting it", self.name, reason, rows)
+        abort_run(runner)
+        self._fail_slices(
+            live, ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0)
+        )
+        await self._recover(reason, abandon_worker=True)
+
+    async def _check_output(self, live: list[_Slice], out: object, rows: int) -> bool:
+        """True when ``out`` keeps the output contract; otherwise its requests fail."""
+        problem = images_problem(out, rows)
+        if problem is None:
+            return True
+        self.failed_runs += 1
+        logger.error(
+            "model %s: a batch of %d image(s) returned %s, expected uint8 (%d, C, H, W)",
+            self.name,
+            rows,
+            problem,
+            rows,
+        )
+        self._fail_slices(
+            live,
+            InferenceFailed(
+                f"inference failed for model {self.name!r}: the model returned a malformed batch"
+            ),
+        )
+        await self._after_failure()
+        return False
+
+    def _scatter(self, live: list[_Slice], out: np.ndarray) -> None:
+        """Hand each slice its rows; a request whose last slice this was gets its images."""
         self.consecutive_failures = 0
         self._recovery_streak = 0
         offset = 0
@@ -539,7 +553,7 @@ class DynamicBatcher:
                 job.future.set_result(result)
                 delivered += job.n
         self.images_generated += delivered
-        if self._series is not None and delivered:
+        if delivered:
             self._series.images_generated.inc(delivered)  # once per batch: the counter takes a lock
         self._inflight = []
 
@@ -557,8 +571,7 @@ class DynamicBatcher:
         """
         self._state = "recovering"
         self.dead_reason = f"{reason}; re-creating its session"
-        if self._series is not None:
-            self._series.ready.set(0)
+        self._series.ready.set(0)
         logger.error("model %s is not ready: %s; re-creating its session", self.name, reason)
         self._fail_pending(ModelNotReady(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0))
         if abandon_worker:
@@ -601,15 +614,14 @@ class DynamicBatcher:
         self.consecutive_failures = 0
         self.dead_reason = None
         self._state = "ready"
-        if self._series is not None:
-            self._series.recoveries.inc()
-            self._series.ready.set(1)
+        self._series.recoveries.inc()
+        self._series.ready.set(1)
         logger.warning("model %s recovered: its session was re-created", self.name)
 
     async def _new_runner(self) -> Runner:
         if self._recover_fn is None:
             return self.runner
-        async with asyncio.timeout(_RECOVER_TIMEOUT_S):  # not wait_for: see _run
+        async with asyncio.timeout(_RECOVER_TIMEOUT_S):  # not wait_for: see _execute
             return await asyncio.to_thread(self._recover_fn)
 
     def _new_executor(self) -> ThreadPoolExecutor:
@@ -650,10 +662,8 @@ class DynamicBatcher:
         self._state = "dead"
         self.dead_reason = reason
         logger.error("model %s is no longer ready: %s", self.name, reason)
-        if self._series is not None:
-            self._series.ready.set(0)
+        self._series.ready.set(0)
         self._fail_pending(WorkerDied(f"model {self.name!r} is not ready: {reason}"))
 
     def _gauge_depth(self) -> None:
-        if self._series is not None:
-            self._series.queue_depth.set(self._queued_images)
+        self._series.queue_depth.set(self._queued_images)

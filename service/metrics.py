@@ -84,6 +84,11 @@ class ModelSeries:
     dropped_expired: Counter
 
 
+def detached_series(name: str) -> ModelSeries:
+    """Series that no registry exports: a batcher without metrics updates these, unguarded."""
+    return Metrics().for_model(name)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

@@ -31,6 +31,23 @@ _malloc_tuned: set[int] = set()  # thresholds already applied in this process
 
 _ORT_TYPES = {"z": "tensor(float)", "label": "tensor(int64)", "image": "tensor(float)"}
 
+# The output contract of every runner: uint8 images, N x C x H x W, one per input row.
+IMAGE_DTYPE = np.dtype(np.uint8)
+
+
+def images_problem(out: object, rows: int, chw: tuple[int, int, int] | None = None) -> str | None:
+    """None when ``out`` keeps the output contract for ``rows`` rows (of C x H x W ``chw``, if
+    given); otherwise what ``out`` is instead, for the log."""
+    if (
+        isinstance(out, np.ndarray)
+        and out.ndim == 4
+        and out.shape[0] == rows
+        and out.dtype == IMAGE_DTYPE
+        and (chw is None or out.shape[1:] == chw)
+    ):
+        return None
+    return f"{type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}".strip()
+
 
 class ModelLoadError(Exception):
     """A model cannot serve: its file, its graph or its card disagree. The message says why."""
@@ -41,7 +58,8 @@ class Runner(Protocol):
     """What the batcher drives. Called from one worker thread at a time, never concurrently.
 
     ``z`` is float32 ``(N, dim)``; ``labels`` is int64 ``(N,)`` for conditional models and None
-    otherwise. Returns uint8 ``(N, C, H, W)``. Raising fails exactly the requests of that batch.
+    otherwise. Returns uint8 ``(N, C, H, W)`` (:func:`images_problem` checks it). Raising fails
+    exactly the requests of that batch.
     """
 
     def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray: ...
@@ -109,7 +127,7 @@ def to_uint8(raw: np.ndarray, value_range: tuple[float, float], *, inplace: bool
     np.fmax(x, np.float32(0.0), out=x)
     np.fmin(x, np.float32(255.0), out=x)
     np.rint(x, out=x)
-    return x.astype(np.uint8)
+    return x.astype(IMAGE_DTYPE)
 
 
 def binding_device(setting: str, providers: Sequence[str]) -> str | None:
@@ -285,7 +303,7 @@ class OrtRunner:
         if n <= self.run_rows:
             return self._run_rows(z, labels)
         self._aborted = False
-        out = np.empty((n, *self._shape), dtype=np.uint8)
+        out = np.empty((n, *self._shape), dtype=IMAGE_DTYPE)
         for start in range(0, n, self.run_rows):
             if self._aborted:  # abort() between two session runs of this batch
                 raise RuntimeError(f"model {self.card.name!r}: run aborted")

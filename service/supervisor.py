@@ -28,7 +28,7 @@ from service.card import ModelCard, load_card, sha256_file
 from service.config import Settings
 from service.metrics import Metrics
 from service.registry import ModelEntry, ModelRegistry, RunnerFactory, load_entry
-from service.runtime import ModelLoadError, Runner
+from service.runtime import ModelLoadError, Runner, images_problem
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ def probe(runner: Runner, card: ModelCard) -> None:
         out = runner.run(z, labels)
     except Exception as exc:
         raise ModelLoadError(f"the re-created session failed its probe run ({type(exc).__name__})") from exc
-    expected = (1, card.image.channels, card.image.height, card.image.width)
-    if not isinstance(out, np.ndarray) or out.shape != expected or out.dtype != np.uint8:
-        raise ModelLoadError(f"the re-created session's probe run did not return uint8 {expected}")
+    chw = (card.image.channels, card.image.height, card.image.width)
+    if images_problem(out, 1, chw) is not None:
+        raise ModelLoadError(f"the re-created session's probe run did not return uint8 {(1, *chw)}")
 
 
 def recover_fn(entry: ModelEntry, settings: Settings, factory: RunnerFactory) -> Callable[[], Runner]:
