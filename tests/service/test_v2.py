@@ -97,13 +97,17 @@ def image_of(resp: httpx.Response) -> np.ndarray:
     return np.asarray(out["data"], dtype=np.uint8).reshape(out["shape"])
 
 
-async def generate_npy(
-    client: httpx.AsyncClient, model: str, z: np.ndarray, labels: np.ndarray | None
-) -> np.ndarray:
+def generate_body(model: str, z: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "z": z.tolist()}
     if labels is not None:
         body["labels"] = labels.tolist()
-    return npy(await client.post("/generate", json=body, headers=NPY))
+    return body
+
+
+async def generate_npy(
+    client: httpx.AsyncClient, model: str, z: np.ndarray, labels: np.ndarray | None
+) -> np.ndarray:
+    return npy(await client.post("/generate", json=generate_body(model, z, labels), headers=NPY))
 
 
 # --------------------------------------------------------------------------- metadata and health
@@ -221,6 +225,25 @@ async def test_binary_inference_equals_generate(client: httpx.AsyncClient) -> No
     as_json = await client.post(f"/v2/models/{GRAY}/infer", content=body, headers=headers)
     assert HEADER_LENGTH.lower() not in as_json.headers
     assert np.array_equal(image_of(as_json), image_of(resp))
+
+
+@pytest.mark.parametrize("model", [GRAY, RGB, UNCOND])
+async def test_binary_output_bytes_are_the_npy_pixel_bytes_of_generate(
+    client: httpx.AsyncClient, model: str
+) -> None:
+    """Byte for byte: v2's raw output tensor is the data of /generate's NPY for the same z and labels."""
+    z = latents(model, 4, seed=8)
+    labels = None if model == UNCOND else np.array([1, 0, 2, 1])
+    body, headers = binary_request(z, labels)
+    resp = await client.post(f"/v2/models/{model}/infer", content=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    tensor = resp.content[int(resp.headers[HEADER_LENGTH]) :]
+    npy_payload = await client.post("/generate", json=generate_body(model, z, labels), headers=NPY)
+    pixels = np.load(io.BytesIO(npy_payload.content))
+    assert pixels.dtype == np.uint8
+    assert pixels.flags.c_contiguous
+    assert tensor == pixels.tobytes()
+    assert npy_payload.content.endswith(tensor)  # the NPY file is its header, then these bytes
 
 
 async def test_seeded_latents_give_the_seeded_images(client: httpx.AsyncClient) -> None:
