@@ -132,9 +132,16 @@ async def _load(settings: Settings, metrics: Metrics, factory: RunnerFactory) ->
 async def _shut_down(resources: Resources) -> None:
     """Refuse new work, let each batcher drain within what is left of the grace, stop them all."""
     resources.closing = True
-    async with resources.reload_lock:  # a reload in progress finishes its swap first
-        grace = resources.grace_left_s()
-        await asyncio.gather(*(b.stop(grace) for b in resources.batchers.values()), *list(resources.retiring))
+    # A reload in progress may finish its swap within the grace; one still loading by then is left
+    # behind (it sees `closing` and swaps nothing), so the drain keeps its bound.
+    try:
+        await asyncio.wait_for(resources.reload_lock.acquire(), resources.grace_left_s())
+    except TimeoutError:
+        logger.warning("drain: a reload still running after the grace period is abandoned")
+    else:
+        resources.reload_lock.release()
+    grace = resources.grace_left_s()
+    await asyncio.gather(*(b.stop(grace) for b in resources.batchers.values()), *list(resources.retiring))
     logger.info("all batchers stopped")
 
 

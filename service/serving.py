@@ -10,12 +10,14 @@ the error a client should see. :func:`infer` queues rows on that batcher and awa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import orjson
@@ -39,6 +41,8 @@ from service.errors import (
 from service.metrics import Metrics
 from service.registry import ModelEntry, ModelRegistry, RunnerFactory, default_runner_factory
 from service.supervisor import ReloadReport, activate, log_report, reload_repository
+
+T = TypeVar("T")
 
 # How many names an "unknown model" message lists: enough to spot a typo, bounded for any repository.
 KNOWN_NAMES_SHOWN = 20
@@ -168,9 +172,11 @@ class Resources:
         async with self.reload_lock:
             if self.closing:
                 raise ShuttingDown("the service is shutting down; not reloading")
-            reloaded = await asyncio.to_thread(
+            reloaded = await in_daemon_thread(
                 reload_repository, self.registry, self.batchers, self.settings, self.runner_factory
             )
+            if self.closing:  # the drain went on without this reload: its models never start
+                raise ShuttingDown("the service began shutting down during the reload; not swapping")
             old = self.batchers
             # No await from here to the swap: every request sees the old models or the new ones.
             activate(reloaded, old, self.metrics)
@@ -194,6 +200,34 @@ class Resources:
         await batcher.stop(self.settings.drain_timeout_s)
         if batcher.name not in self.batchers:
             self.metrics.forget_model(batcher.name)
+
+
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a daemon thread: unlike ``asyncio.to_thread``'s executor, which the
+    interpreter joins at exit, a slow reload (hashing a large model) cannot hold up a drain."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed first: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="reload", daemon=True).start()
+    return await done
 
 
 def _failed(entry: ModelEntry) -> ModelNotReady:

@@ -380,3 +380,37 @@ async def test_a_reload_frees_the_sessions_it_replaced(serve: Serve, zoo: Path, 
         await eventually(lambda: old_runner() is None)
         assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
     assert gc.get_freeze_count() == 0  # a closed app leaves nothing frozen behind
+
+
+async def test_a_drain_keeps_its_bound_while_a_reload_is_still_loading(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    """SIGTERM during a slow reload (a large model being hashed and loaded) exits within the grace
+    period: the reload is left behind and swaps nothing in."""
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    release = threading.Event()
+    loading = threading.Event()
+    factory = Sequenced(UNCOND, [], release=release)  # the reload's load waits for `release`
+
+    def slow(model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
+        if card.name == UNCOND and factory.loads >= 1:
+            loading.set()
+        return factory(model_dir, card, settings)
+
+    grace_s = 1.0
+    settings = make_settings(repo, warmup=False, drain_timeout_s=grace_s)
+    reload: asyncio.Task[httpx.Response] | None = None
+    try:
+        async with serve(settings, runner_factory=slow) as (app, client):
+            write_model(repo, UNCOND, dim=12, value_range=(0.0, 1.0), seed=79)  # new weights
+            reload = asyncio.create_task(client.post("/admin/reload"))
+            assert await asyncio.to_thread(loading.wait, TIMEOUT_S)
+            app.state.resources.begin_drain()
+            started = asyncio.get_running_loop().time()
+        # Leaving the lifespan is the shutdown: bounded by the grace, not by the reload.
+        assert asyncio.get_running_loop().time() - started < grace_s + 1.0
+        release.set()
+        assert (await reload).status_code == 503
+    finally:
+        release.set()
