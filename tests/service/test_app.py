@@ -12,10 +12,12 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from service.batcher import DynamicBatcher
 from service.latents import latents_for
+from service.routes import generate as generate_routes
 from service.routes.generate import SEED_HEADER
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.onnx_fixtures import reference_images
@@ -81,6 +83,25 @@ async def test_output_matches_an_independent_computation(client: httpx.AsyncClie
     assert got.shape == (3, 3, 6, 10)
     assert got.dtype == np.uint8
     assert int(np.abs(got.astype(int) - want.astype(int)).max()) <= 1  # float rounding at .5 only
+
+
+async def test_truncated_latents_are_drawn_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The redraw loop's cost grows as the bound tightens: it must not hold up other clients.
+    planned_on: list[threading.Thread] = []
+    real = generate_routes.plan_generate
+
+    def recording(*args: Any) -> Any:
+        planned_on.append(threading.current_thread())
+        return real(*args)
+
+    monkeypatch.setattr(generate_routes, "plan_generate", recording)
+    for body in ({"model": UNCOND, "seed": 1, "n": 4, "truncation": 0.1}, {"model": UNCOND, "seed": 1}):
+        assert (await client.post("/generate", json=body)).status_code == 200
+    loop_thread = threading.current_thread()
+    assert planned_on[0] is not loop_thread
+    assert planned_on[1] is loop_thread
 
 
 async def test_explicit_z_and_truncation(client: httpx.AsyncClient, zoo: Path) -> None:
