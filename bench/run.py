@@ -563,19 +563,24 @@ def running(spec: ServerSpec, cfg: Config, log_dir: Path, res: Results) -> Itera
         server.stop()
 
 
-def run(cfg: Config) -> Results:
+def begin(cfg: Config) -> Results:
+    """The run's metadata, and what in this machine's state makes its figures less comparable."""
     res = Results()
-    loadgen = resolve_loadgen(cfg.loadgen)
-    cfg.loadgen = loadgen
-    res.meta = machine_info(cfg, loadgen)
+    cfg.loadgen = resolve_loadgen(cfg.loadgen)
+    res.meta = machine_info(cfg, cfg.loadgen)
     res.problems.extend(lock_drift(locked_versions(DEV_LOCK)))
     if res.meta["other_load"]:
         res.notes.append(
             "measured while other CPU-heavy work ran on this machine (a training job): "
             "numbers are for developing the harness, not for comparison"
         )
-    if loadgen == "python":
+    if cfg.loadgen == "python":
         res.notes.append("wrk not found: the asyncio load generator was used (may limit n=1 at high c)")
+    return res
+
+
+def run(cfg: Config) -> Results:
+    res = begin(cfg)
     # The queue bounds (in images and requests) sized for the largest offered load, so that a
     # closed loop of c clients x n images measures serving, not load shedding (429); the
     # defaults (1024 images) would shed from c=32 x n=64 on. --condgen-env overrides.
