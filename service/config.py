@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Graphs here are a single chain of operators: parallel branches would gain nothing.
     inter_op_threads: int = Field(default=1, ge=1, le=64)
     warmup: bool = Field(default=True, description="Run each session once at load so no client pays for it.")
+    # A conditional model runs every label id of its card once at load; a card listing labels
+    # its graph cannot embed is refused then, not when a client asks for one of them.
+    probe_labels: bool = True
     # IOBinding: inputs are bound from host memory and the output is allocated on the device the
     # session runs on, then copied to the host once. auto: on when a device provider (CUDA) runs
     # the session; off on the CPU provider, where a plain run already copies nothing. on: always

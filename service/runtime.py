@@ -250,6 +250,8 @@ class OrtRunner:
             # One small run proves the graph and its output shape; a batch-sized warm-up was
             # 45% of the zoo's cold start and buys nothing without a memory arena to pre-grow.
             runner.warm_up([1])
+        if settings.probe_labels and card.labels is not None:
+            runner.probe_labels()
         return runner
 
     @property
@@ -337,3 +339,24 @@ class OrtRunner:
                 raise ModelLoadError(f"warm-up output has shape {raw.shape}, the card implies {expected}")
             if raw.dtype != np.float32:
                 raise ModelLoadError(f"warm-up output is {raw.dtype}, expected float32")
+
+    def probe_labels(self) -> None:
+        """Run every label id of the card once (one run of ``num_classes`` rows); raise
+        :class:`ModelLoadError` naming the first label the graph cannot serve."""
+        labels = self.card.labels or []
+        z = np.zeros((len(labels), self.card.latent.dim), dtype=np.float32)
+        try:
+            self.run(z, np.arange(len(labels), dtype=np.int64))
+            return
+        except Exception as exc:
+            failure: Exception = exc
+        # Only on a failed probe: one run per label finds the one to name.
+        for i, name in enumerate(labels):
+            try:
+                self.run(z[:1], np.array([i], dtype=np.int64))
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"label {i} ({name!r}) of the card does not run on the graph "
+                    f"({len(labels)} labels in the card; {type(exc).__name__})"
+                ) from exc
+        raise ModelLoadError(f"the label probe run failed ({type(failure).__name__})") from failure

@@ -100,6 +100,10 @@ def _break_missing_onnx(d: Path) -> None:
     (d / "model.onnx").unlink()
 
 
+def _break_extra_labels(d: Path) -> None:
+    edit_card(d, labels=[*DIGITS, "ten", "eleven"])
+
+
 def _break_name_mismatch(d: Path) -> None:
     edit_card(d, name="someone-else")
 
@@ -125,6 +129,7 @@ BREAKAGES = {
     "symbolic_output": (_break_symbolic_output_wrong_size, "H=8, the card says H=4"),
     "corrupt_onnx": (_break_corrupt_onnx, "onnxruntime cannot load model.onnx"),
     "missing_onnx": (_break_missing_onnx, "model.onnx is missing"),
+    "extra_labels": (_break_extra_labels, "label 10 ('ten') of the card does not run on the graph"),
     "name_mismatch": (_break_name_mismatch, "does not match its directory"),
     "missing_card": (_break_missing_card, "model.json is missing"),
 }
