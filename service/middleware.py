@@ -18,7 +18,14 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.context import model_label
-from service.errors import BadRequest, BodyTooLarge, ServiceError, Unauthorized, error_response
+from service.errors import (
+    BadRequest,
+    BodyTooLarge,
+    ClientDisconnected,
+    ServiceError,
+    Unauthorized,
+    error_response,
+)
 from service.logs import request_id_var
 from service.metrics import UNKNOWN_MODEL, Metrics
 from service.paths import QUIET_PATHS, is_generation, is_protected
@@ -160,22 +167,31 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500  # if the app dies before answering, that is what the client gets
+        answered = client_left = False
         header = (_REQUEST_ID_KEY, request_id.encode())
 
         async def with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, answered = int(message["status"]), True
                 headers = [h for h in message.get("headers", []) if h[0].lower() != header[0]]
                 message = {**message, "headers": [*headers, header]}
             await send(message)
 
+        async def watched() -> Message:
+            nonlocal client_left
+            message = await receive()
+            client_left = client_left or message["type"] == "http.disconnect"
+            return message
+
         state: dict[str, Any] = scope.setdefault("state", {})
         self.tracker.count += 1
         try:
-            await self.app(scope, receive, with_id)
+            await self.app(scope, watched, with_id)
         finally:
             self.tracker.count -= 1
+            if client_left and not answered:
+                status = ClientDisconnected.status_code  # it hung up (mid-body too): not our error
             path = scope.get("path", "")
             model = model_label(state, self.is_known_model)
             if is_generation(path):
