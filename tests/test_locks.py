@@ -134,3 +134,16 @@ def test_the_check_catches_each_kind_of_drift(pyproject: dict[str, Any]) -> None
     assert lock_problems(removed, lock, ()) == [
         "orjson is locked as a requirement of pyproject.toml, which no longer has it"
     ]
+
+
+def test_readme_names_the_locked_versions() -> None:
+    """The versions the README names by hand (the image's size) are the lock's. The bench summary
+    names those of the run it reports, which bench.run takes from the lock (tests/bench)."""
+    pins = parse_lock((LOCKS / "dev.txt").read_text())
+    readme = (ROOT / "README.md").read_text()
+    start, end = readme.index("<!-- bench:summary:start -->"), readme.index("<!-- bench:summary:end -->")
+    by_hand = readme[:start] + readme[end:]
+    named = re.findall(r"\b(onnxruntime|numpy|torch|bentoml|uvicorn|fastapi) (\d+\.\d+[\w.+]*\w)", by_hand)
+    assert named
+    stale = {f"{name} {version}" for name, version in named if Version(version) != pins[name].version}
+    assert not stale, f"README names versions that are not the lock's: {sorted(stale)}"
