@@ -27,6 +27,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.config import Settings
+from service.connections import ConnectionLimits, connection_cap, protocol_class, raise_fd_limit
 from service.logs import configure_logging
 
 logger = logging.getLogger("service")
@@ -135,13 +136,23 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(parse_args(argv))
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, handle_sighup=True)
+    fd_limit = raise_fd_limit()
+    max_connections = connection_cap(settings.max_connections, fd_limit)
+    if max_connections < settings.max_connections:
+        logger.warning(
+            "max_connections lowered from %d to %d: the limit on open files is %d",
+            settings.max_connections,
+            max_connections,
+            fd_limit,
+        )
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         workers=1,
         loop="auto",  # uvloop when installed
-        http="auto",  # httptools when installed
+        # httptools with deadlines, head limits and a connection cap (service/connections.py)
+        http=protocol_class(ConnectionLimits.from_settings(settings, max_connections)),
         log_level=settings.log_level,
         log_config=None,  # configure_logging above: JSON lines for uvicorn's loggers too
         access_log=False,  # service.access writes one line per request, with its request ID

@@ -108,6 +108,25 @@ class Settings(BaseSettings):
     # a fast answer's own bookkeeping, and a run this short is not worth saving.
     disconnect_watch_after_ms: float = Field(default=100.0, ge=0.0, le=60_000.0)
 
+    # --- connections (service/connections.py) -------------------------------------------------
+    # A tenth of nginx's 60 s: any real client sends its head in one packet.
+    header_timeout_s: float = Field(
+        default=10.0, gt=0.0, le=3600.0, description="Longest wait for a request head (408), seconds."
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0.0, le=3600.0, description="Longest pause between reads of a body (408), seconds."
+    )
+    max_url_bytes: int = Field(
+        default=8192, ge=256, le=1 << 20, description="Longest request target (414), bytes."
+    )
+    max_header_bytes: int = Field(
+        default=16384, ge=1024, le=1 << 20, description="Largest request head, line and fields (431), bytes."
+    )
+    # Lowered at start-up to what the file-descriptor limit can hold.
+    max_connections: int = Field(
+        default=1024, ge=1, le=1 << 20, description="Most open connections; beyond: 503 and close."
+    )
+
     # --- fault handling -----------------------------------------------------------------------
     # A session run that takes longer is treated as hung: its requests fail (503), and the model
     # is marked not ready while its session is re-created. Generous next to the milliseconds a
@@ -159,6 +178,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_queue_images ({self.max_queue_images}) must be >= the largest request "
                 f"(max(max_n, max_grid_images) = {largest}), or such a request could never be queued"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _target_fits_the_head(self) -> Settings:
+        if self.max_url_bytes > self.max_header_bytes:
+            raise ValueError(
+                f"max_url_bytes ({self.max_url_bytes}) must be <= max_header_bytes "
+                f"({self.max_header_bytes}): the request target is part of the head"
             )
         return self
 
