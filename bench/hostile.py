@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--half-open", type=int, default=2000)
     parser.add_argument("--slow-header-mb", type=float, default=200.0)
-    parser.add_argument("--drain-model-mb", type=int, default=512)
+    parser.add_argument("--drain-model-mb", type=int, default=1024)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
