@@ -1,5 +1,5 @@
 """Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | optimize <model|all> |
-calibrate <model> | zoo | report | classifier <dataset> | evaluate <model|all>``."""
+calibrate <model> | zoo | report | classifier <dataset> | evaluate score|reference|doc|curve``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .device import DEVICE_CHOICES, resolve_device
+from .device import DEVICE_CHOICES
+from .evaluate_cli import add_evaluate_parser, with_action
 from .recipes import RECIPES
 
 log = logging.getLogger("trainer")
@@ -108,7 +109,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     print(
         f"{args.model}: {len(curve.curves)} tone curve(s), fitted on {curve.fitted_on}; "
-        f"its metrics are cleared: python -m trainer evaluate {args.model}"
+        f"its metrics are cleared: python -m trainer evaluate score {args.model}"
     )
     return 0
 
@@ -151,70 +152,6 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     acc, n = record["test_accuracy"], record["test_images"]
     print(f"{args.dataset} classifier: test accuracy {acc:.4f} on {n} test images")
     return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
-    from .curves import evaluate_checkpoints
-    from .evaluate import (
-        EVALUATED_DATASETS,
-        EvalConfig,
-        evaluate_model,
-        model_dirs,
-        reference_metrics,
-        save_reference,
-        write_metrics,
-    )
-    from .quality_doc import write_quality_doc
-
-    torch.set_num_threads(args.threads)
-    resolve_device(args.device)  # a device this machine lacks fails now, not after the first model
-    cfg = EvalConfig(
-        n_inception=args.n,
-        real_n=args.real_n,
-        n_classifier=args.classifier_n,
-        classifier_real_n=args.classifier_real_n,
-        seed=args.seed,
-        data_dir=args.data_dir,
-        device=args.device,
-    )
-    if args.checkpoints is not None:
-        ckpts = sorted(args.checkpoints.glob("*.pt"))
-        if not ckpts:
-            raise FileNotFoundError(f"no *.pt checkpoints in {args.checkpoints}")
-        out = evaluate_checkpoints(ckpts, cfg, args.doc.with_suffix(""), args.target, append=args.append)
-        print(f"{len(ckpts)} checkpoints → {out}")
-        return 0
-    failed = 0
-    datasets: set[str] = set()
-    if args.reference_only:
-        datasets = set(EVALUATED_DATASETS) if args.target == "all" else {args.target}
-        if not datasets <= set(EVALUATED_DATASETS):
-            raise ValueError(f"--reference-only takes a dataset ({', '.join(EVALUATED_DATASETS)}) or all")
-    skip_models = args.reference_only or args.doc_only
-    for model_dir in [] if skip_models else model_dirs(args.models, args.target):
-        try:
-            metrics = evaluate_model(model_dir, cfg)
-        except Exception as exc:  # one unscorable model must not stop the others
-            log.exception("%s: evaluation failed", model_dir.name)
-            print(f"{model_dir.name}: FAILED {type(exc).__name__}: {exc}")
-            failed += 1
-            continue
-        card = write_metrics(model_dir, metrics)
-        datasets.add(card.dataset)
-        summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
-        print(f"{card.name}: {summary}")
-    if (args.reference or args.reference_only) and not args.doc_only:
-        for dataset in sorted(datasets):
-            metrics = reference_metrics(dataset, cfg)
-            save_reference(args.doc.with_suffix(".json"), dataset, metrics)
-            summary = ", ".join(f"{m.name}={m.value:g} (N={m.n_samples})" for m in metrics)
-            print(f"real train vs test ({dataset}): {summary}")
-    if not args.no_doc:
-        cards = write_quality_doc(args.models, args.doc, args.doc.with_suffix(".json"), seed=args.seed)
-        print(f"{len(cards)} models → {args.doc}")
-    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,48 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.set_defaults(func=_cmd_classifier)
 
-    p = sub.add_parser(
-        "evaluate", help="score exported models (FID, accuracy, diversity, P/R) into their cards"
-    )
-    p.add_argument("target", help="model name, or `all` (a dataset with --reference-only)")
-    p.add_argument("--n", type=int, default=10_000, help="generated images for Inception FID (0 skips it)")
-    p.add_argument(
-        "--real-n", type=int, default=10_000, help="real test images behind the Inception statistics"
-    )
-    p.add_argument(
-        "--classifier-n",
-        type=int,
-        default=10_000,
-        help="generated images for the classifier metrics (0 skips)",
-    )
-    p.add_argument(
-        "--classifier-real-n", type=int, help="real test images for the classifier metrics (default: all)"
-    )
-    p.add_argument("--models", type=Path, default=Path("exported"))
-    p.add_argument("--seed", type=int, default=20250, help="latent seed: z_i = latents_for(seed, i)")
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--device", default="auto", help=f"where the Inception network runs: {DEVICE_CHOICES}")
-    p.add_argument(
-        "--reference", action="store_true", help="also score real train images (the reference row)"
-    )
-    p.add_argument(
-        "--reference-only", action="store_true", help="target is a dataset or all: only the reference row"
-    )
-    p.add_argument("--doc", type=Path, default=Path("docs/quality.md"), help="comparison table to rewrite")
-    p.add_argument("--no-doc", action="store_true", help="do not rewrite the comparison table")
-    p.add_argument("--doc-only", action="store_true", help="only rewrite the table from the cards")
-    p.add_argument(
-        "--checkpoints",
-        type=Path,
-        help="score every *.pt in DIR (one per epoch) → <doc dir>/quality/<target>-curve.*",
-    )
-    p.add_argument(
-        "--append",
-        action="store_true",
-        help="with --checkpoints: keep the curve's other epochs (a run continued later)",
-    )
-    p.set_defaults(func=_cmd_evaluate)
+    add_evaluate_parser(sub)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
     p.add_argument("checkpoint", type=Path)
@@ -342,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(with_action(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

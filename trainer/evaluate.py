@@ -1,6 +1,6 @@
 """Score exported generators the way the service runs them, and write the results into their cards.
 
-``python -m trainer evaluate <model|all>`` loads ``exported/<name>/model.onnx`` in ONNX Runtime,
+``python -m trainer evaluate score <model|all>`` loads ``exported/<name>/model.onnx`` in ONNX Runtime,
 draws z with :func:`service.latents.latents_for` (seed ``EVAL_SEED``, indices 0..N−1) and, for
 conditional models, labels ``i mod classes`` (balanced), maps the output to uint8 with the
 service's own :func:`service.runtime.to_uint8`, and measures against the dataset's test split:

@@ -105,7 +105,7 @@ def quality_table(cards: list[ModelCard], references: dict[str, list[Metric]], i
 
 DOC_INTRO = """# Sample quality of the zoo
 
-Every row is measured by `python -m trainer evaluate` on the exported ONNX file the service serves
+Every row is measured by `python -m trainer evaluate score` on the exported ONNX file the service serves
 (not on a training checkpoint): z for image *i* is `latents_for({seed}, i, dim)`, conditional
 models get balanced labels (`i mod 10`), and the float output is mapped to uint8 exactly as the
 service does. Real images are the dataset's **test split**.
@@ -141,13 +141,13 @@ each row's N is in the table: read no Inception FID without its N.
 
 ```sh
 # classifier metrics for every model, and the reference rows (minutes per model on a CPU)
-python -m trainer evaluate all --n 0 --reference
+python -m trainer evaluate score all --n 0 --reference
 # Inception FID, standard protocol: 10,000 generated vs 10,000 test images. About 25 min per
 # model on 2 CPU cores; the real-set features are cached in .cache/fid/ and computed once.
-python -m trainer evaluate condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
-python -m trainer evaluate mnist --reference-only --n 10000 --real-n 10000 --classifier-n 0 --threads 2
+python -m trainer evaluate score condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
+python -m trainer evaluate reference mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
 # Rows at 5,000 / 10,000 (half the time, against the same cached real statistics), e.g.
-python -m trainer evaluate cgan-fashion-lsgan-10 --n 5000 --real-n 10000 --threads 1
+python -m trainer evaluate score cgan-fashion-lsgan-10 --n 5000 --real-n 10000 --threads 1
 ```
 
 """
@@ -195,10 +195,11 @@ def write_quality_doc(
             "\n## Quality against epoch\n\n"
             "Each point scores the generator kept after that epoch (`runs/<name>/epochs/`), exported "
             "to ONNX like a served model; N is in each plot's title. Reproduce with\n"
-            "`python -m trainer evaluate <name> --checkpoints runs/<name>/epochs --n 1000 --real-n 4000` "
+            "`python -m trainer evaluate curve <name> --n 1000 --real-n 4000` "
             "(values in `" + doc.stem + "/<name>-curve.json`). Where a recipe decays its learning "
             "rates (`lr_decay_epochs` in the card's hyperparameters), its last that many epochs are "
-            "the decay. A run continued later is scored for its new epochs with `--append`, which "
+            "the decay. A run continued later is scored for its new epochs with "
+            "`evaluate curve <name> --append`, which "
             "keeps the earlier points. Dashed lines mark where the auxiliary class term joins (the "
             "flagships: 12 epochs, then the class term from epoch 13) and where a run that had "
             "reached its planned end was trained on, its rates restored. The points score the generator as "

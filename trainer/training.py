@@ -320,7 +320,7 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
 def _save(run: _Run, finished: bool) -> None:
     run.state.finished = finished
     # The generator as it is now: all that quality-against-epoch curves score
-    # (``trainer evaluate --checkpoints``); the checkpoint adds what resuming needs.
+    # (``trainer evaluate curve``); the checkpoint adds what resuming needs.
     ema = run.ema.module if run.ema is not None else None
     generator = generator_part(run.recipe, run.overrides, run.model, ema, run.state.__dict__, run.cfg.seed)
     aux_on = run.aux_on()

@@ -250,7 +250,7 @@ def test_cli_evaluates_a_model_dir_and_writes_the_table(
     _tiny_mnist_model(models)
     write_model(models, "other-data", labels=None)  # dataset "synthetic": skipped by `all`
     doc = tmp_path / "docs" / "quality.md"
-    argv = ["evaluate", "all", "--models", str(models), "--n", "0", "--classifier-n", "100"]
+    argv = ["evaluate", "score", "all", "--models", str(models), "--n", "0", "--classifier-n", "100"]
     argv += ["--classifier-real-n", "300", "--doc", str(doc), "--data-dir", str(mnist_dir)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
@@ -262,8 +262,7 @@ def test_cli_evaluates_a_model_dir_and_writes_the_table(
     card = json.loads((models / "tiny" / "model.json").read_text())
     assert {m["name"] for m in card["metrics"]} >= {"label_accuracy", "precision", "recall", "z_diversity"}
 
-    argv[1] = "mnist"
-    argv.append("--reference-only")
+    argv[1:3] = ["reference", "mnist"]
     assert cli.main(argv) == 0
     refs = json.loads(doc.with_suffix(".json").read_text())
     assert {m["name"] for m in refs["mnist"]} >= {"label_accuracy", "precision", "recall", "z_diversity"}
@@ -271,6 +270,9 @@ def test_cli_evaluates_a_model_dir_and_writes_the_table(
     assert "| *real train (reference)* | mnist |" in doc.read_text()
 
     doc.unlink()
+    assert cli.main(["evaluate", "doc", "--models", str(models), "--doc", str(doc)]) == 0
+    assert "| `tiny` | mnist |" in doc.read_text()
+    doc.unlink()  # the older spelling still re-renders the same document
     assert cli.main(["evaluate", "all", "--models", str(models), "--doc", str(doc), "--doc-only"]) == 0
     assert "| `tiny` | mnist |" in doc.read_text()
 
@@ -329,7 +331,7 @@ def test_checkpoints_give_a_curve(tmp_path: Path, in_repo: Path, mnist_dir: Path
     write_quality_doc(tmp_path / "models", tmp_path / "curves.md", tmp_path / "no-references.json")
     doc = (tmp_path / "curves.md").read_text()
     assert "![cgan-mnist-curve](curves/cgan-mnist-curve.png)" in doc
-    assert "--checkpoints runs/<name>/epochs" in doc
+    assert "evaluate curve <name>" in doc
 
 
 def test_a_continued_run_is_marked_where_its_rates_were_restored() -> None:
