@@ -77,9 +77,12 @@ async def _probe(client: httpx.AsyncClient, kind: str, model: str, seed: int) ->
     return kind, (time.perf_counter() - t0) * 1000.0, key
 
 
-async def _canary(base_url: str, model: str, max_s: float, stop: Event) -> list[tuple[str, float, str]]:
+async def _canary(
+    base_url: str, model: str, max_s: float, stop: Event, ready: Event
+) -> list[tuple[str, float, str]]:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=8)
     async with httpx.AsyncClient(base_url=base_url, timeout=CANARY_TIMEOUT_S, limits=limits) as client:
+        ready.set()
         tasks: list[asyncio.Task[tuple[str, float, str]]] = []
         t0 = time.perf_counter()
         for i in range(int(max_s / CANARY_INTERVAL_S) + 1):
@@ -91,9 +94,9 @@ async def _canary(base_url: str, model: str, max_s: float, stop: Event) -> list[
         return list(await asyncio.gather(*tasks))
 
 
-def canary_main(base_url: str, model: str, max_s: float, stop: Event, out: Connection) -> None:
+def canary_main(base_url: str, model: str, max_s: float, stop: Event, ready: Event, out: Connection) -> None:
     """The canary's process: its own event loop, so hostile clients cannot delay its probes."""
-    out.send(asyncio.run(_canary(base_url, model, max_s, stop)))
+    out.send(asyncio.run(_canary(base_url, model, max_s, stop, ready)))
     out.close()
 
 
@@ -198,13 +201,16 @@ async def _hostile_phase(
     case: Case, ctx: CaseContext, cfg: RunConfig, server: ServerProcess
 ) -> dict[str, Any]:
     spawn = multiprocessing.get_context("spawn")
-    stop = spawn.Event()
+    stop, ready = spawn.Event(), spawn.Event()
     receive, send = spawn.Pipe(duplex=False)
     canary = spawn.Process(
-        target=canary_main, args=(ctx.base_url, cfg.canary_model, cfg.options.seconds + 30.0, stop, send)
+        target=canary_main,
+        args=(ctx.base_url, cfg.canary_model, cfg.options.seconds + 60.0, stop, ready, send),
     )
     canary.start()
-    await asyncio.sleep(0.2)  # the canary's first probes go out before the hostile ones
+    # The hostile action starts once the canary probes (a spawned interpreter takes a while).
+    await asyncio.to_thread(ready.wait, 60.0)
+    await asyncio.sleep(0.2)
     ctx.started = time.perf_counter()
     try:
         await asyncio.wait_for(case.action(ctx), cfg.options.seconds + 30.0)
