@@ -43,8 +43,11 @@ Truncation = Annotated[
 ]
 ModelName = Annotated[str, Field(min_length=1, max_length=128, description="Model name, see GET /models.")]
 # fail_fast: a list stops at its first bad item, so a body of invalid items costs one error, not
-# one error object per item (a 2 MB body held ~0.9 GB of them).
-Latent = Annotated[list[float], Field(fail_fast=True)]
+# one error object per item (a 2 MB body held ~0.9 GB of them). The length caps are the largest any
+# setting allows (max_grid_images); settings bound requests further once the body has validated.
+MAX_LIST_ITEMS = 16384
+MAX_LATENT_DIM = 16384
+Latent = Annotated[list[float], Field(max_length=MAX_LATENT_DIM, fail_fast=True)]
 
 
 class _Body(BaseModel):
@@ -65,12 +68,17 @@ class GenerateRequest(_Body):
     model: ModelName
     label: Label | None = Field(default=None, description="One label for every image (conditional models).")
     labels: list[Label] | None = Field(
-        default=None, min_length=1, fail_fast=True, description="One label per image; n = len(labels)."
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST_ITEMS,
+        fail_fast=True,
+        description="One label per image; n = len(labels).",
     )
     z: list[Latent] | None = Field(
         default=None,
         fail_fast=True,
         min_length=1,
+        max_length=MAX_LIST_ITEMS,
         description="Explicit latent(s) of the model's latent.dim: one vector or a list.",
     )
     seed: Seed | None = Field(
@@ -107,14 +115,22 @@ class GenerateRequest(_Body):
 class GridRequest(_Body):
     model: ModelName
     labels: list[Label] | None = Field(
-        default=None, min_length=1, fail_fast=True, description="Rows; all classes by default."
+        default=None,
+        min_length=1,
+        max_length=MAX_LIST_ITEMS,
+        fail_fast=True,
+        description="Rows; all classes by default.",
     )
     columns: int | None = Field(default=None, ge=1, description="Latents per row (default 8, or len(z)).")
     seed: Seed | None = Field(
         default=None, description="Column j uses the latent drawn from (seed, j). Random if omitted."
     )
     z: list[Latent] | None = Field(
-        default=None, fail_fast=True, min_length=1, description="Explicit latents, one per column."
+        default=None,
+        fail_fast=True,
+        min_length=1,
+        max_length=MAX_LIST_ITEMS,
+        description="Explicit latents, one per column.",
     )
     truncation: Truncation | None = None
 
