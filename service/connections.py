@@ -251,6 +251,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             cycle is not None
             and cycle.more_body
             and not self.flow.read_paused  # the app is not reading yet: the client is not at fault
+            and not cycle.waiting_for_100_continue  # the client waits for us, rightly
             and now - self.read_at > limits.body_timeout_s
         ):
             message = f"the request body paused for longer than {limits.body_timeout_s:g} s"
