@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -286,14 +287,15 @@ def test_settings_validate_the_connection_limits() -> None:
     assert limits == (8192, 16384, 1024)
     with pytest.raises(ValidationError, match="max_url_bytes"):
         Settings(max_url_bytes=20_000, max_header_bytes=16_384)
-    for bad in (
+    bad: list[dict[str, Any]] = [
         {"header_timeout_s": 0},
         {"body_timeout_s": -1},
         {"max_connections": 0},
         {"max_header_bytes": 10},
-    ):
+    ]
+    for values in bad:
         with pytest.raises(ValidationError):
-            Settings(**bad)
+            Settings(**values)
 
 
 def test_the_connection_cap_stays_below_the_file_limit() -> None:
