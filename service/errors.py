@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -109,6 +109,13 @@ class ModelNotReady(Unavailable):
     error_type = "model_not_ready"
 
 
+class ModelChanged(Unavailable):
+    """A reload replaced the model while the request was planned: its rows fit the previous version
+    (another latent size or label set). A 503 with Retry-After: the retry is planned afresh."""
+
+    error_type = "model_changed"
+
+
 class ShuttingDown(Unavailable):
     error_type = "shutting_down"
 
@@ -143,7 +150,7 @@ class InferenceFailed(ServiceError):
 
 
 class WorkerDied(ModelNotReady):
-    """The model's batching worker stopped; the model stays not ready until the process restarts.
+    """The model's batching worker stopped; it is restarted (its session re-created, with backoff).
 
     A 503 rather than a 500: the request itself was fine, and a readiness probe now fails, so an
     orchestrator routes the retry to a healthy replica.
@@ -201,6 +208,16 @@ def answer_service_error(method: str, path: str, exc: ServiceError) -> Response:
     if exc.status_code >= 500:
         logger.warning("%s %s -> %d %s: %s", method, path, exc.status_code, exc.error_type, exc.message)
     return error_response(path, exc)
+
+
+def invalid_body_response(
+    scope: MutableMapping[str, Any], path: str, message: str, model: object
+) -> Response:
+    """The 422 for a body that did not validate, from FastAPI's handler or the fast path; the
+    metrics middleware attributes it to the model when the body named one."""
+    if isinstance(model, str):
+        note_model(scope, model)
+    return error_response(path, InvalidRequest(message))
 
 
 def _field_path(loc: Sequence[Any], root: str = "body") -> str:
@@ -273,16 +290,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        # Let the metrics middleware attribute the failure to the model when the body named one.
         body = exc.body
-        if isinstance(body, Mapping) and isinstance(body.get("model"), str):
-            note_model(request.scope, body["model"])
+        model = body.get("model") if isinstance(body, Mapping) else None
         content_type = request.headers.get("content-type", "")
         if request.method == "POST" and "json" not in content_type.lower():
             message = f"body: send a JSON object with Content-Type: application/json (got {content_type!r})"
-        else:
-            message = validation_message(exc.errors())
-        return error_response(request.url.path, InvalidRequest(message))
+            return invalid_body_response(request.scope, request.url.path, message, model)
+        return invalid_body_response(request.scope, request.url.path, validation_message(exc.errors()), model)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

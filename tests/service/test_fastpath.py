@@ -38,7 +38,8 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("/generate", b'{"model": "no-such-model", "label": 3}', JSON),
     ("/generate", b'{"model": "%s", "label": 3}' % GRAY.encode(), {**JSON, "accept": "text/html"}),
     ("/generate", b'{"model": "%s", "label": 99}' % GRAY.encode(), JSON),  # checked against the card
-    # Errors it leaves to FastAPI (the body does not validate, or is not JSON):
+    # Errors of a body that does not validate (the fast path words them as FastAPI would, without
+    # parsing the body again), or that is not JSON (left to FastAPI):
     ("/generate", b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON),
     ("/generate", b'{"model": "%s", "label": 3, "seed": "x"}' % GRAY.encode(), JSON),
     ("/generate", b'{"model": "%s", "label": 3, "z": [1, 2]}' % GRAY.encode(), JSON),
@@ -58,6 +59,9 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("/generate", b'{"model": "%s", "label": 3, "extra": 1}' % GRAY.encode(), JSON),
     ("/grid", b'{"model": "%s", "columns": 0}' % GRAY.encode(), JSON),
     ("/interpolate", b'{"model": "%s", "label": 0, "seeds": [1]}' % RGB.encode(), JSON),
+    ("/generate", b'{"model": "%s", "labels": [%s]}' % (GRAY.encode(), b", ".join([b"true"] * 300)), JSON),
+    ("/generate", b'{"model": "%s", "z": [%s]}' % (GRAY.encode(), b", ".join([b'"a"'] * 300)), JSON),
+    ("/grid", b'{"model": "%s", "z": [%s]}' % (GRAY.encode(), b", ".join([b"[]"] * 300)), JSON),
 ]
 
 COMPARED_HEADERS = ("content-type", "x-condgen-seed", "x-condgen-model", "retry-after", "vary")
@@ -91,7 +95,7 @@ async def test_fast_path_answers_byte_for_byte_as_the_fastapi_routes(zoo: Path) 
         (b'{"model": "%s", "label": 3, "seed": 7}' % GRAY.encode(), JSON, False),
         (b'{"model": "no-such-model", "label": 3}', JSON, False),
         (b'{"model": "%s", "label": 99}' % GRAY.encode(), JSON, False),  # 422 from the card check
-        (b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON, True),
+        (b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON, False),  # validated once
         (b'{"model": "%s", "label": 3}' % GRAY.encode(), {"content-type": "text/plain"}, True),
     ],
 )
