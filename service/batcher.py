@@ -11,7 +11,11 @@ image per input row) and split back by request.
   lead the next batch), so it can neither deadlock nor starve behind the size limit.
 * Every future gets a result or an exception: a failing run fails exactly its batch
   (:class:`InferenceFailed`); :meth:`DynamicBatcher.stop` fails what is left (:class:`ShuttingDown`);
-  a crashed collector fails everything pending (:class:`WorkerDied`) and leaves the model not ready.
+  a crashed collector fails everything pending (:class:`WorkerDied`) and is restarted like a broken
+  session (below). An exception while a batch runs fails that batch only; the worker goes on.
+* Rows that do not fit the model (another latent size or label set: planned against a version a
+  reload replaced) are refused at :meth:`DynamicBatcher.submit` with :class:`ModelChanged`, so
+  they never reach a shared run.
 * A request whose future was cancelled (client gone, timeout) is dropped before it costs compute.
 * The queue is bounded in images and in requests; a full queue raises :class:`QueueFull` at once,
   with a Retry-After estimated from recent run times.
@@ -40,9 +44,11 @@ from typing import Literal
 
 import numpy as np
 
+from service.card import ModelCard
 from service.config import Settings
 from service.errors import (
     InferenceFailed,
+    ModelChanged,
     ModelNotReady,
     QueueFull,
     QueueTimeout,
@@ -117,6 +123,7 @@ class DynamicBatcher:
         failure_threshold: int = 3,
         recover: Callable[[], Runner] | None = None,
         recovery_backoff_s: float = 1.0,
+        card: ModelCard | None = None,
     ) -> None:
         if max_batch_size < 1 or max_queue_images < 1 or max_queue_requests < 1 or max_wait_s < 0:
             raise ValueError("batch and queue limits must be >= 1 and max_wait_s >= 0")
@@ -136,6 +143,10 @@ class DynamicBatcher:
         self.recovery_backoff_s = recovery_backoff_s
         # Builds a fresh runner (a new session) for recovery; None reuses the current one.
         self._recover_fn = recover
+        # What submitted rows must fit (None: unchecked): latent width, and label count or None.
+        self._fit: tuple[int, int | None] | None = (
+            None if card is None else (card.latent.dim, card.num_classes if card.conditional else None)
+        )
 
         self.session_runs = 0  # runner calls so far
         self.images_generated = 0  # images delivered to waiting requests
@@ -172,6 +183,7 @@ class DynamicBatcher:
         settings: Settings,
         metrics: Metrics | None = None,
         recover: Callable[[], Runner] | None = None,
+        card: ModelCard | None = None,
     ) -> DynamicBatcher:
         return cls(
             name,
@@ -186,6 +198,7 @@ class DynamicBatcher:
             failure_threshold=settings.failure_threshold,
             recover=recover,
             recovery_backoff_s=settings.recovery_backoff_s,
+            card=card,
         )
 
     # ------------------------------------------------------------------ lifecycle and state
@@ -274,7 +287,8 @@ class DynamicBatcher:
         """Queue ``z`` (float32 n×dim) and ``labels`` (int64 n, or None); returns the result future.
 
         The future resolves to uint8 ``(n, C, H, W)``. Cancelling it withdraws the request.
-        Raises :class:`QueueFull`, :class:`ModelNotReady` or :class:`ShuttingDown` at once.
+        Raises :class:`QueueFull`, :class:`ModelNotReady`, :class:`ShuttingDown` or
+        :class:`ModelChanged` (rows that do not fit this batcher's model) at once.
         """
         if not self.ready:
             if self._state in {"stopping", "stopped"}:
@@ -287,6 +301,8 @@ class DynamicBatcher:
             raise ValueError(f"z must be (n >= 1, dim), got shape {z.shape}")
         if labels is not None and labels.shape != (z.shape[0],):
             raise ValueError(f"labels must have shape ({z.shape[0]},), got {labels.shape}")
+        if self._fit is not None:
+            self._check_fit(z, labels, *self._fit)
         n = int(z.shape[0])
         if not self._has_room(n):
             self._prune()  # cancelled requests still in the queue must not cause a 429
@@ -307,6 +323,18 @@ class DynamicBatcher:
         self._arrived.set()
         self._gauge_depth()
         return job.future
+
+    def _check_fit(self, z: np.ndarray, labels: np.ndarray | None, dim: int, classes: int | None) -> None:
+        """Refuse rows planned for another version of the model; one shape check and a min/max."""
+        in_range = labels is None or classes is None or 0 <= int(labels.min()) <= int(labels.max()) < classes
+        if z.shape[1] == dim and (labels is None) == (classes is None) and in_range:
+            return
+        raise ModelChanged(
+            f"model {self.name!r} changed while the request was planned (it takes latents of size {dim}"
+            + ("" if classes is None else f" and labels 0..{classes - 1}")
+            + "); retry",
+            retry_after_s=1.0,
+        )
 
     def _has_room(self, n: int) -> bool:
         if len(self._queue) >= self.max_queue_requests:
@@ -368,7 +396,18 @@ class DynamicBatcher:
         while not self._halted:
             batch = await self._next_batch()
             if batch:
-                await self._run(batch)
+                try:
+                    await self._run(batch)
+                except Exception:
+                    # Whatever a batch carries fails that batch, never the worker.
+                    logger.exception("model %s: a batch failed outside its session run", self.name)
+                    self._fail_slices(batch, InferenceFailed(f"inference failed for model {self.name!r}"))
+
+    async def _revive(self, reason: str) -> None:
+        """A collector that died anyway: re-create the session (with backoff), then collect again."""
+        await self._recover(reason)
+        if self._state == "ready":
+            await self._collect()
 
     async def _next_batch(self) -> list[_Slice]:
         while True:
@@ -661,9 +700,12 @@ class DynamicBatcher:
                 logger.error("model %s: %s", self.name, reason, exc_info=exc)
         self._state = "dead"
         self.dead_reason = reason
-        logger.error("model %s is no longer ready: %s", self.name, reason)
+        logger.error("model %s is no longer ready: %s; restarting its worker", self.name, reason)
         self._series.ready.set(0)
-        self._fail_pending(WorkerDied(f"model {self.name!r} is not ready: {reason}"))
+        self._fail_pending(WorkerDied(f"model {self.name!r} is not ready: {reason}", retry_after_s=5.0))
+        # Restarted like a broken session; stop() cancels the restart as it would the collector.
+        self._task = asyncio.get_running_loop().create_task(self._revive(reason), name=f"batcher-{self.name}")
+        self._task.add_done_callback(self._on_collector_done)
 
     def _gauge_depth(self) -> None:
         self._series.queue_depth.set(self._queued_images)

@@ -68,7 +68,12 @@ def start_batcher(
 ) -> DynamicBatcher:
     assert entry.runner is not None
     batcher = DynamicBatcher.from_settings(
-        entry.name, entry.runner, settings, metrics, recover=recover_fn(entry, settings, factory)
+        entry.name,
+        entry.runner,
+        settings,
+        metrics,
+        recover=recover_fn(entry, settings, factory),
+        card=entry.card,
     )
     batcher.start()
     return batcher
@@ -194,7 +199,12 @@ def _batcher(entry: ModelEntry, settings: Settings, factory: RunnerFactory) -> D
     """A batcher for a freshly loaded entry; started by :func:`activate` on the event loop."""
     assert entry.runner is not None
     return DynamicBatcher.from_settings(
-        entry.name, entry.runner, settings, None, recover=recover_fn(entry, settings, factory)
+        entry.name,
+        entry.runner,
+        settings,
+        None,
+        recover=recover_fn(entry, settings, factory),
+        card=entry.card,
     )
 
 

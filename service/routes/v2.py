@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.card import ModelCard
-from service.errors import INTERNAL_ERROR_MESSAGE, NotFound, ServiceError
+from service.errors import INTERNAL_ERROR_MESSAGE, ModelChanged, NotFound, ServiceError
 from service.paths import V2_PREFIX
 from service.serving import card_of, infer, lookup, resources_or_none
 from service.v2 import (
@@ -226,6 +226,9 @@ async def inference(request: Request, name: str, version: str | None) -> Respons
             request, card, settings.max_body_bytes, settings.max_n, settings.request_timeout_s
         )
         served = lookup(request, name, version)
+        if served.card is not card and served.card != card:
+            # Planned against the version a reload replaced meanwhile: plan and run one version.
+            raise ModelChanged(f"model {name!r} changed during the request; retry", retry_after_s=1.0)
         images = await infer(request, served, parsed.rows.z, parsed.rows.labels, parsed.wait_s)
         return await _encode(request, card, parsed, images)
     except ServiceError:

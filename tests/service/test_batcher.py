@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from service.batcher import DynamicBatcher
+from service.card import ModelCard
 from service.errors import (
     InferenceFailed,
+    ModelChanged,
     ModelNotReady,
     QueueFull,
     QueueTimeout,
@@ -22,6 +24,7 @@ from service.errors import (
 )
 from service.metrics import Metrics
 from tests.service.conftest import eventually
+from tests.service.onnx_fixtures import card_dict
 
 TIMEOUT_S = 5.0  # no test may hang: every wait is bounded
 
@@ -398,12 +401,56 @@ async def test_dead_collector_fails_pending_and_marks_not_ready(
                 await inflight
     await asyncio.sleep(0)
     assert not b.ready
-    assert b.state == "dead"
+    assert b.state in {"dead", "recovering"}
     assert b.dead_reason
     assert metrics.value("condgen_model_ready", {"model": "m"}) == 0
     with pytest.raises(ModelNotReady):
         b.submit(rows([3]), None)
     gate.set()
+    monkeypatch.undo()
+    # Restarted like a broken session: after the recovery pause the model serves again.
+    await eventually(lambda: b.ready)
+    assert metrics.value("condgen_model_ready", {"model": "m"}) == 1
+    async with asyncio.timeout(TIMEOUT_S):
+        assert (await b.submit(rows([4]), None))[0, 0, 0, 0] == 4
+    await b.stop()
+
+
+async def test_rows_that_do_not_fit_the_model_are_refused_at_submit() -> None:
+    card = ModelCard.model_validate(
+        card_dict("m", dim=4, channels=1, height=2, width=2, labels=["a", "b"], sha256="0" * 64)
+    )
+    runner = FakeRunner()
+    b = make(runner, card=card)
+    async with asyncio.timeout(TIMEOUT_S):
+        for z, labels in [(rows([1], dim=5), np.array([0])), (rows([1]), np.array([2])), (rows([1]), None)]:
+            with pytest.raises(ModelChanged) as refused:
+                b.submit(z, labels)
+            assert refused.value.status_code == 503
+            assert refused.value.retry_after_s is not None
+        assert (await b.submit(rows([3]), np.array([1])))[0, 0, 0, 1] == 1
+    assert len(runner.calls) == 1
+    await b.stop()
+
+
+async def test_a_batch_that_cannot_be_assembled_fails_alone_and_the_worker_lives(
+    gate: threading.Event,
+) -> None:
+    runner = FakeRunner(gate)
+    b = make(runner, max_batch_size=8)
+    async with asyncio.timeout(TIMEOUT_S):
+        first = b.submit(rows([1]), None)
+        await wait_started(runner)
+        # Two latent widths in one batch (an unchecked batcher): their rows cannot be concatenated.
+        narrow = b.submit(rows([2], dim=4), None)
+        wide = b.submit(rows([3], dim=6), None)
+        gate.set()
+        assert (await first)[0, 0, 0, 0] == 1
+        for fut in (narrow, wide):
+            with pytest.raises(InferenceFailed):
+                await fut
+        assert b.ready
+        assert (await b.submit(rows([5]), None))[0, 0, 0, 0] == 5
     await b.stop()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import logging
 import shutil
 import threading
@@ -414,3 +415,56 @@ async def test_a_drain_keeps_its_bound_while_a_reload_is_still_loading(
         assert (await reload).status_code == 503
     finally:
         release.set()
+
+
+async def test_a_reload_storm_flipping_the_latent_size_kills_no_worker(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    """Requests planned against a card a reload replaced never reach the new model's runs."""
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    dims = (12, 20)
+    statuses: list[int] = []
+    unanswerable: list[str] = []
+    done = asyncio.Event()
+
+    def record(resp: httpx.Response) -> None:
+        statuses.append(resp.status_code)
+        if resp.status_code >= 500 and not (resp.status_code == 503 and "retry-after" in resp.headers):
+            unanswerable.append(f"{resp.status_code} {resp.text}")
+
+    async def client_loop(client: httpx.AsyncClient, k: int) -> None:
+        i = 0
+        while not done.is_set():
+            i += 1
+            if k % 2:
+                resp = await client.post("/generate", json={"model": UNCOND, "seed": i, "n": 2})
+            else:
+                z = np.zeros((2, dims[i % 2]), dtype=np.float32)
+                body = {
+                    "inputs": [
+                        {"name": "z", "shape": list(z.shape), "datatype": "FP32", "data": z.ravel().tolist()}
+                    ]
+                }
+                # Padded past the inline limit: parsed on a thread, a window for a reload to land.
+                padded = json.dumps(body) + " " * 70_000
+                resp = await client.post(
+                    f"/v2/models/{UNCOND}/infer", content=padded, headers={"content-type": "application/json"}
+                )
+            record(resp)
+
+    settings = make_settings(repo, warmup=False, max_wait_ms=5.0)
+    async with serve(settings) as (app, client):
+        async with asyncio.timeout(30.0):
+            clients = [asyncio.create_task(client_loop(client, k)) for k in range(8)]
+            for flip in range(12):
+                write_model(repo, UNCOND, dim=dims[(flip + 1) % 2], value_range=(0.0, 1.0), seed=3)
+                assert (await client.post("/admin/reload")).json()["loaded"] == [UNCOND]
+                await asyncio.sleep(0.02)
+            done.set()
+            await asyncio.gather(*clients)
+            batcher = app.state.resources.batchers[UNCOND]
+            assert batcher.ready, batcher.dead_reason
+            assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
+    assert not unanswerable, unanswerable[:3]
+    assert 200 in statuses
