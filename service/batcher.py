@@ -9,8 +9,10 @@ image per input row) and split back by request.
 * Requests with different ``n`` and labels coalesce freely: a batch is rows, not requests.
 * A request larger than ``max_batch_size`` is sliced across consecutive runs (its later slices
   lead the next batch), so it can neither deadlock nor starve behind the size limit.
-* Every future gets a result or an exception: a failing run fails exactly its batch
-  (:class:`InferenceFailed`); :meth:`DynamicBatcher.stop` fails what is left (:class:`ShuttingDown`);
+* Every future gets a result or an exception: a failing shared run is re-run request by request,
+  so a request whose rows fail alone gets :class:`InvalidRequest` and the others their images; if
+  every request fails alone, the batch fails (:class:`InferenceFailed`) and counts as a failed run;
+  :meth:`DynamicBatcher.stop` fails what is left (:class:`ShuttingDown`);
   a crashed collector fails everything pending (:class:`WorkerDied`) and is restarted like a broken
   session (below). An exception while a batch runs fails that batch only; the worker goes on.
 * Rows that do not fit the model (another latent size or label set: planned against a version a
@@ -48,6 +50,7 @@ from service.card import ModelCard
 from service.config import Settings
 from service.errors import (
     InferenceFailed,
+    InvalidRequest,
     ModelChanged,
     ModelNotReady,
     QueueFull,
@@ -86,6 +89,10 @@ class _Job:
     @property
     def n(self) -> int:
         return int(self.z.shape[0])
+
+
+class _RunFailed(Exception):
+    """A session run raised (already logged); the caller decides whose fault it was."""
 
 
 def _retrieve(future: asyncio.Future[np.ndarray]) -> None:
@@ -478,9 +485,53 @@ class DynamicBatcher:
         if not live:
             return
         z, labels = _inputs(live)
-        out = await self._execute(live, z, labels)
+        try:
+            out = await self._execute(live, z, labels)
+        except _RunFailed:
+            if len(live) > 1:
+                await self._isolate(live)
+            else:
+                await self._session_failed(live)
+            return
         if out is not None and await self._check_output(live, out, int(z.shape[0])):
             self._scatter(live, out)
+
+    async def _isolate(self, live: list[_Slice]) -> None:
+        """A shared run failed: each request's rows run alone, so that only a request whose rows
+        fail by themselves fails. If none succeeds alone, the session is at fault."""
+        bad: list[_Slice] = []
+        served = False
+        for i, (job, a, b) in enumerate(live):
+            if job.future.done():
+                continue
+            self._inflight = live[i:]  # a stop or a crash meanwhile fails these too
+            labels = None if job.labels is None else job.labels[a:b]
+            try:
+                out = await self._execute([(job, a, b)], job.z[a:b], labels)
+            except _RunFailed:
+                bad.append((job, a, b))
+                continue
+            if out is None:
+                return  # hung: answered, and the session is being re-created
+            if images_problem(out, b - a) is not None:
+                bad.append((job, a, b))
+                continue
+            served = True
+            self._scatter([(job, a, b)], out)
+        if not served:
+            await self._session_failed(bad)
+            return
+        for job, a, b in bad:
+            what = "latents" if job.labels is None else f"labels {sorted({int(x) for x in job.labels[a:b]})}"
+            logger.warning("model %s: a request's rows fail alone (%s); only it is refused", self.name, what)
+            self._fail_slices(
+                [(job, a, b)],
+                InvalidRequest(f"model {self.name!r} cannot generate this request's input ({what})"),
+            )
+
+    async def _session_failed(self, slices: list[_Slice]) -> None:
+        self._fail_slices(slices, InferenceFailed(f"inference failed for model {self.name!r}"))
+        await self._after_failure()
 
     def _live(self, batch: list[_Slice]) -> list[_Slice]:
         """The slices whose requests still wait; their queue wait is observed once per request."""
@@ -499,7 +550,8 @@ class DynamicBatcher:
     async def _execute(
         self, live: list[_Slice], z: np.ndarray, labels: np.ndarray | None
     ) -> np.ndarray | None:
-        """Run the session on the worker thread; None when the run failed or hung (already answered)."""
+        """Run the session on the worker thread; None when it hung (already answered); raises
+        :class:`_RunFailed` when it raised."""
         rows = int(z.shape[0])
         self.session_runs += 1
         self._series.session_runs.inc()
@@ -521,11 +573,10 @@ class DynamicBatcher:
                 return await asyncio.shield(run)
         except TimeoutError:
             hung = True
-        except Exception:
+        except Exception as exc:
             self.failed_runs += 1
             logger.exception("model %s: session run failed for a batch of %d image(s)", self.name, rows)
-            self._fail_slices(live, InferenceFailed(f"inference failed for model {self.name!r}"))
-            await self._after_failure()
+            raise _RunFailed from exc
         finally:
             self._run_started = None
             self._observe_run(time.perf_counter() - started)

@@ -15,6 +15,7 @@ from service.batcher import DynamicBatcher
 from service.card import ModelCard
 from service.errors import (
     InferenceFailed,
+    InvalidRequest,
     ModelChanged,
     ModelNotReady,
     QueueFull,
@@ -247,7 +248,8 @@ async def test_all_cancelled_batch_costs_no_run(gate: threading.Event) -> None:
 
 
 async def test_runtime_error_fails_exactly_its_batch_and_serving_continues(gate: threading.Event) -> None:
-    runner = FakeRunner(gate, fail_runs={1})
+    # The shared run and each request's run alone fail: the session's fault, not an input's.
+    runner = FakeRunner(gate, fail_runs={1, 2, 3})
     b = make(runner)
     async with asyncio.timeout(TIMEOUT_S):
         ok_first = b.submit(rows([1]), None)
@@ -262,7 +264,43 @@ async def test_runtime_error_fails_exactly_its_batch_and_serving_continues(gate:
         later = await b.submit(rows([5]), None)
     assert later[0, 0, 0, 0] == 5
     assert b.ready
-    assert b.failed_runs == 1
+    assert b.failed_runs == 3
+    assert b.consecutive_failures == 0  # the later run succeeded
+    await b.stop()
+
+
+class PoisonRunner(FakeRunner):
+    """Fails every run that holds label 13, as a graph does for a label its embedding lacks."""
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        if labels is not None and (labels == 13).any():
+            self.calls.append((z.copy(), labels.copy()))
+            self.started.set()
+            raise RuntimeError("indices element out of data bounds")
+        return super().run(z, labels)
+
+
+async def test_a_request_that_fails_a_shared_run_fails_alone(gate: threading.Event) -> None:
+    runner = PoisonRunner(gate)
+    b = make(runner, failure_threshold=1)
+    async with asyncio.timeout(TIMEOUT_S):
+        first = b.submit(rows([1]), np.array([0]))
+        await wait_started(runner)
+        mates = [b.submit(rows([i, i + 1]), np.array([1, 2])) for i in (2, 4)]
+        poison = b.submit(rows([6]), np.array([13]))
+        more = b.submit(rows([7]), np.array([3]))
+        gate.set()
+        assert (await first)[0, 0, 0, 0] == 1
+        for i, fut in zip((2, 4), mates, strict=True):
+            assert list((await fut)[:, 0, 0, 0]) == [i, i + 1]
+        assert (await more)[0, 0, 0, 1] == 3
+        with pytest.raises(InvalidRequest, match=r"labels \[13\]") as refused:
+            await poison
+        assert refused.value.status_code == 422
+    # An input's failure does not count toward re-creating the session (threshold 1).
+    assert b.ready
+    assert b.recoveries == 0
+    assert b.consecutive_failures == 0
     await b.stop()
 
 

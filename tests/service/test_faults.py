@@ -468,3 +468,28 @@ async def test_a_reload_storm_flipping_the_latent_size_kills_no_worker(
             assert (await client.post("/generate", json={"model": UNCOND, "seed": 1})).status_code == 200
     assert not unanswerable, unanswerable[:3]
     assert 200 in statuses
+
+
+async def test_a_card_listing_labels_its_graph_lacks_is_refused_and_one_bad_request_fails_alone(
+    serve: Serve, zoo: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    edit_card(repo / GRAY, labels=[*(str(i) for i in range(10)), "ten", "eleven"])
+    async with serve(make_settings(repo)) as (_, client):
+        models = {m["name"]: m for m in (await client.get("/models")).json()["models"]}
+        assert "label 10 ('ten')" in models[GRAY]["reason"]
+    # Without the probe, a shared run holding label 10 fails: only its request may fail.
+    settings = make_settings(repo, probe_labels=False, max_wait_ms=50.0, failure_threshold=1)
+    async with serve(settings) as (app, client):
+        async with asyncio.timeout(TIMEOUT_S):
+            bodies = [{"model": GRAY, "label": i % 10, "seed": i} for i in range(12)]
+            bodies.insert(5, {"model": GRAY, "label": 10, "seed": 99})
+            answers = await asyncio.gather(*(client.post("/generate", json=b) for b in bodies))
+        bad = answers.pop(5)
+        assert [a.status_code for a in answers] == [200] * 12
+        assert bad.status_code == 422, bad.text
+        assert "labels [10]" in bad.json()["error"]["message"]
+        batcher = app.state.resources.batchers[GRAY]
+        assert batcher.ready
+        assert batcher.recoveries == 0
