@@ -99,7 +99,9 @@ def test_image_installs_only_the_service_dependencies() -> None:
     # Everything is excluded, then only what the image needs is let back in.
     assert ignore[ignore.index("*")] == "*"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "service", "exported"}
+    # The serving lock is what the image installs (tests/test_locks.py: it holds no torch).
+    assert allowed == {"pyproject.toml", "requirements/serve.txt", "README.md", "service", "exported"}
+    assert "--require-hashes -r serve.txt" in (REPO / "Dockerfile").read_text(encoding="utf-8")
 
 
 def test_scripts_are_valid_bash() -> None:
