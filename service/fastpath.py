@@ -17,7 +17,8 @@ the body limit apply to it exactly as to the routes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,26 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ServiceError, answer_service_error, invalid_body_response, validation_message
+from service.malloc import trim_heap
 from service.middleware import replaying
+from service.schemas import MAX_LIST_ITEMS
+
+# Parsing costs up to ~0.1 ms per KiB on the event loop: bodies above this are validated one at a
+# time, each after a turn of the loop, so a burst of them cannot hold it for all at once.
+LARGE_BODY_BYTES = 64 * 1024
+# No request needs more arrays than its latents (MAX_LIST_ITEMS) and a few lists besides; parsing
+# more would build a Python list for each (666k empty lists: ~0.2 s) before any cap could apply.
+MAX_ARRAYS = MAX_LIST_ITEMS + 8
+# Quiet time after the last large body before the heap is trimmed (service.malloc.trim_heap).
+TRIM_AFTER_S = 0.5
+_trims: set[asyncio.Future[bool]] = set()  # strong references to running trims
+
+
+def _background(trim: Coroutine[Any, Any, bool]) -> None:
+    task = asyncio.ensure_future(trim)
+    _trims.add(task)
+    task.add_done_callback(_trims.discard)
+
 
 # (request, validated body) -> the response; the routes' own handler body.
 Serve = Callable[[Request, Any], Awaitable[Response]]
@@ -65,6 +85,8 @@ class GenerationFastPath:
     def __init__(self, app: ASGIApp, routes: Mapping[str, FastRoute]) -> None:
         self.app = app
         self.routes = dict(routes)
+        self._large = asyncio.Semaphore(1)
+        self._trim: asyncio.TimerHandle | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
@@ -80,18 +102,18 @@ class GenerationFastPath:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        try:
-            parsed = route.body_model.model_validate_json(body)
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=True, include_input=False)
-            if any(e["type"] == "json_invalid" or not e["loc"] for e in errors):
-                # Not a JSON object: FastAPI's parser words it (JSON mode says it differently).
-                await self.app(scope, replaying(body, receive), send)
-                return
-            # Validated once: the answer FastAPI would give, without parsing the body again.
-            words = validation_message(errors)
-            response = invalid_body_response(scope, scope["path"], words, _named_model(body))
-            await response(scope, receive, send)
+        if len(body) <= LARGE_BODY_BYTES:
+            parsed = await self._validated(route, body, scope, receive, send)
+        elif body.count(b"[") > MAX_ARRAYS:
+            words = f"body: more than {MAX_ARRAYS} JSON arrays; no request of this service needs that many"
+            await invalid_body_response(scope, scope["path"], words, None)(scope, receive, send)
+            return
+        else:
+            async with self._large:
+                await asyncio.sleep(0)  # a turn of the loop for everything else between two large bodies
+                parsed = await self._validated(route, body, scope, receive, send)
+            self._trim_later()
+        if parsed is None:
             return
         request = Request(scope, receive)
         try:
@@ -99,3 +121,27 @@ class GenerationFastPath:
         except ServiceError as exc:
             response = answer_service_error("POST", scope["path"], exc)
         await response(scope, receive, send)
+
+    def _trim_later(self) -> None:
+        """Trim the heap once large bodies stop arriving: their parse trees are gone by then."""
+        if self._trim is not None:
+            self._trim.cancel()
+        loop = asyncio.get_running_loop()
+        self._trim = loop.call_later(TRIM_AFTER_S, lambda: _background(asyncio.to_thread(trim_heap)))
+
+    async def _validated(
+        self, route: FastRoute, body: bytes, scope: Scope, receive: Receive, send: Send
+    ) -> BaseModel | None:
+        """The body as the route's model, or None once a body that does not validate is answered."""
+        try:
+            return route.body_model.model_validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=True, include_input=False)
+        if any(e["type"] == "json_invalid" or not e["loc"] for e in errors):
+            # Not a JSON object: FastAPI's parser words it (JSON mode says it differently).
+            await self.app(scope, replaying(body, receive), send)
+            return None
+        # Validated once: the answer FastAPI would give, without parsing the body again.
+        words = validation_message(errors)
+        await invalid_body_response(scope, scope["path"], words, _named_model(body))(scope, receive, send)
+        return None

@@ -65,3 +65,27 @@ def tune_malloc(mmap_threshold_mb: int) -> bool:
     if not ok:
         logger.warning("malloc tuning refused by the C library (mmap threshold %d MiB)", mmap_threshold_mb)
     return ok
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        malloc_trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    return malloc_trim
+
+
+def trim_heap() -> bool:
+    """Hand free heap pages back to the kernel (glibc's ``malloc_trim``); False where there is none.
+
+    With the thresholds above glibc keeps freed memory mapped, which is right for session runs but
+    leaves the peak of a burst of large request bodies resident for good; a trim after such a burst
+    costs the next session run one round of page faults.
+    """
+    malloc_trim = _libc_malloc_trim()
+    return malloc_trim is not None and bool(malloc_trim(0))

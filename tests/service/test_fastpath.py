@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -9,9 +12,11 @@ from unittest import mock
 import fastapi.routing
 import pytest
 
+from service import fastpath
 from tests.service.conftest import GRAY, RGB, UNCOND, make_settings, serve_app
 
 JSON = {"content-type": "application/json"}
+NPY = {"accept": "application/x-npy"}
 
 # (path, raw body, headers): successes and every kind of client error the endpoints can give.
 CASES: list[tuple[str, bytes, dict[str, str]]] = [
@@ -124,3 +129,39 @@ async def test_fast_path_keeps_the_middleware_around_it(zoo: Path) -> None:
         metrics = (await client.get("/metrics")).text
     assert f'condgen_requests_total{{model="{GRAY}",status="200"}} 1.0' in metrics
     assert 'condgen_requests_total{model="unknown",status="401"} 1.0' in metrics
+
+
+async def test_a_body_of_more_arrays_than_any_request_needs_is_refused_unparsed(zoo: Path) -> None:
+    # 30,000 empty lists (90 KB): parsing them would build a Python list each before any cap applies.
+    body = b'{"model": "%s", "z": [%s]}' % (UNCOND.encode(), b",".join([b"[]"] * 30_000))
+    async with serve_app(make_settings(zoo, max_body_bytes=1 << 20)) as (_, client):
+        resp = await client.post("/generate", content=body, headers=JSON)
+        assert resp.status_code == 422
+        assert "more than 16392 JSON arrays" in resp.json()["error"]["message"]
+        # Large bodies that do validate are served as any other, one validation at a time.
+        padded = (json.dumps({"model": UNCOND, "z": [[0.25] * 12] * 64}) + " " * 70_000).encode()
+        answers = await asyncio.gather(
+            *(client.post("/generate", content=padded, headers={**JSON, **NPY}) for _ in range(4))
+        )
+        assert [a.status_code for a in answers] == [200] * 4
+        assert len({a.content for a in answers}) == 1
+
+
+async def test_the_heap_is_trimmed_once_after_a_burst_of_large_bodies(
+    zoo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trims: list[float] = []
+    monkeypatch.setattr(fastpath, "trim_heap", lambda: trims.append(time.monotonic()) or True)
+    padded = (json.dumps({"model": UNCOND, "seed": 1}) + " " * 70_000).encode()
+    small = json.dumps({"model": UNCOND, "seed": 1}).encode()
+    async with serve_app(make_settings(zoo, max_body_bytes=1 << 20)) as (_, client):
+        await client.post("/generate", content=small, headers=JSON)
+        await asyncio.sleep(fastpath.TRIM_AFTER_S * 2)
+        assert trims == []  # small bodies never trim
+        last = 0.0
+        for _ in range(3):
+            assert (await client.post("/generate", content=padded, headers=JSON)).status_code == 200
+            last = time.monotonic()
+        await asyncio.sleep(fastpath.TRIM_AFTER_S * 3)
+    assert len(trims) == 1  # one trim for the burst, once it was over
+    assert trims[0] >= last + fastpath.TRIM_AFTER_S * 0.9

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from service.malloc import MAX_MMAP_THRESHOLD_MB, tune_malloc
+from service.malloc import MAX_MMAP_THRESHOLD_MB, trim_heap, tune_malloc
 
 # What a session run does to memory, on a worker thread like the batcher's: allocate a few
 # MiB of activations, touch them, free them, again and again. Prints the minor page faults.
@@ -51,3 +51,9 @@ def test_tuned_malloc_stops_refaulting_freed_run_memory() -> None:
 def test_an_impossible_threshold_is_refused() -> None:
     with pytest.raises(ValueError, match="at most"):
         tune_malloc(MAX_MMAP_THRESHOLD_MB + 1)
+
+
+def test_trim_heap_hands_freed_heap_pages_back() -> None:
+    chunks = [bytearray(64 * 1024) for _ in range(800)]  # 50 MiB in blocks glibc keeps on the heap
+    del chunks
+    assert trim_heap() is True  # malloc_trim(0) says it released memory
