@@ -179,10 +179,13 @@ class RunConfig:
 
 
 def _warm_up(base_url: str, model: str) -> None:
+    """Small requests and one of the largest a client may send (n = the default max_n, 64): the
+    idle RSS is then what serving any well-formed request costs, and growth past it is the hostile's."""
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
         for i in range(WARMUP_REQUESTS):
             client.get("/healthz")
             client.post("/generate", json={"model": model, "label": 1, "seed": i, "n": 1})
+        client.post("/generate", json={"model": model, "label": 1, "seed": 0, "n": 64})
 
 
 async def _sigterm(server: ServerProcess, bound_s: float) -> float | None:
