@@ -491,7 +491,7 @@ class DynamicBatcher:
             if len(live) > 1:
                 await self._isolate(live)
             else:
-                await self._session_failed(live)
+                await self._blame(live)
             return
         if out is not None and await self._check_output(live, out, int(z.shape[0])):
             self._scatter(live, out)
@@ -518,16 +518,44 @@ class DynamicBatcher:
                 continue
             served = True
             self._scatter([(job, a, b)], out)
-        if not served:
-            await self._session_failed(bad)
+        if served:
+            self._refuse_inputs(bad)
+        else:
+            await self._blame(bad)
+
+    async def _blame(self, slices: list[_Slice]) -> None:
+        """Rows failed with no batch-mate that ran: a control run of an input the model was loaded
+        with (zeros, label 0) tells the requests' fault (it runs) from the session's (it fails)."""
+        if self._fit is None or not slices:
+            await self._session_failed(slices)
             return
-        for job, a, b in bad:
+        dim, classes = self._fit
+        z = np.zeros((1, dim), dtype=np.float32)
+        labels = None if classes is None else np.zeros(1, dtype=np.int64)
+        self._inflight = slices  # a stop or a crash meanwhile fails these too
+        try:
+            out = await self._execute(slices, z, labels)
+        except _RunFailed:
+            await self._session_failed(slices)
+            return
+        if out is None:
+            return  # hung: answered, and the session is being re-created
+        if images_problem(out, 1) is not None:
+            await self._session_failed(slices)
+            return
+        self.consecutive_failures = 0
+        self._refuse_inputs(slices)
+
+    def _refuse_inputs(self, slices: list[_Slice]) -> None:
+        """The session runs, these rows do not: their requests' input is at fault (a 422)."""
+        for job, a, b in slices:
             what = "latents" if job.labels is None else f"labels {sorted({int(x) for x in job.labels[a:b]})}"
             logger.warning("model %s: a request's rows fail alone (%s); only it is refused", self.name, what)
             self._fail_slices(
                 [(job, a, b)],
                 InvalidRequest(f"model {self.name!r} cannot generate this request's input ({what})"),
             )
+        self._inflight = []
 
     async def _session_failed(self, slices: list[_Slice]) -> None:
         self._fail_slices(slices, InferenceFailed(f"inference failed for model {self.name!r}"))

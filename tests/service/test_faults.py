@@ -490,6 +490,12 @@ async def test_a_card_listing_labels_its_graph_lacks_is_refused_and_one_bad_requ
         assert [a.status_code for a in answers] == [200] * 12
         assert bad.status_code == 422, bad.text
         assert "labels [10]" in bad.json()["error"]["message"]
+        # Alone in its run, too: a control run of label 0 shows the session works, so it is the
+        # request's input (422), not a session failure (500) that would count toward re-creation.
+        for _ in range(3):
+            alone = await client.post("/generate", json={"model": GRAY, "label": 11, "seed": 1})
+            assert alone.status_code == 422, alone.text
+            assert "labels [11]" in alone.json()["error"]["message"]
         batcher = app.state.resources.batchers[GRAY]
         assert batcher.ready
         assert batcher.recoveries == 0
