@@ -18,6 +18,7 @@ the body limit apply to it exactly as to the routes.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,8 +64,15 @@ class _NamedModel(BaseModel):
     model: str | None = None
 
 
+# A large body's model is read from its head: parsing all of it again would double its cost.
+_LEADING_MODEL = re.compile(rb'\A\s*\{\s*"model"\s*:\s*"([A-Za-z0-9._-]{1,128})"')
+
+
 def _named_model(body: bytes) -> str | None:
     """The body's ``model`` when it is a JSON object naming one (for the metrics), else None."""
+    if len(body) > LARGE_BODY_BYTES:
+        leading = _LEADING_MODEL.match(body[:256])
+        return None if leading is None else leading.group(1).decode()
     try:
         return _NamedModel.model_validate_json(body).model
     except ValidationError:

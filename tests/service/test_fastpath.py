@@ -165,3 +165,11 @@ async def test_the_heap_is_trimmed_once_after_a_burst_of_large_bodies(
         await asyncio.sleep(fastpath.TRIM_AFTER_S * 3)
     assert len(trims) == 1  # one trim for the burst, once it was over
     assert trims[0] >= last + fastpath.TRIM_AFTER_S * 0.9
+
+
+async def test_a_large_invalid_body_is_counted_for_the_model_it_names_first(zoo: Path) -> None:
+    bad = b'{"model": "%s", "seed": "x"}' % UNCOND.encode() + b" " * 70_000
+    async with serve_app(make_settings(zoo, max_body_bytes=1 << 20)) as (_, client):
+        assert (await client.post("/generate", content=bad, headers=JSON)).status_code == 422
+        metrics = (await client.get("/metrics")).text
+    assert f'condgen_requests_total{{model="{UNCOND}",status="422"}} 1.0' in metrics
