@@ -43,6 +43,7 @@ import httpx
 import numpy as np
 
 from bench.hostile_cases import CASES, Case, CaseContext, CaseOptions
+from bench.run import cpu_set, default_cpus
 from bench.servers import LOOPBACK, REPO_ROOT, ServerProcess, condgen_spec, rss_mb
 
 logger = logging.getLogger(__name__)
@@ -176,6 +177,10 @@ class RunConfig:
     options: CaseOptions
     env: dict[int, dict[str, str]] = field(default_factory=dict)  # class number (0: all) -> CONDGEN_*
     threads: int = 1
+    # As bench.run: the server on its CPUs, the hostile clients and the canary on the others, so
+    # the canary measures the server rather than the attackers' own CPU use.
+    server_cpus: str | None = None
+    client_cpus: str | None = None
 
 
 def _warm_up(base_url: str, model: str) -> None:
@@ -249,7 +254,8 @@ async def run_case(case: Case, cfg: RunConfig, log_dir: Path) -> dict[str, Any]:
         models = cfg.models_dir
         if case.zoo is not None:
             models = await asyncio.to_thread(case.zoo, cfg.models_dir, work, cfg.canary_model, cfg.options)
-        server = ServerProcess(condgen_spec(models, threads=cfg.threads, env=env), cpus=None, log_dir=log_dir)
+        spec = condgen_spec(models, threads=cfg.threads, env=env)
+        server = ServerProcess(spec, cpus=cfg.server_cpus, log_dir=log_dir)
         with server:
             await asyncio.to_thread(server.wait_ready, 180.0)
             base_url = server.spec.base_url
@@ -375,7 +381,13 @@ async def run_all(numbers: list[int], cfg: RunConfig, out: Path | None) -> list[
             results.append(await run_case(CASES[number], cfg, Path(logs)))
     meta = {
         "seconds": cfg.options.seconds,
-        "models_dir": str(cfg.models_dir),
+        "models_dir": str(
+            cfg.models_dir.relative_to(REPO_ROOT)
+            if cfg.models_dir.is_relative_to(REPO_ROOT)
+            else cfg.models_dir.name
+        ),
+        "server_cpus": cfg.server_cpus,
+        "client_cpus": cfg.client_cpus,
         "canary_model": cfg.canary_model,
         "cpus": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d"),
@@ -404,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--half-open", type=int, default=2000)
     parser.add_argument("--slow-header-mb", type=float, default=200.0)
     parser.add_argument("--drain-model-mb", type=int, default=1024)
+    server_cpus, client_cpus = default_cpus()
+    parser.add_argument("--server-cpus", default=server_cpus, help="taskset list for the server ('' = none)")
+    parser.add_argument("--client-cpus", default=client_cpus, help="for the clients and the canary")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
@@ -418,7 +433,16 @@ def main(argv: list[str] | None = None) -> int:
         slow_header_mb=args.slow_header_mb,
         drain_model_mb=args.drain_model_mb,
     )
-    cfg = RunConfig(args.models_dir, args.canary_model, options, env=parse_env(args.env))
+    cfg = RunConfig(
+        args.models_dir.resolve(),
+        args.canary_model,
+        options,
+        env=parse_env(args.env),
+        server_cpus=args.server_cpus or None,
+        client_cpus=args.client_cpus or None,
+    )
+    if cfg.client_cpus:
+        os.sched_setaffinity(0, cpu_set(cfg.client_cpus))  # the canary's process inherits it
     results = asyncio.run(run_all(numbers, cfg, args.out))
     sys.stdout.write(table(results) + "\n")
     return 0 if all(r["pass"] for r in results) else 1
