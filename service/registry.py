@@ -43,6 +43,9 @@ class ModelEntry:
     card: ModelCard | None = None
     runner: Runner | None = None
     reason: str | None = None
+    # The ONNX file as it was hashed (see file_identity): a reload skips hashing it again while
+    # this still holds.
+    onnx_identity: tuple[int, ...] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -161,6 +164,7 @@ def load_entry(model_dir: Path, settings: Settings, runner_factory: RunnerFactor
         onnx_path = model_dir / card.onnx.file
         if not onnx_path.is_file():
             raise ModelLoadError(f"{card.onnx.file} is missing")
+        identity = file_identity(onnx_path)  # before hashing: a write during the hash changes it
         digest = sha256_file(onnx_path)
         if digest != card.onnx.sha256:
             raise ModelLoadError(
@@ -179,4 +183,10 @@ def load_entry(model_dir: Path, settings: Settings, runner_factory: RunnerFactor
             card=card,
             reason=_scrub(f"unexpected load error: {type(exc).__name__}: {exc}", model_dir),
         )
-    return ModelEntry(name, model_dir, "loaded", card=card, runner=runner)
+    return ModelEntry(name, model_dir, "loaded", card=card, runner=runner, onnx_identity=identity)
+
+
+def file_identity(path: Path) -> tuple[int, ...]:
+    """Device, inode, size and modification time in ns: any write or replacement changes one."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -27,7 +27,7 @@ from service.batcher import DynamicBatcher
 from service.card import ModelCard, load_card, sha256_file
 from service.config import Settings
 from service.metrics import Metrics
-from service.registry import ModelEntry, ModelRegistry, RunnerFactory, load_entry
+from service.registry import ModelEntry, ModelRegistry, RunnerFactory, file_identity, load_entry
 from service.runtime import ModelLoadError, Runner, images_problem
 
 logger = logging.getLogger(__name__)
@@ -131,6 +131,8 @@ def _unchanged(model_dir: Path, old: ModelEntry, batcher: DynamicBatcher | None)
         return False
     onnx = model_dir / card.onnx.file
     try:
+        if old.onnx_identity is not None and file_identity(onnx) == old.onnx_identity:
+            return True  # the very file that was hashed at load: a 1 GB model costs a stat
         return sha256_file(onnx) == card.onnx.sha256
     except OSError:
         return False

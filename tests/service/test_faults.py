@@ -499,3 +499,23 @@ async def test_a_card_listing_labels_its_graph_lacks_is_refused_and_one_bad_requ
         batcher = app.state.resources.batchers[GRAY]
         assert batcher.ready
         assert batcher.recoveries == 0
+
+
+async def test_a_reload_hashes_only_files_that_changed(
+    serve: Serve, zoo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import supervisor
+
+    repo = tmp_path / "repo"
+    shutil.copytree(zoo, repo)
+    hashed: list[str] = []
+    real = supervisor.sha256_file
+    monkeypatch.setattr(supervisor, "sha256_file", lambda path: hashed.append(path.parent.name) or real(path))
+    async with serve(make_settings(repo, warmup=False)) as (_, client):
+        assert (await client.post("/admin/reload")).json()["unchanged"] == sorted([GRAY, RGB, UNCOND])
+        assert hashed == []  # the files hashed at load are still those files: a stat each
+        onnx = repo / UNCOND / "model.onnx"
+        onnx.write_bytes(onnx.read_bytes())  # the same bytes, written again
+        report = (await client.post("/admin/reload")).json()
+        assert hashed == [UNCOND]
+        assert UNCOND in report["unchanged"]  # hashed, and still what the card says
