@@ -333,7 +333,11 @@ class DynamicBatcher:
 
     def _check_fit(self, z: np.ndarray, labels: np.ndarray | None, dim: int, classes: int | None) -> None:
         """Refuse rows planned for another version of the model; one shape check and a min/max."""
-        in_range = labels is None or classes is None or 0 <= int(labels.min()) <= int(labels.max()) < classes
+        in_range = True
+        if labels is not None and classes is not None:
+            # A few labels compare faster as Python ints than through two numpy reductions.
+            ends = labels.tolist() if labels.shape[0] <= 16 else (int(labels.min()), int(labels.max()))
+            in_range = min(ends) >= 0 and max(ends) < classes
         if z.shape[1] == dim and (labels is None) == (classes is None) and in_range:
             return
         raise ModelChanged(
