@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from service.errors import (
     validation_message,
 )
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, make_settings
+from tests.service.process import run_service
 
 GRAY_DIM, UNCOND_DIM = 16, 12
 
@@ -132,12 +134,17 @@ async def test_nan_truncation_is_422(client: httpx.AsyncClient) -> None:
     assert_error(resp, 422, "invalid_request", "truncation")
 
 
-@pytest.mark.parametrize("path", ["/generate", "/grid", "/interpolate"])
-async def test_truncation_below_the_floor_is_422_at_once(client: httpx.AsyncClient, path: str) -> None:
-    body = {"model": UNCOND, "truncation": 1e-5}
-    resp = await client.post(path, json=body, timeout=5.0)
-    assert_error(resp, 422, "invalid_request", "truncation", "0.1")
-    assert (await client.get("/healthz")).status_code == 200
+async def test_truncation_below_the_floor_is_422_at_once(zoo: Path) -> None:
+    """In a real process, which the test kills if it hangs: a tiny truncation once looped forever
+    on the event loop, deaf to /healthz, timeouts and SIGTERM."""
+    with run_service(zoo) as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=5.0) as client:
+            for path in ("/generate", "/grid", "/interpolate"):
+                resp = await client.post(path, json={"model": UNCOND, "truncation": 1e-5})
+                assert_error(resp, 422, "invalid_request", "truncation", "0.1")
+            assert (await client.get("/healthz")).status_code == 200
+        service.signal(signal.SIGTERM)
+        service.wait(timeout_s=11.0)  # drain_timeout_s + 1, or TimeoutExpired fails the test
 
 
 async def test_an_oversized_accept_header_is_406_without_parsing(client: httpx.AsyncClient) -> None:
