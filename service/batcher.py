@@ -492,23 +492,26 @@ class DynamicBatcher:
         try:
             out = await self._execute(live, z, labels)
         except _RunFailed:
-            if len(live) > 1:
-                await self._isolate(live)
-            else:
-                await self._blame(live)
+            await self._blame(live)
             return
         if out is not None and await self._check_output(live, out, int(z.shape[0])):
             self._scatter(live, out)
 
-    async def _isolate(self, live: list[_Slice]) -> None:
-        """A shared run failed: each request's rows run alone, so that only a request whose rows
-        fail by themselves fails. If none succeeds alone, the session is at fault."""
+    async def _blame(self, live: list[_Slice]) -> None:
+        """A run failed: the session's fault, or its rows'? A control run of as many rows of an
+        input the model was loaded with (zeros, label 0) decides. If it fails too, the session is at
+        fault (500, counted toward re-creating it); if it runs, each request runs alone so that only
+        those whose rows fail by themselves are refused (422), and the others get their images."""
+        if not await self._control(live):
+            return
+        if len(live) == 1:
+            self._refuse_inputs(live)
+            return
         bad: list[_Slice] = []
-        served = False
         for i, (job, a, b) in enumerate(live):
             if job.future.done():
                 continue
-            self._inflight = live[i:]  # a stop or a crash meanwhile fails these too
+            self._inflight = bad + live[i:]  # a stop, a hang or a crash meanwhile fails these too
             labels = None if job.labels is None else job.labels[a:b]
             try:
                 out = await self._execute([(job, a, b)], job.z[a:b], labels)
@@ -520,35 +523,31 @@ class DynamicBatcher:
             if images_problem(out, b - a) is not None:
                 bad.append((job, a, b))
                 continue
-            served = True
             self._scatter([(job, a, b)], out)
-        if served:
-            self._refuse_inputs(bad)
-        else:
-            await self._blame(bad)
+        self._refuse_inputs(bad)
 
-    async def _blame(self, slices: list[_Slice]) -> None:
-        """Rows failed with no batch-mate that ran: a control run of an input the model was loaded
-        with (zeros, label 0) tells the requests' fault (it runs) from the session's (it fails)."""
-        if self._fit is None or not slices:
-            await self._session_failed(slices)
-            return
-        dim, classes = self._fit
-        z = np.zeros((1, dim), dtype=np.float32)
-        labels = None if classes is None else np.zeros(1, dtype=np.int64)
-        self._inflight = slices  # a stop or a crash meanwhile fails these too
+    async def _control(self, live: list[_Slice]) -> bool:
+        """True when the session runs the control input; otherwise ``live`` has been answered.
+
+        The control has the failed rows' shape (as many rows as the largest slice, so a failure that
+        depends on size, such as memory or a provider's limit, fails it too) with zero latents and
+        label 0, which every model was loaded and warmed up with."""
+        rows = max(b - a for _, a, b in live)
+        z = np.zeros((rows, live[0][0].z.shape[1]), dtype=np.float32)
+        labels = None if live[0][0].labels is None else np.zeros(rows, dtype=np.int64)
+        self._inflight = live  # a stop or a crash meanwhile fails these too
         try:
-            out = await self._execute(slices, z, labels)
+            out = await self._execute(live, z, labels)
         except _RunFailed:
-            await self._session_failed(slices)
-            return
+            await self._session_failed(live)
+            return False
         if out is None:
-            return  # hung: answered, and the session is being re-created
-        if images_problem(out, 1) is not None:
-            await self._session_failed(slices)
-            return
+            return False  # hung: answered, and the session is being re-created
+        if images_problem(out, rows) is not None:
+            await self._session_failed(live)
+            return False
         self.consecutive_failures = 0
-        self._refuse_inputs(slices)
+        return True
 
     def _refuse_inputs(self, slices: list[_Slice]) -> None:
         """The session runs, these rows do not: their requests' input is at fault (a 422)."""

@@ -15,7 +15,9 @@ directly, so it defends itself, per connection, the way nginx, Envoy and gunicor
   ``max_header_bytes`` (431), checked as the bytes arrive, so a slow endless header costs at most
   the limit (plus one read) in memory and time;
 - beyond ``max_connections`` open connections a new one gets 503 with ``Retry-After`` and is
-  closed at once, so idle or half-open sockets cannot use up the process's file descriptors;
+  closed at once, so idle or half-open sockets cannot use up the process's file descriptors (the
+  one answer written before a request: a refusal a client can retry on, where a bare close or
+  reset reads as a server fault);
 - malformed HTTP (bad method, bad chunk size, a header line llhttp refuses) gets 400.
 
 Each answer from this layer has the service's JSON error shape, a generated ``X-Request-ID`` and
@@ -249,11 +251,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
                 message = f"the request head did not arrive within {limits.header_timeout_s:g} s"
                 self.answer(408, "request_timeout", message)
             return
+        if self.flow.read_paused:  # the app is not reading yet: the client is not at fault,
+            self.read_at = now  # and its pause is counted from when the app reads again
+            return
         cycle = self.cycle
         if (
             cycle is not None
             and cycle.more_body
-            and not self.flow.read_paused  # the app is not reading yet: the client is not at fault
             and not cycle.waiting_for_100_continue  # the client waits for us, rightly
             and now - self.read_at > limits.body_timeout_s
         ):

@@ -5,7 +5,7 @@ request than everything condgen itself does for it (see ``bench/results/RESULTS.
 For ``POST`` to a generation endpoint with a JSON body, this middleware validates the body with
 the endpoint's own pydantic model straight from bytes and calls the same serving function the
 FastAPI routes call. A body that does not validate is answered from that one validation, in the
-words of FastAPI's handler (``errors.invalid_body_response``), so a malformed body is parsed once.
+words of FastAPI's handler (``errors.invalid_body_response``), not validated again by FastAPI.
 Everything else goes on to FastAPI untouched, the body replayed: other paths and methods, other
 content types, and bodies that are not a JSON object (FastAPI's parser words those). The OpenAPI
 schema and every other route keep one implementation, and ``tests/service/test_fastpath.py``
@@ -18,8 +18,9 @@ the body limit apply to it exactly as to the routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +42,20 @@ LARGE_BODY_BYTES = 64 * 1024
 LARGE_BODY_GAP_S = 0.01
 # No request needs more arrays than its latents (MAX_LIST_ITEMS) and a few lists besides; parsing
 # more would build a Python list for each (666k empty lists: ~0.2 s) before any cap could apply.
+# The count includes brackets inside strings, which only label names could hold, and never do.
 MAX_ARRAYS = MAX_LIST_ITEMS + 8
 # Quiet time after the last large body before the heap is trimmed (service.malloc.trim_heap).
 TRIM_AFTER_S = 0.5
-_trims: set[asyncio.Future[bool]] = set()  # strong references to running trims
+_trims: set[asyncio.Future[None]] = set()  # strong references to running trims
 
 
-def _background(trim: Coroutine[Any, Any, bool]) -> None:
-    task = asyncio.ensure_future(trim)
+async def _trim() -> None:
+    with contextlib.suppress(RuntimeError):  # the executor already shut down: the process is ending
+        await asyncio.to_thread(trim_heap)
+
+
+def _trim_in_background() -> None:
+    task = asyncio.ensure_future(_trim())
     _trims.add(task)
     task.add_done_callback(_trims.discard)
 
@@ -138,7 +145,7 @@ class GenerationFastPath:
         if self._trim is not None:
             self._trim.cancel()
         loop = asyncio.get_running_loop()
-        self._trim = loop.call_later(TRIM_AFTER_S, lambda: _background(asyncio.to_thread(trim_heap)))
+        self._trim = loop.call_later(TRIM_AFTER_S, _trim_in_background)
 
     async def _validated(
         self, route: FastRoute, body: bytes, scope: Scope, receive: Receive, send: Send

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from collections.abc import Callable
 
@@ -31,13 +32,22 @@ M_MMAP_THRESHOLD = -3
 MAX_MMAP_THRESHOLD_MB = 32
 
 
-def _libc_mallopt() -> Callable[[int, int], int] | None:
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def _libc_mallopt() -> Callable[[int, int], int] | None:
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)  # not glibc (musl, macOS): nothing to tune
+    if mallopt is None:
         return None
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
@@ -68,12 +78,8 @@ def tune_malloc(mmap_threshold_mb: int) -> bool:
 
 
 def _libc_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        malloc_trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    if malloc_trim is None:
         return None
     malloc_trim.argtypes = [ctypes.c_size_t]
     malloc_trim.restype = ctypes.c_int

@@ -172,7 +172,6 @@ def reload_repository(
             report.loaded.append(entry.name)
             new_batchers[entry.name] = _batcher(entry, settings, factory)
             if old_batcher is not None:
-                old_batcher.superseded = True  # the new batcher owns the model's ready gauge now
                 retired.append(old_batcher)
         elif old is not None and old.loaded and old_batcher is not None and old_batcher.state != "dead":
             # Never trade a serving model for a broken one: the previous version stays.
@@ -212,6 +211,9 @@ def _batcher(entry: ModelEntry, settings: Settings, factory: RunnerFactory) -> D
 
 def activate(reloaded: Reloaded, old_batchers: dict[str, DynamicBatcher], metrics: Metrics) -> None:
     """Start the reload's new batchers and point them at ``metrics`` (call on the event loop)."""
+    for old in reloaded.retired:
+        if old.name in reloaded.batchers:
+            old.superseded = True  # its successor owns the model's ready gauge now
     for name, batcher in reloaded.batchers.items():
         if old_batchers.get(name) is not batcher:
             batcher.attach_metrics(metrics)

@@ -55,3 +55,31 @@ def wrapping(wrappers: dict[str, Callable[[Runner], Runner]]) -> RunnerFactory:
         return real if wrap is None else wrap(real)
 
     return factory
+
+
+class Sequenced:
+    """A runner factory whose n-th runner for ``model`` is ``makers[n](real runner)``.
+
+    Later loads (session re-creations) of ``model`` get the real runner once ``makers`` is used
+    up; ``release`` (when given) holds every re-creation until it is set.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        makers: list[Callable[[Runner], Runner]],
+        release: threading.Event | None = None,
+    ) -> None:
+        self.model = model
+        self.makers = list(makers)
+        self.release = release
+        self.loads = 0
+
+    def __call__(self, model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
+        real = default_runner_factory(model_dir, card, settings)
+        if card.name != self.model:
+            return real
+        self.loads += 1
+        if self.loads > 1 and self.release is not None:
+            assert self.release.wait(GATE_TIMEOUT_S), "test never released the re-creation"
+        return self.makers.pop(0)(real) if self.makers else real

@@ -21,7 +21,7 @@ from service.routes import generate as generate_routes
 from service.routes.generate import SEED_HEADER
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.onnx_fixtures import reference_images
-from tests.service.runners import FailingRunner, GatedRunner, wrapping
+from tests.service.runners import FailingRunner, GatedRunner, Sequenced, wrapping
 
 TIMEOUT_S = 10.0
 NPY = {"accept": "application/x-npy"}
@@ -395,24 +395,33 @@ async def test_stuck_session_makes_model_not_ready(serve: Serve, zoo: Path) -> N
 
 
 async def test_dead_worker_makes_model_not_ready_but_others_serve(serve: Serve, zoo: Path) -> None:
-    async with serve(make_settings(zoo)) as (app, client):
-        task = batchers(app)[GRAY]._task
-        assert task is not None
-        task.cancel()
-        await asyncio.sleep(0.01)
-        resp = await client.post("/generate", json={"model": GRAY, "label": 1})
-        assert resp.status_code == 503
-        assert resp.json()["error"]["type"] == "model_not_ready"
-        assert "retry-after" in resp.headers
-        ready = await client.get("/readyz")
-        assert ready.status_code == 200  # two models still serve
-        detail = ready.json()["models"][GRAY]
-        assert detail["status"] == "not_ready"
-        assert "worker" in detail["reason"]
-        assert (await client.post("/generate", json={"model": UNCOND})).status_code == 200
-        metrics = (await client.get("/metrics")).text
-        assert f'condgen_model_ready{{model="{GRAY}"}} 0.0' in metrics
-        assert f'condgen_model_ready{{model="{UNCOND}"}} 1.0' in metrics
+    """Until the supervisor has re-created its session and restarted it, as it would a hung one."""
+    release = threading.Event()
+    factory = Sequenced(GRAY, [], release=release)  # the re-creation waits for `release`
+    try:
+        async with serve(make_settings(zoo), runner_factory=factory) as (app, client):
+            task = batchers(app)[GRAY]._task
+            assert task is not None
+            task.cancel()
+            await eventually(lambda: factory.loads == 2)  # restarting: its new session is loading
+            resp = await client.post("/generate", json={"model": GRAY, "label": 1})
+            assert resp.status_code == 503
+            assert resp.json()["error"]["type"] == "model_not_ready"
+            assert "retry-after" in resp.headers
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200  # two models still serve
+            detail = ready.json()["models"][GRAY]
+            assert detail["status"] == "not_ready"
+            assert "worker" in detail["reason"]
+            assert (await client.post("/generate", json={"model": UNCOND})).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert f'condgen_model_ready{{model="{GRAY}"}} 0.0' in metrics
+            assert f'condgen_model_ready{{model="{UNCOND}"}} 1.0' in metrics
+            release.set()
+            await eventually(lambda: batchers(app)[GRAY].ready)
+            assert (await client.post("/generate", json={"model": GRAY, "label": 1})).status_code == 200
+    finally:
+        release.set()
 
 
 # --------------------------------------------------------------------------- repository states

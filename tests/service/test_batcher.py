@@ -248,8 +248,8 @@ async def test_all_cancelled_batch_costs_no_run(gate: threading.Event) -> None:
 
 
 async def test_runtime_error_fails_exactly_its_batch_and_serving_continues(gate: threading.Event) -> None:
-    # The shared run and each request's run alone fail: the session's fault, not an input's.
-    runner = FakeRunner(gate, fail_runs={1, 2, 3})
+    # The shared run and the control run (zero latents) fail: the session's fault, not an input's.
+    runner = FakeRunner(gate, fail_runs={1, 2})
     b = make(runner)
     async with asyncio.timeout(TIMEOUT_S):
         ok_first = b.submit(rows([1]), None)
@@ -264,7 +264,7 @@ async def test_runtime_error_fails_exactly_its_batch_and_serving_continues(gate:
         later = await b.submit(rows([5]), None)
     assert later[0, 0, 0, 0] == 5
     assert b.ready
-    assert b.failed_runs == 3
+    assert b.failed_runs == 2
     assert b.consecutive_failures == 0  # the later run succeeded
     await b.stop()
 
@@ -681,7 +681,8 @@ async def test_model_is_not_ready_while_the_new_session_fails_to_load() -> None:
             raise RuntimeError("out of device memory at /opt/secret")
         return fresh
 
-    b = make(FakeRunner(fail_runs={0}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
+    # A broken session: the request's run and the control run after it both fail.
+    b = make(FakeRunner(fail_runs={0, 1}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
     async with asyncio.timeout(TIMEOUT_S):
         with pytest.raises(InferenceFailed):
             await b.submit(rows([1]), None)
@@ -702,7 +703,8 @@ async def test_stop_during_recovery_ends_it() -> None:
     def recover() -> FakeRunner:
         raise RuntimeError("never loads")
 
-    b = make(FakeRunner(fail_runs={0}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
+    # A broken session: the request's run and the control run after it both fail.
+    b = make(FakeRunner(fail_runs={0, 1}), failure_threshold=1, recover=recover, recovery_backoff_s=0.05)
     async with asyncio.timeout(TIMEOUT_S):
         with pytest.raises(InferenceFailed):
             await b.submit(rows([1]), None)

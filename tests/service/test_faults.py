@@ -14,7 +14,6 @@ import logging
 import shutil
 import threading
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,10 @@ import pytest
 
 from service.card import ModelCard, sha256_file
 from service.config import Settings
-from service.registry import default_runner_factory
 from service.runtime import Runner
 from tests.service.conftest import GRAY, RGB, UNCOND, Serve, eventually, make_settings
 from tests.service.onnx_fixtures import edit_card, write_model
-from tests.service.runners import FailingRunner, GatedRunner
+from tests.service.runners import FailingRunner, GatedRunner, Sequenced
 
 TIMEOUT_S = 10.0
 NPY = {"accept": "application/x-npy"}
@@ -37,34 +35,6 @@ NPY = {"accept": "application/x-npy"}
 def npy(resp: httpx.Response) -> np.ndarray:
     assert resp.status_code == 200, resp.text
     return np.load(io.BytesIO(resp.content), allow_pickle=False)
-
-
-class Sequenced:
-    """A runner factory whose n-th runner for ``model`` is ``makers[n](real runner)``.
-
-    Later loads (session re-creations) of ``model`` get the real runner once ``makers`` is used
-    up; ``release`` (when given) holds every re-creation until it is set.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        makers: list[Callable[[Runner], Runner]],
-        release: threading.Event | None = None,
-    ) -> None:
-        self.model = model
-        self.makers = list(makers)
-        self.release = release
-        self.loads = 0
-
-    def __call__(self, model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
-        real = default_runner_factory(model_dir, card, settings)
-        if card.name != self.model:
-            return real
-        self.loads += 1
-        if self.loads > 1 and self.release is not None:
-            assert self.release.wait(TIMEOUT_S), "test never released the re-creation"
-        return self.makers.pop(0)(real) if self.makers else real
 
 
 def ready_gauge(metrics_text: str, model: str) -> float:
