@@ -66,15 +66,8 @@ def recover_fn(entry: ModelEntry, settings: Settings, factory: RunnerFactory) ->
 def start_batcher(
     entry: ModelEntry, settings: Settings, metrics: Metrics, factory: RunnerFactory
 ) -> DynamicBatcher:
-    assert entry.runner is not None
-    batcher = DynamicBatcher.from_settings(
-        entry.name,
-        entry.runner,
-        settings,
-        metrics,
-        recover=recover_fn(entry, settings, factory),
-        card=entry.card,
-    )
+    batcher = _batcher(entry, settings, factory)
+    batcher.attach_metrics(metrics)
     batcher.start()
     return batcher
 
