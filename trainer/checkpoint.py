@@ -81,6 +81,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def checkpoint_recipe(ckpt: dict[str, Any], recipe: Recipe | None = None) -> Recipe:
     """The recipe a checkpoint was trained with: ``recipe`` (default: the registered one of its
     name) with the data's overrides and, where stored, the checkpoint's own network config."""
+    if ckpt.get("format", 1) > FORMAT:
+        raise ValueError(f"checkpoint format {ckpt['format']} is newer than this trainer reads ({FORMAT})")
     recipe = (recipe or get_recipe(ckpt["recipe"])).with_overrides(ckpt.get("overrides"))
     if ckpt.get("net") is not None:
         recipe = replace(recipe, net=config_from_dict(ckpt["net"]))

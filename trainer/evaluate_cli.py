@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .evaluate import EvalConfig
 
-log = logging.getLogger("trainer")
+log = logging.getLogger(__name__)
 
 ACTIONS = ("score", "reference", "doc", "curve")
 LEGACY = "legacy"  # the hidden action the older flag spelling is parsed by

@@ -81,11 +81,6 @@ class RunState:
     continued_at: list[int] = field(default_factory=list)
 
 
-def resolve_recipe(name: str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """The registered recipe with data-dependent fields (class names of a folder) filled in."""
-    return get_recipe(name).with_overrides(overrides)
-
-
 def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | None, dict[str, Any]]:
     """The whole training set in memory at the recipe's image size.
 
@@ -223,6 +218,12 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         if ckpt["recipe"] != recipe.name:
             raise ValueError(
                 f"{cfg.run_dir / CHECKPOINT} belongs to recipe {ckpt['recipe']!r}, not {recipe.name!r}"
+            )
+        if ckpt.get("overrides", {}).get("class_names") != overrides.get("class_names"):
+            raise ValueError(
+                f"{cfg.run_dir / CHECKPOINT} was trained on other classes than this data's "
+                f"({ckpt.get('overrides', {}).get('class_names')} vs {overrides.get('class_names')}); "
+                "train a new run (another --run-dir) or pass the same data"
             )
         recipe = checkpoint_recipe(ckpt, recipe)  # the networks the run was started with
     run = _build(recipe, cfg, device, overrides, x, y)

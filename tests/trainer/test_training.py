@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from trainer.checkpoint import FORMAT
 from trainer.recipes import RECIPES, get_recipe
 from trainer.training import (
     CHECKPOINT,
@@ -112,6 +113,26 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path, in_repo: Path
     train("gan-mnist", _cfg(tmp_path, mnist_dir))
     with pytest.raises(ValueError, match="belongs to recipe"):
         train("cgan-mnist", _cfg(tmp_path, mnist_dir))
+
+
+def test_a_checkpoint_of_other_classes_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
+    train("cgan-mnist", _cfg(tmp_path, mnist_dir))
+    ckpt_path = tmp_path / CHECKPOINT
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt["overrides"]["class_names"] = [f"c{i}" for i in range(10)]  # trained on other data
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(ValueError, match="other classes"):
+        train("cgan-mnist", _cfg(tmp_path, mnist_dir))
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
+    train("gan-mnist", _cfg(tmp_path, mnist_dir))
+    ckpt_path = tmp_path / CHECKPOINT
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt["format"] = FORMAT + 1
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(ValueError, match="newer than this trainer reads"):
+        train("gan-mnist", _cfg(tmp_path, mnist_dir))
 
 
 def test_restart_ignores_the_checkpoint(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
