@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,24 +116,27 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path: Path, in_repo: Path
         train("cgan-mnist", _cfg(tmp_path, mnist_dir))
 
 
-def test_a_checkpoint_of_other_classes_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
-    train("cgan-mnist", _cfg(tmp_path, mnist_dir))
-    ckpt_path = tmp_path / CHECKPOINT
-    ckpt = torch.load(ckpt_path, weights_only=False)
-    ckpt["overrides"]["class_names"] = [f"c{i}" for i in range(10)]  # trained on other data
-    torch.save(ckpt, ckpt_path)
-    with pytest.raises(ValueError, match="other classes"):
-        train("cgan-mnist", _cfg(tmp_path, mnist_dir))
-
-
-def test_a_checkpoint_of_a_newer_format_is_refused(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
-    train("gan-mnist", _cfg(tmp_path, mnist_dir))
-    ckpt_path = tmp_path / CHECKPOINT
-    ckpt = torch.load(ckpt_path, weights_only=False)
-    ckpt["format"] = FORMAT + 1
-    torch.save(ckpt, ckpt_path)
-    with pytest.raises(ValueError, match="newer than this trainer reads"):
-        train("gan-mnist", _cfg(tmp_path, mnist_dir))
+@pytest.mark.parametrize(
+    ("recipe", "tamper", "refusal"),
+    [
+        # trained on other data: its embedding and class names are not this data's
+        (
+            "cgan-mnist",
+            lambda c: c["overrides"].update(class_names=[f"c{i}" for i in range(10)]),
+            "other classes",
+        ),
+        ("gan-mnist", lambda c: c.update(format=FORMAT + 1), "newer than this trainer reads"),
+    ],
+)
+def test_a_checkpoint_that_does_not_fit_the_run_is_refused(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path, recipe: str, tamper: Callable[[dict], None], refusal: str
+) -> None:
+    train(recipe, _cfg(tmp_path, mnist_dir))
+    ckpt = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    tamper(ckpt)
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    with pytest.raises(ValueError, match=refusal):
+        train(recipe, _cfg(tmp_path, mnist_dir))
 
 
 def test_restart_ignores_the_checkpoint(tmp_path: Path, in_repo: Path, mnist_dir: Path) -> None:
