@@ -13,6 +13,9 @@ import threading
 import numpy as np
 
 MAX_SEED = 2**63 - 1
+# The largest latent index a request may reach (offset + n - 1): the batched seeding holds indices
+# in uint64, and int64 keeps them exact for every client that parses JSON integers as int64.
+MAX_LATENT_INDEX = 2**63 - 1
 # The redraw loop costs about 1/P(|z| < truncation) draws a component: at 0.1, 12.5 (a 200-d row
 # in ~0.5 ms); below it the cost has no useful bound, so smaller bounds are refused.
 MIN_TRUNCATION = 0.1

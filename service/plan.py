@@ -18,7 +18,7 @@ from service.card import ModelCard
 from service.config import Settings
 from service.encode import grid_shape
 from service.errors import InvalidRequest
-from service.latents import interpolate, latent_for, latents_for
+from service.latents import MAX_LATENT_INDEX, interpolate, latent_for, latents_for
 from service.schemas import GenerateRequest, GridRequest, InterpolateRequest
 
 DEFAULT_GRID_COLUMNS = 8
@@ -112,12 +112,17 @@ def plan_generate(
     elif req.label is not None:
         label_ids = [_resolve_label(card, req.label, "label")] * n
 
+    if req.offset + n - 1 > MAX_LATENT_INDEX:
+        raise InvalidRequest(
+            f"offset: offset + n - 1 must be at most {MAX_LATENT_INDEX} (the last latent index), "
+            f"got {req.offset} + {n} - 1"
+        )
     seed: int | None = None
     if req.z is not None:
         z = _explicit_latents(card, req.z)
     else:
         seed = req.seed if req.seed is not None else seed_source()
-        z = latents_for(seed, n, card.latent.dim, truncation=req.truncation)
+        z = latents_for(seed, n, card.latent.dim, start=req.offset, truncation=req.truncation)
 
     metadata: list[dict[str, object]] = [
         {
@@ -125,7 +130,7 @@ def plan_generate(
             "label": label_ids[i] if label_ids is not None else None,
             "label_name": _label_name(card, label_ids[i] if label_ids is not None else None),
             "seed": seed,
-            "latent_index": i if seed is not None else None,
+            "latent_index": req.offset + i if seed is not None else None,
         }
         for i in range(n)
     ]

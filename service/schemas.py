@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from service.latents import MAX_SEED, MIN_TRUNCATION
+from service.latents import MAX_LATENT_INDEX, MAX_SEED, MIN_TRUNCATION
 
 
 def _label_type(value: Any) -> Any:
@@ -82,10 +82,19 @@ class GenerateRequest(_Body):
         description="Explicit latent(s) of the model's latent.dim: one vector or a list.",
     )
     seed: Seed | None = Field(
-        default=None, description="Image i uses the latent drawn from (seed, i). Random if omitted."
+        default=None, description="Image i uses the latent drawn from (seed, offset + i). Random if omitted."
     )
     n: int | None = Field(
         default=None, ge=1, description="Number of images (default 1, or len(labels) / len(z))."
+    )
+    offset: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_LATENT_INDEX,
+        description=(
+            "Image i uses the latent drawn from (seed, offset + i): one seed names an unbounded stream,"
+            f" and any slice of it can be asked for again. offset + n - 1 <= {MAX_LATENT_INDEX}."
+        ),
     )
     truncation: Truncation | None = None
 
@@ -96,6 +105,8 @@ class GenerateRequest(_Body):
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerateRequest:
+        if self.z is not None and self.offset:
+            raise ValueError("offset applies to seeded latents, not to an explicit z")
         if self.label is not None and self.labels is not None:
             raise ValueError("give either label (one for all images) or labels (one per image), not both")
         if self.z is not None and self.seed is not None:
@@ -195,7 +206,7 @@ class ImageInfo(BaseModel):
     label: int | None
     label_name: str | None
     seed: int | None = Field(description="Seed of this image's latent; null for explicit or interpolated z.")
-    latent_index: int | None = Field(default=None, description="Index i of the latent drawn from (seed, i).")
+    latent_index: int | None = Field(default=None, description="Latent drawn from (seed, offset + i).")
     row: int | None = None
     column: int | None = None
     t: float | None = Field(default=None, description="Interpolation position, 0..1.")
@@ -266,6 +277,11 @@ GENERATE_EXAMPLES: dict[str, Any] = {
     "per_image_labels": {
         "summary": "One label per image",
         "value": {"model": "cdcgan-mnist", "labels": [0, 1, 2, 3], "seed": 1},
+    },
+    "slice_of_a_seed": {
+        "summary": "Images 64..79 of seed 7's stream",
+        "description": "The same images as rows 64..79 of a request with n=80 (or of any other slice).",
+        "value": {"model": "cdcgan-mnist", "label": 3, "seed": 7, "n": 16, "offset": 64},
     },
 }
 

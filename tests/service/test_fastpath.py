@@ -37,12 +37,18 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
         b'{"model": "%s", "label": 4, "z": [%s]}' % (GRAY.encode(), b", ".join([b"0.5"] * 16)),
         JSON,
     ),
+    (
+        "/generate",
+        b'{"model": "%s", "label": 2, "seed": 1, "n": 2, "offset": 5}' % GRAY.encode(),
+        {**JSON, "accept": "application/json"},
+    ),
     ("/grid", b'{"model": "%s", "seed": 3, "columns": 2}' % GRAY.encode(), JSON),
     ("/interpolate", b'{"model": "%s", "label": 0, "seeds": [1, 2], "steps": 4}' % RGB.encode(), JSON),
     # Errors the fast path answers itself (they arise after validation):
     ("/generate", b'{"model": "no-such-model", "label": 3}', JSON),
     ("/generate", b'{"model": "%s", "label": 3}' % GRAY.encode(), {**JSON, "accept": "text/html"}),
     ("/generate", b'{"model": "%s", "label": 99}' % GRAY.encode(), JSON),  # checked against the card
+    ("/generate", b'{"model": "%s", "label": 3, "n": 2, "offset": %d}' % (GRAY.encode(), 2**63 - 1), JSON),
     # Errors of a body that does not validate (the fast path words them as FastAPI would, without
     # parsing the body again), or that is not JSON (left to FastAPI):
     ("/generate", b'{"model": "%s", "label": 3, "n": 0}' % GRAY.encode(), JSON),
@@ -50,6 +56,7 @@ CASES: list[tuple[str, bytes, dict[str, str]]] = [
     ("/generate", b'{"model": "%s", "label": 3, "z": [1, 2]}' % GRAY.encode(), JSON),
     ("/generate", b'{"model": "%s", "label": 3, "n": "4"}' % GRAY.encode(), JSON),
     ("/generate", b'{"model": "%s", "label": 3, "seed": true}' % GRAY.encode(), JSON),
+    ("/generate", b'{"model": "%s", "label": 3, "offset": -1}' % GRAY.encode(), JSON),
     ("/generate", b'{"model": "%s", "label": 3, "n": 2.5}' % GRAY.encode(), JSON),
     (
         "/generate",
@@ -87,8 +94,8 @@ async def test_fast_path_answers_byte_for_byte_as_the_fastapi_routes(zoo: Path) 
     fast = await _answers(zoo, fast_path=True)
     routed = await _answers(zoo, fast_path=False)
     statuses = [status for status, _, _ in fast]
-    assert statuses[:7] == [200] * 7
-    assert statuses[7:10] == [404, 406, 422]
+    assert statuses[:8] == [200] * 8
+    assert statuses[8:11] == [404, 406, 422]
     assert all(status == 422 for status in statuses[10:])
     for case, a, b in zip(CASES, fast, routed, strict=True):
         assert a == b, f"{case[0]} {case[1]!r} {case[2]}"

@@ -110,3 +110,22 @@ def test_interpolate_label_rules(gray: ModelCard, uncond: ModelCard) -> None:
         plan_interpolate(InterpolateRequest(model=GRAY, seeds=[1, 2]), gray, SETTINGS)
     with pytest.raises(InvalidRequest, match="unconditional"):
         plan_interpolate(InterpolateRequest(model=UNCOND, label=1, seeds=[1, 2]), uncond, SETTINGS)
+
+
+def test_offset_shifts_the_latent_indices_of_a_seed(gray: ModelCard) -> None:
+    plan = plan_generate(GenerateRequest(model=GRAY, label=1, seed=11, n=3, offset=5), gray, SETTINGS)
+    assert np.array_equal(plan.z, latents_for(11, 8, 16)[5:])
+    assert [m["latent_index"] for m in plan.metadata] == [5, 6, 7]
+    assert [m["index"] for m in plan.metadata] == [0, 1, 2]
+    far = plan_generate(GenerateRequest(model=GRAY, label=1, seed=11, n=2, offset=2**63 - 2), gray, SETTINGS)
+    assert np.array_equal(far.z[1], latent_for(11, 2**63 - 1, 16))
+
+
+def test_offset_past_the_last_latent_index_names_the_field(gray: ModelCard) -> None:
+    with pytest.raises(InvalidRequest, match=r"^offset: offset \+ n - 1 must be at most 9223372036854775807"):
+        plan_generate(GenerateRequest(model=GRAY, label=1, seed=1, n=2, offset=2**63 - 1), gray, SETTINGS)
+
+
+def test_offset_with_an_explicit_z_is_refused() -> None:
+    with pytest.raises(ValueError, match="offset applies to seeded latents"):
+        GenerateRequest(model=GRAY, label=1, z=[[0.0] * 16], offset=3)
