@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service import openapi
 from service.config import Settings
 from service.errors import ShuttingDown, install_error_handlers
 from service.fastpath import GenerationFastPath
@@ -31,7 +32,7 @@ from service.middleware import (
 )
 from service.paths import is_protected
 from service.registry import ModelRegistry, RunnerFactory, default_runner_factory
-from service.routes import generate, models, operations, playground, v2
+from service.routes import apidocs, generate, models, operations, playground, v2
 from service.serving import OrjsonResponse, Resources, settle_heap
 from service.supervisor import start_batchers
 
@@ -65,6 +66,7 @@ def create_app(
             if unhook is not None:
                 unhook()
             await _shut_down(resources)
+            resources.heap.cancel()
             gc.unfreeze()  # what this app held may now be garbage like anything else
 
     app = FastAPI(
@@ -73,6 +75,8 @@ def create_app(
         summary="Conditional image generators (GANs and VAE decoders) served from ONNX.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        # /docs and /redoc are served from vendored assets (service.routes.apidocs), not a CDN.
+        docs_url=None,
         redoc_url=None,
         telemetry={
             "tracing": settings.otel_telemetry,
@@ -103,8 +107,18 @@ def create_app(
     )
 
     playground.page_files()  # a release without its page fails here, not on the first visit
-    for router in (generate.router, models.router, operations.router, playground.router, v2.router):
+    apidocs.vendor_files()
+    routers = (
+        generate.router,
+        models.router,
+        operations.router,
+        playground.router,
+        apidocs.router,
+        v2.router,
+    )
+    for router in routers:
         app.include_router(router)
+    openapi.install(app)
     if settings.api_key is not None:
         _document_api_key(app)
     return app
