@@ -131,7 +131,11 @@ class GenerationFastPath:
                 await asyncio.sleep(LARGE_BODY_GAP_S)  # the loop is free for everything else meanwhile
                 parsed = await self._validated(route, body, scope, receive, send)
             self._trim_later()
-        if parsed is None:
+        if not isinstance(parsed, BaseModel):
+            # The 422 is sent after the large-body slot is released: a client slow to read its
+            # answer must not hold up the next large body.
+            if parsed is not None:
+                await parsed(scope, receive, send)
             return
         request = Request(scope, receive)
         try:
@@ -149,17 +153,16 @@ class GenerationFastPath:
 
     async def _validated(
         self, route: FastRoute, body: bytes, scope: Scope, receive: Receive, send: Send
-    ) -> BaseModel | None:
-        """The body as the route's model, or None once a body that does not validate is answered."""
+    ) -> BaseModel | Response | None:
+        """The body as the route's model; else the 422 to send, or None once FastAPI has answered."""
         try:
             return route.body_model.model_validate_json(body)
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_context=True, include_input=False)
         if any(e["type"] == "json_invalid" or not e["loc"] for e in errors):
-            # Not a JSON object: FastAPI's parser words it (JSON mode says it differently).
+            # Not a JSON object: FastAPI's parser words it (JSON mode says it differently). Its
+            # parse is the costly part, so it stays inside the caller's large-body slot.
             await self.app(scope, replaying(body, receive), send)
             return None
         # Validated once: the answer FastAPI would give, without parsing the body again.
-        words = validation_message(errors)
-        await invalid_body_response(scope, scope["path"], words, _named_model(body))(scope, receive, send)
-        return None
+        return invalid_body_response(scope, scope["path"], validation_message(errors), _named_model(body))
