@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["critical", "error", "warning", "info", "debug"],
         help="log level (CONDGEN_LOG_LEVEL)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        help="log lines: text on a terminal and JSON otherwise by default (CONDGEN_LOG_FORMAT)",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,6 +67,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "port": args.port,
             "models_dir": args.models,
             "log_level": args.log_level,
+            "log_format": args.log_format,
         }.items()
         if value is not None
     }

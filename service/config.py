@@ -142,8 +142,10 @@ class Settings(BaseSettings):
     # Bearer token for /generate, /grid, /interpolate, the v2 infer endpoints and /admin/*. Health,
     # readiness, metrics, model cards and docs stay open. None: no authentication.
     api_key: SecretStr | None = Field(default=None, description="Bearer API key (CONDGEN_API_KEY).")
-    log_format: Literal["json", "text"] = Field(
-        default="json", description="json: one object per line (ts, level, logger, msg, request_id, ...)."
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one object per line (ts, level, logger, msg, request_id, ...); text: for a "
+        "terminal; auto: text when stderr is a terminal, json otherwise.",
     )
 
     # --- encoding -----------------------------------------------------------------------------

@@ -58,10 +58,18 @@ class TextFormatter(logging.Formatter):
         return f"{line} [request_id={request_id}]" if request_id else line
 
 
+def resolve_format(fmt: str) -> str:
+    """``auto``: text for a person at a terminal, JSON for whatever collects the log otherwise."""
+    if fmt != "auto":
+        return fmt
+    return "text" if sys.stderr.isatty() else "json"
+
+
 def configure_logging(level: str, fmt: str) -> None:
-    """Route every logger (ours, uvicorn's, onnxruntime's Python side) to stderr in ``fmt``."""
+    """Route every logger (ours, uvicorn's, onnxruntime's Python side) to stderr in ``fmt``
+    (``json``, ``text``, or ``auto``: :func:`resolve_format`)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if resolve_format(fmt) == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -94,6 +94,22 @@ def select_providers(requested: Sequence[str], available: Sequence[str]) -> list
     return chosen
 
 
+def warn_on_fallback(model: str, chosen: Sequence[str], running: Sequence[str]) -> None:
+    """Warn when a provider this build offers was asked for but the session runs without it.
+
+    onnxruntime-gpu without the CUDA libraries lists CUDA as available, then creates a CPU-only
+    session with nothing but a line on stderr: only ``session.get_providers()`` tells the truth.
+    """
+    lost = [p for p in chosen if p != CPU_PROVIDER and p not in running]
+    if lost:
+        logger.warning(
+            "model %s: %s requested but not in effect (missing libraries or device?); running on %s",
+            model,
+            ", ".join(lost),
+            ", ".join(running),
+        )
+
+
 def session_options(settings: Settings) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = settings.effective_intra_op_threads
@@ -237,6 +253,7 @@ class OrtRunner:
         except Exception as exc:  # ORT raises its own (unexported) exception types
             raise ModelLoadError(f"onnxruntime cannot load {card.onnx.file}: {exc}") from exc
         check_io(session, card)
+        warn_on_fallback(card.name, providers, session.get_providers())
         device = binding_device(settings.io_binding, session.get_providers())
         runner = cls(session, card, settings.run_batch_size, device)
         logger.info(

@@ -226,12 +226,23 @@ class ModelStatus(BaseModel):
     name: str
     status: Literal["ready", "not_ready", "failed"]
     reason: str | None = None
+    providers: list[str] | None = Field(
+        default=None,
+        description="Execution providers the session really runs on, first first (CPUExecutionProvider "
+        "when CUDA was asked for but could not be had).",
+    )
     card: dict[str, Any] | None = None
     samples_url: str | None = None
 
 
+class Limits(BaseModel):
+    max_n: int = Field(description="Most images of one /generate request.")
+    max_grid_images: int = Field(description="Most images of one /grid or /interpolate request.")
+
+
 class ModelsResponse(BaseModel):
     models: list[ModelStatus]
+    limits: Limits
 
 
 class ModelReadiness(BaseModel):

@@ -25,12 +25,21 @@ MODEL_ERRORS = errors(
 router = APIRouter(tags=["models"])
 
 
+def _providers(resources: Resources, entry: ModelEntry) -> list[str] | None:
+    """The execution providers the model's session really runs on (the batcher's current runner)."""
+    batcher = resources.batchers.get(entry.name)
+    runner = batcher.runner if batcher is not None else entry.runner
+    providers = getattr(runner, "providers", None)
+    return list(providers) if isinstance(providers, list) else None
+
+
 def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:
     state = resources.state_of(entry)
     return {
         "name": entry.name,
         "status": state.status,
         "reason": state.reason,
+        "providers": _providers(resources, entry) if entry.loaded else None,
         "card": entry.card.model_dump(mode="json") if entry.card is not None else None,
         "samples_url": f"/models/{entry.name}/{SAMPLES_FILE}" if entry.samples_path else None,
     }
@@ -38,7 +47,13 @@ def _status_json(resources: Resources, entry: ModelEntry) -> dict[str, Any]:
 
 @router.get("/models", response_model=ModelsResponse, responses=STARTING, summary="Every model, with status")
 async def list_models(resources: ResourcesDep) -> OrjsonResponse:
-    return OrjsonResponse({"models": [_status_json(resources, e) for e in resources.registry]})
+    settings = resources.settings
+    return OrjsonResponse(
+        {
+            "models": [_status_json(resources, e) for e in resources.registry],
+            "limits": {"max_n": settings.max_n, "max_grid_images": settings.max_grid_images},
+        }
+    )
 
 
 @router.get("/models/{name}", response_model=ModelCard, responses=MODEL_ERRORS, summary="A model's card")

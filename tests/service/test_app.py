@@ -494,9 +494,12 @@ async def test_shutdown_reports_not_ready_and_refuses_work(serve: Serve, zoo: Pa
 
 # --------------------------------------------------------------------------- models and ops
 async def test_model_endpoints(client: httpx.AsyncClient) -> None:
-    listing = (await client.get("/models")).json()["models"]
+    answer = (await client.get("/models")).json()
+    listing = answer["models"]
     assert [m["name"] for m in listing] == [GRAY, RGB, UNCOND]
     assert all(m["status"] == "ready" for m in listing)
+    assert all(m["providers"] == ["CPUExecutionProvider"] for m in listing)  # what the session runs on
+    assert answer["limits"] == {"max_n": 64, "max_grid_images": 256}
     assert listing[0]["samples_url"] == f"/models/{GRAY}/samples.png"
     assert listing[1]["samples_url"] is None
     card = await client.get(f"/models/{GRAY}")

@@ -82,6 +82,29 @@ def test_runner_logs_its_providers_and_runs_on_cpu(zoo: Path, caplog: pytest.Log
     assert f"model {GRAY}: providers" in caplog.text
 
 
+def test_cuda_asked_for_but_not_had_is_a_warning_and_the_real_provider_is_reported(
+    zoo: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As onnxruntime-gpu without the CUDA libraries: CUDA listed as available, the session on CPU.
+    monkeypatch.setattr(
+        "service.runtime.ort.get_available_providers", lambda: ["CUDAExecutionProvider", CPU_PROVIDER]
+    )
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        runner = load(zoo, GRAY, providers=["CUDAExecutionProvider", CPU_PROVIDER])
+    assert runner.providers == [CPU_PROVIDER]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "CUDAExecutionProvider requested but not in effect" in w and "running on CPUExecutionProvider" in w
+        for w in warnings
+    ), warnings
+
+
+def test_a_cpu_only_build_is_no_warning(zoo: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        load(zoo, GRAY, providers=["CUDAExecutionProvider", CPU_PROVIDER])
+    assert "not in effect" not in caplog.text
+
+
 @pytest.mark.parametrize("name", [GRAY, RGB, UNCOND])
 def test_runner_output_matches_the_graph(zoo: Path, name: str) -> None:
     runner = load(zoo, name)
