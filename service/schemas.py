@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from service.latents import MAX_LATENT_INDEX, MAX_SEED, MIN_TRUNCATION
 
@@ -48,6 +56,19 @@ ModelName = Annotated[str, Field(min_length=1, max_length=128, description="Mode
 MAX_LIST_ITEMS = 16384
 MAX_LATENT_DIM = 16384
 Latent = Annotated[list[float], Field(max_length=MAX_LATENT_DIM, fail_fast=True)]
+_VECTOR_SCHEMA = {"type": "array", "items": {"type": "number"}, "maxItems": MAX_LATENT_DIM}
+# One vector is accepted as a list of one (_as_latent_list), so the schema declares both forms.
+Latents = Annotated[
+    list[Latent],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _VECTOR_SCHEMA,
+                {"type": "array", "items": _VECTOR_SCHEMA, "minItems": 1, "maxItems": MAX_LIST_ITEMS},
+            ]
+        }
+    ),
+]
 
 
 class _Body(BaseModel):
@@ -74,7 +95,7 @@ class GenerateRequest(_Body):
         fail_fast=True,
         description="One label per image; n = len(labels).",
     )
-    z: list[Latent] | None = Field(
+    z: Latents | None = Field(
         default=None,
         fail_fast=True,
         min_length=1,
@@ -136,7 +157,7 @@ class GridRequest(_Body):
     seed: Seed | None = Field(
         default=None, description="Column j uses the latent drawn from (seed, j). Random if omitted."
     )
-    z: list[Latent] | None = Field(
+    z: Latents | None = Field(
         default=None,
         fail_fast=True,
         min_length=1,
@@ -278,8 +299,9 @@ GENERATE_EXAMPLES: dict[str, Any] = {
     },
     "label_name_and_z": {
         "summary": "Class by name, explicit latent",
-        "description": "z holds one vector of the model's latent.dim values (shortened here).",
-        "value": {"model": "cgan-fashion-hinge-32", "label": "Trouser", "z": [[0.1, -1.2, 0.3, 0.8]]},
+        "description": "z is one vector of the model's latent.dim numbers (cdcgan-mnist's 5), or a list of"
+        " them, one per image. MNIST's class names are its digits.",
+        "value": {"model": "cdcgan-mnist", "label": "7", "z": [0.5, -1.2, 0.3, 0.8, -0.4]},
     },
     "unconditional": {
         "summary": "Unconditional model: no label",

@@ -1,10 +1,21 @@
-"""OpenAPI texts the routers share: error responses in the one error body, Retry-After."""
+"""OpenAPI texts the routers share: error responses in the one error body, Retry-After, path examples."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Path
 
 from service.schemas import ErrorBody
+
+EXAMPLE_MODEL = "cdcgan-mnist"  # in the bundled zoo, so "Try it out" succeeds against it
+# A model name in the path, with an example that "Try it out" fills in.
+ModelPath = Annotated[
+    str,
+    Path(
+        description="Model name, see GET /models.", openapi_examples={EXAMPLE_MODEL: {"value": EXAMPLE_MODEL}}
+    ),
+]
 
 RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}

@@ -11,16 +11,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from service.card import ModelCard
 from service.errors import INTERNAL_ERROR_MESSAGE, ModelChanged, NotFound, ServiceError
 from service.paths import V2_PREFIX
+from service.routes.docs import ModelPath
 from service.serving import card_of, infer, lookup, resources_or_none
 from service.v2 import (
     EXTENSIONS,
@@ -109,16 +110,20 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The version in the path is the card's; the bundled models are at version 1.
+VersionPath = Annotated[str, Path(description="Model version.", openapi_examples={"1": {"value": "1"}})]
+
+
 def _bind(handler: Callable[[Request, str, str | None], Awaitable[Response]], versioned: bool) -> Handler:
     """An endpoint with or without the ``{version}`` path parameter, for one shared handler."""
     if versioned:
 
-        async def with_version(request: Request, name: str, version: str) -> Response:
+        async def with_version(request: Request, name: ModelPath, version: VersionPath) -> Response:
             return await handler(request, name, version)
 
         return with_version
 
-    async def without_version(request: Request, name: str) -> Response:
+    async def without_version(request: Request, name: ModelPath) -> Response:
         return await handler(request, name, None)
 
     return without_version
@@ -247,13 +252,14 @@ infer_doc: dict[str, Any] = {
             "content": {
                 "application/json": {
                     "schema": {"type": "object"},
+                    # For the path's example model, cdcgan-mnist: its latent is 5-D.
                     "example": {
                         "inputs": [
                             {
                                 "name": "z",
                                 "datatype": "FP32",
-                                "shape": [1, 4],
-                                "data": [0.1, -1.2, 0.3, 0.8],
+                                "shape": [1, 5],
+                                "data": [0.5, -1.2, 0.3, 0.8, -0.4],
                             },
                             {"name": "label", "datatype": "INT64", "shape": [1], "data": [3]},
                         ]

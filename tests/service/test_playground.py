@@ -1,17 +1,12 @@
 """The playground page: served self-contained, and driven in headless Chromium against a real server.
 
-The browser test needs Debian's ``chromium`` (or ``CONDGEN_CHROMIUM=/path/to/chrome``) and the
-``playwright`` package from the test extra; Playwright's own browser download is never used. It
-fails, with the install line, when Chromium is missing; ``CONDGEN_SKIP_BROWSER=1`` skips it.
+The browser tests run the system Chromium, cut off from every other host (:mod:`tests.service.browser`).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -21,20 +16,10 @@ import numpy as np
 import pytest
 
 from service.routes.playground import STATIC_DIR
+from tests.service.browser import launched, offline_page
 from tests.service.conftest import GRAY, RGB, UNCOND
 from tests.service.live import live_zoo
 
-TIMEOUT_MS = 10_000
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # A grid of 10 labels × 8 columns is 80 images: over this limit, so the page must show the API's
 # error; 10 × 6 = 60 fits.
 MAX_GRID_IMAGES = 64
@@ -65,7 +50,7 @@ async def test_page_and_static_files_are_served_same_origin_only(client: httpx.A
         if ref.startswith("/static/"):
             asset = await client.get(ref)
             assert asset.status_code == 200, ref
-    for path in STATIC_DIR.iterdir():
+    for path in (p for p in STATIC_DIR.iterdir() if p.is_file()):  # vendor/: the API docs' files
         # An XML namespace is a name, not a fetch.
         text = re.sub(r'xmlns="[^"]*"', "", path.read_text(encoding="utf-8"))
         # No CDN, no web font, no analytics: nothing outside the service is ever fetched.
@@ -82,19 +67,6 @@ async def test_page_and_static_files_are_served_same_origin_only(client: httpx.A
 
 
 # --------------------------------------------------------------------------- in a real browser
-def _chromium() -> str:
-    if os.environ.get("CONDGEN_SKIP_BROWSER") == "1":
-        pytest.skip("CONDGEN_SKIP_BROWSER=1")
-    path = os.environ.get("CONDGEN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path or not Path(path).exists():
-        pytest.fail(
-            "the playground test needs Chromium: `apt-get install -y chromium` (Debian), or set "
-            "CONDGEN_CHROMIUM to a Chrome/Chromium binary; CONDGEN_SKIP_BROWSER=1 skips this test",
-            pytrace=False,
-        )
-    return path
-
-
 @pytest.fixture(scope="module")
 def server_url(zoo: Path) -> Iterator[str]:
     with live_zoo(zoo, max_grid_images=MAX_GRID_IMAGES) as url:
@@ -103,52 +75,14 @@ def server_url(zoo: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = _chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@contextmanager
-def watched_page(browser: Any, base_url: str, expected_statuses: tuple[int, ...] = ()) -> Iterator[Any]:
-    """A page in a fresh, empty profile that fails the test on script errors, console errors
-    (other than failed fetches with an expected status) and requests leaving the service."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, base_url=base_url)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None,
-    )
-    # Everything the page loads must come from the service itself.
-    page.on(
-        "request",
-        lambda req: (
-            None
-            if req.url.startswith((base_url, "blob:", "data:"))
-            else problems.append(f"off-origin request: {req.url}")
-        ),
-    )
-    try:
-        yield page
-    finally:
-        context.close()
-    # Chromium logs every fetch answered with an error status; the expected ones are not problems.
-    unexpected = [p for p in problems if not any(f"status of {s}" in p for s in expected_statuses)]
-    assert not unexpected, unexpected
+    with launched() as chromium:
+        yield chromium
 
 
 @pytest.fixture
 def page(browser: Any, server_url: str) -> Iterator[Any]:
     # The grid limit error is expected (the API answers 422).
-    with watched_page(browser, server_url, expected_statuses=(422,)) as page:
+    with offline_page(browser, server_url, expected_statuses=(422,)) as page:
         yield page
 
 
@@ -335,7 +269,7 @@ def test_seed_mode_card_grid_error_and_interpolation(page: Any, server_url: str)
 
 def test_a_service_with_an_api_key_asks_for_it(browser: Any, zoo: Path) -> None:
     key = "playground-test-key-0123456789"
-    with live_zoo(zoo, api_key=key) as url, watched_page(browser, url, expected_statuses=(401,)) as page:
+    with live_zoo(zoo, api_key=key) as url, offline_page(browser, url, expected_statuses=(401,)) as page:
         page.goto(f"/#model={UNCOND}")
         error = page.locator("#image-error")
         error.wait_for(state="visible")
