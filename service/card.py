@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import re
 import tempfile
@@ -137,6 +138,35 @@ class Metric(_Strict):
     notes: str | None = None
 
 
+class SourceTensor(_Strict):
+    """One input or output of an imported source graph, as the source declared it."""
+
+    name: str
+    dtype: str  # numpy's name, e.g. "float32", "int32"
+    shape: list[int | str]  # static sizes as ints; dynamic ones by their symbol ("?" when unnamed)
+
+
+class ImportSource(_Strict):
+    """Where an imported model came from (``python -m trainer import``) and how it was made to
+    take condgen's own signature."""
+
+    kind: Literal["onnx", "torchscript", "pytorch"]
+    file: str  # the source file's name, without its directory
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    class_name: str | None = None  # a PyTorch source's class, e.g. "generators.py:Generator"
+    weights_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    inputs: list[SourceTensor]  # the source graph's signature (a PyTorch source: as exported)
+    outputs: list[SourceTensor]
+    label_encoding: Literal["index", "onehot", "concat"] | None = None  # None: unconditional
+    layout: Literal["nchw", "nhwc", "flat"]
+    # How the source's batch axis serves any batch: it was already dynamic, its fixed size 1 was
+    # made dynamic (and checked), or a Scan runs the fixed-batch graph once per row.
+    batch: Literal["dynamic", "made dynamic", "row by row"]
+    adapters: list[str]  # the ONNX nodes composed around the source graph, in words
+    parity_max_diff: float = Field(ge=0)  # max |source − imported| on the parity batch
+    inferred: list[str] = Field(default_factory=list)  # options the importer inferred, e.g. "--layout nhwc"
+
+
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=NAME_PATTERN)
@@ -154,6 +184,9 @@ class ModelCard(_Strict):
     onnx: OnnxSpec
     training: TrainingInfo | None = None
     metrics: list[Metric] = Field(default_factory=list)
+    # Set for models condgen did not train: what was imported and how (trainer/importer).
+    source: ImportSource | None = None
+    license: str | None = None  # the weights' licence, e.g. "MIT", "CC-BY-4.0"
 
     @property
     def conditional(self) -> bool:
@@ -234,16 +267,43 @@ def load_card(model_dir: Path) -> ModelCard:
 CARD_MODE = 0o644
 
 
+# Fields that a card leaves out when unset, so the cards written before them keep their bytes.
+OMITTED_WHEN_NONE = ("source", "license")
+
+
+def _unset_optional(card: ModelCard) -> set[str]:
+    return {name for name in OMITTED_WHEN_NONE if getattr(card, name) is None}
+
+
 def write_card(card: ModelCard, model_dir: Path) -> Path:
     """Write ``model_dir/model.json`` atomically (a reader sees the old card or the new one), mode 0644."""
     path = model_dir / CARD_FILE
     fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".json", dir=model_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(card.model_dump_json(indent=2) + "\n")
+            fh.write(card.model_dump_json(indent=2, exclude=_unset_optional(card)) + "\n")
             os.fchmod(fh.fileno(), CARD_MODE)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# The card's JSON Schema, committed as docs/model-card.schema.json (a test keeps it current):
+# `python -m service.card > docs/model-card.schema.json`.
+SCHEMA_DOC = "docs/model-card.schema.json"
+
+
+def card_json_schema() -> str:
+    """The JSON Schema of ``model.json``, generated from :class:`ModelCard`, as indented text."""
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **ModelCard.model_json_schema(),
+        "title": "condgen model card (model.json)",
+    }
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(card_json_schema(), end="")

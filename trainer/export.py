@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from .card_graph import PARITY_BATCH, CardGraph, max_diff, parity_batch
 from .checkpoint import generator_from_checkpoint, library_versions
 from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
-from .plots import sample_grid
+from .model_dir import draw_samples, write_model_dir
 from .recipes import Recipe
 from .tone import (
     TONE_SAMPLES,
@@ -302,8 +301,7 @@ def calibrate_exported(
 
 
 def _samples(graph: CardGraph, path: Path) -> None:
-    card = graph.card
-    sample_grid(graph, card.latent.dim, card.num_classes, card.image.value_range, path)
+    draw_samples(graph, path)
 
 
 def export_checkpoint(
@@ -317,35 +315,23 @@ def export_checkpoint(
     a tone curve fitted to the training split (read from ``data_dir``) where the recipe asks.
 
     The graph and its card are finished in memory (parity-gated, tone curve appended) and the
-    directory is written once, staged beside its destination and copied over it.
+    directory is written once (:func:`trainer.model_dir.write_model_dir`).
     """
     generator, recipe, ckpt = generator_from_checkpoint(checkpoint)
     name = name or recipe.name
-    dest = out_root / name
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=out_root if out_root.exists() else None) as tmp:
-        stage = Path(tmp)
-        traced = stage / f".traced-{ONNX_FILE}"
+    with tempfile.TemporaryDirectory(prefix=f".{name}-traced-") as tmp:
+        traced = Path(tmp) / ONNX_FILE
         export_onnx(generator, recipe, traced)
         rewrites = optimize_onnx(traced)
         graph = traced.read_bytes()
-        traced.unlink()
-        card = build_card(recipe, ckpt, name, hashlib.sha256(graph).hexdigest(), metrics or [], rewrites)
-        diff = parity(generator, card, graph)
-        if not diff <= PARITY_TOL:
-            raise ExportError(f"{name}: ONNX Runtime differs from torch by {diff:.2e} > {PARITY_TOL:.0e}")
-        log.info("%s: parity max |torch - ORT| = %.2e over %d images", name, diff, PARITY_BATCH)
-        if recipe.tone_curve:
-            graph, card = with_tone_curve(graph, card, ToneFit(data_dir))
-        (stage / ONNX_FILE).write_bytes(graph)
-        write_card(card, stage)
-        _samples(CardGraph(card, graph), stage / SAMPLES_FILE)
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(stage, dest)
-        # The staging directory is private (0700); the served copy must be readable by a
-        # service running as another user (the container's non-root user, for one).
-        dest.chmod(0o755)
+    card = build_card(recipe, ckpt, name, hashlib.sha256(graph).hexdigest(), metrics or [], rewrites)
+    diff = parity(generator, card, graph)
+    if not diff <= PARITY_TOL:
+        raise ExportError(f"{name}: ONNX Runtime differs from torch by {diff:.2e} > {PARITY_TOL:.0e}")
+    log.info("%s: parity max |torch - ORT| = %.2e over %d images", name, diff, PARITY_BATCH)
+    if recipe.tone_curve:
+        graph, card = with_tone_curve(graph, card, ToneFit(data_dir))
+    dest = write_model_dir(out_root, graph, card)
     log.info("exported %s → %s", name, dest)
     return dest
 

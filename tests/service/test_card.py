@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -9,8 +10,20 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.card import CARD_FILE, CurvePoints, ModelCard, ToneCurve, card_dirs, load_card, write_card
+from service.card import (
+    CARD_FILE,
+    SCHEMA_DOC,
+    CurvePoints,
+    ModelCard,
+    ToneCurve,
+    card_dirs,
+    card_json_schema,
+    load_card,
+    write_card,
+)
 from tests.service.onnx_fixtures import write_model
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_card_is_readable_by_all_whatever_the_umask(tmp_path: Path) -> None:
@@ -84,3 +97,18 @@ def test_a_card_holds_one_tone_curve_or_one_per_label(tmp_path: Path) -> None:
         assert len(ModelCard.model_validate(with_curves(k)).onnx.tone_curve.curves) == k  # type: ignore[union-attr]
     with pytest.raises(ValidationError, match="2 curves: one for every image, or one per label \\(3\\)"):
         ModelCard.model_validate(with_curves(2))
+
+
+def test_the_committed_json_schema_is_the_cards_own() -> None:
+    committed = (REPO / SCHEMA_DOC).read_text(encoding="utf-8")
+    assert committed == card_json_schema(), f"regenerate it: python -m service.card > {SCHEMA_DOC}"
+
+
+def test_the_json_schema_describes_an_imported_models_source() -> None:
+    schema = json.loads((REPO / SCHEMA_DOC).read_text(encoding="utf-8"))
+    assert set(schema["required"]) == {"name", "kind", "family", "dataset", "image", "latent", "onnx"}
+    source = schema["$defs"]["ImportSource"]
+    assert {"kind", "file", "sha256", "inputs", "outputs", "layout", "batch", "adapters"} <= set(
+        source["required"]
+    )
+    assert source["properties"]["batch"]["enum"] == ["dynamic", "made dynamic", "row by row"]
