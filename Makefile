@@ -37,13 +37,13 @@ run: install-serve
 
 ## Lint, type-check and run every test suite
 test: install-dev data
-	$(BIN)/ruff check service trainer tests bench
+	$(BIN)/ruff check service trainer tests bench condgen
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: install-dev
-	$(BIN)/ruff check service trainer tests bench
-	$(BIN)/ruff format --check service trainer tests bench
+	$(BIN)/ruff check service trainer tests bench condgen
+	$(BIN)/ruff format --check service trainer tests bench condgen
 
 typecheck: install-dev
 	$(BIN)/mypy

@@ -37,9 +37,9 @@ _CUT_WRITE_S = 0.3
 _stopping: set[asyncio.Future[None]] = set()  # strong references to the batchers' stop tasks
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m service") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m service",
+        prog=prog,
         description="Serve condgen models over HTTP. Every option also reads a CONDGEN_* env var.",
     )
     parser.add_argument("--host", help="bind address (CONDGEN_HOST)")
@@ -138,8 +138,8 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def main(argv: list[str] | None = None) -> None:
-    settings = settings_from_args(parse_args(argv))
+def main(argv: list[str] | None = None, prog: str = "python -m service") -> None:
+    settings = settings_from_args(parse_args(argv, prog))
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, handle_sighup=True)
     fd_limit = raise_fd_limit()

@@ -1,0 +1,41 @@
+"""When to try a request again: 429 and 503 answers and failed connections, a bounded number of
+times, never sooner than the server's Retry-After, with jitter so clients that were refused
+together do not all come back in the same instant."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from condgen.errors import CondgenError, ConnectionFailed, Overloaded, Unavailable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 8  # attempts after the first
+    backoff_s: float = 0.25  # first wait when the server names none; doubles per attempt
+    max_wait_s: float = 30.0  # a longer Retry-After is not waited for: the error is raised
+    jitter: float = 0.25  # up to this fraction of the wait is added at random
+
+    def wait_s(self, error: CondgenError, attempt: int, rng: random.Random | None = None) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1`` (0-based), or None to give up."""
+        if not isinstance(error, Overloaded | Unavailable | ConnectionFailed) or attempt >= self.retries:
+            return None
+        base = error.retry_after_s
+        if base is None:
+            base = self.backoff_s * 2.0**attempt
+        if base > self.max_wait_s:
+            return None
+        wait = base + (rng or random).uniform(0.0, self.jitter * max(base, self.backoff_s))
+        logger.info(
+            "%s; retrying in %.2f s (Retry-After: %s; attempt %d of %d)",
+            error,
+            wait,
+            "none" if error.retry_after_s is None else f"{error.retry_after_s:g} s",
+            attempt + 1,
+            self.retries,
+        )
+        return wait
