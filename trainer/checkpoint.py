@@ -10,7 +10,9 @@ change. Checkpoints written before it was stored (no ``format`` key) take the re
 
 from __future__ import annotations
 
+import pickle
 import platform
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -89,9 +91,40 @@ def checkpoint_recipe(ckpt: dict[str, Any], recipe: Recipe | None = None) -> Rec
     return recipe
 
 
+# What ``export`` says of a file that is not one of its checkpoints (one line, then the way out).
+NOT_CONDGEN = (
+    "{path} is not a condgen checkpoint: expected the dict `python -m trainer train` writes "
+    "(keys 'recipe', 'net', 'model'), found {found}.\n"
+    "To serve a generator trained elsewhere (ONNX, TorchScript, or a PyTorch class and its "
+    "state_dict), use `python -m trainer import SOURCE --name NAME`."
+)
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, dict):
+        keys = ", ".join(repr(k) for k in list(obj)[:4])
+        return f"a dict with keys {keys}{', ...' if len(obj) > 4 else ''}" if obj else "an empty dict"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def load_condgen_checkpoint(path: Path) -> dict[str, Any]:
+    """:func:`load_checkpoint`, refusing with a pointer to ``trainer import`` anything else."""
+    try:
+        with warnings.catch_warnings():
+            # A TorchScript file is loaded anyway (and refused below): torch's note on it is noise.
+            warnings.filterwarnings("ignore", message=".*TorchScript archive")
+            ckpt: object = load_checkpoint(path)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(NOT_CONDGEN.format(path=path, found=f"no torch.save file ({first[:80]})")) from None
+    if not isinstance(ckpt, dict) or "recipe" not in ckpt or "model" not in ckpt:
+        raise ValueError(NOT_CONDGEN.format(path=path, found=_describe(ckpt)))
+    return ckpt
+
+
 def generator_from_checkpoint(path: Path) -> tuple[nn.Module, Recipe, dict[str, Any]]:
     """Rebuild the generator a checkpoint holds (its EMA weights when the recipe keeps them)."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_condgen_checkpoint(path)
     recipe = checkpoint_recipe(ckpt)
     model, _ = recipe.build()
     model.load_state_dict(ckpt["model"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .device import DEVICE_CHOICES
 from .evaluate_cli import add_evaluate_parser, with_action
+from .importer.cli import add_import_parser
 from .recipes import RECIPES
 
 log = logging.getLogger("trainer")
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_classifier)
 
     add_evaluate_parser(sub)
+    add_import_parser(sub)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
     p.add_argument("checkpoint", type=Path)

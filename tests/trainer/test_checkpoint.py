@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from trainer.checkpoint import FORMAT, generator_from_checkpoint, load_checkpoint
+from trainer.cli import main
 from trainer.export import export_checkpoint
 from trainer.nets.build import config_from_dict, config_to_dict
 from trainer.nets.cdcgan import CDCGANConfig
@@ -70,3 +71,22 @@ def test_an_unknown_network_config_is_refused() -> None:
         config_from_dict({"type": "NoSuchConfig", "fields": {}})
     with pytest.raises(ValueError, match="fields this code does not have"):
         config_from_dict({"type": "CDCGANConfig", "fields": {"depth": 3}})
+
+
+@pytest.mark.parametrize("kind", ["state_dict", "torchscript", "onnx"])
+def test_export_of_a_foreign_file_says_what_it_expected_and_points_to_import(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    path = {
+        "state_dict": fixtures / "cdcgan_state.pt",
+        "torchscript": fixtures / "cdcgan_scripted.pt",
+        "onnx": fixtures / "keras_cgan.onnx",
+    }[kind]
+    assert main(["export", str(path), "--out", str(tmp_path)]) == 2
+    message = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "is not a condgen checkpoint: expected the dict `python -m trainer train` writes" in message
+    assert "use `python -m trainer import SOURCE --name NAME`" in message
+    assert len(message.splitlines()) == 2
+    assert "Traceback" not in message
+    assert not list(tmp_path.iterdir())
