@@ -6,7 +6,11 @@
   const SLIDER_MAX_DIM = 8;
   const SLIDER_RANGE = 3; // sliders span ±3 standard deviations of the N(0, 1) prior
   const DEBOUNCE_MS = 60; // quiet time after the last slider move before a request goes out
-  const MAX_SEED = Number.MAX_SAFE_INTEGER; // exact in JSON from JS; the API takes up to 2^63 - 1
+  // Seeds are BigInts end to end (box, URL, JSON body): a Number is exact only up to 2^53 - 1 and
+  // would round the larger seeds the API hands out.
+  const MAX_SEED = 2n ** 63n - 1n;
+  // The bundled zoo's flagships open first; any other repository opens on its first ready model.
+  const FLAGSHIPS = ["condgen-mnist", "condgen-fashion"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -17,6 +21,7 @@
     z: [],
     inflight: {}, // AbortController per panel: a newer request aborts the older one
     urls: {}, // object URL per panel, revoked when replaced
+    shown: {}, // per panel, the request whose answer is on screen: {path, body}
     timer: null,
   };
 
@@ -59,13 +64,20 @@
     }
   }
 
+  // JSON.stringify cannot write a BigInt: each is written as a marked string, then unquoted.
+  const BIGINT_MARK = "\u2063bigint:";
+  function toJson(value) {
+    const text = JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `${BIGINT_MARK}${v}` : v));
+    return text.replace(/"\u2063bigint:(\d+)"/g, "$1");
+  }
+
   async function request(path, body, signal) {
     const init = body === undefined
       ? { headers: { Accept: "application/json" }, signal }
       : {
           method: "POST",
           headers: { "Content-Type": "application/json", Accept: "image/png" },
-          body: JSON.stringify(body),
+          body: toJson(body),
           signal,
         };
     const key = apiKey();
@@ -97,10 +109,11 @@
     box.hidden = false;
   }
 
+  // 32 random bits: short enough to read out and share (any seed up to MAX_SEED can be typed).
   function randomSeed() {
     const words = new Uint32Array(1);
     crypto.getRandomValues(words);
-    return words[0];
+    return BigInt(words[0]);
   }
 
   function gaussian() {
@@ -110,10 +123,15 @@
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
 
+  function parseSeed(text) {
+    if (!/^\d{1,19}$/.test(text)) return null;
+    const value = BigInt(text);
+    return value <= MAX_SEED ? value : null;
+  }
+
   function readSeed(input) {
-    const text = input.value.trim();
-    const value = Number(text);
-    if (text === "" || !Number.isInteger(value) || value < 0 || value > MAX_SEED) {
+    const value = parseSeed(input.value.trim());
+    if (value === null) {
       throw new ApiError("invalid_seed", `${input.labels[0].textContent.trim()} must be a whole number from 0 to ${MAX_SEED}`, 0);
     }
     return value;
@@ -219,12 +237,14 @@
       const started = performance.now();
       const response = await request("/generate", body, signal);
       const blob = await response.blob();
+      state.shown.image = { path: "/generate", body };
       const what = state.mode === "sliders" ? "z" : `seed-${body.seed}`;
       const label = conditional() ? `-${labelName()}` : "";
       await showBlob("image", $("image"), blob, $("download"), `${state.model.name}${label}-${what}.png`);
       $("image-placeholder").hidden = true;
       const source = state.mode === "sliders" ? "latent from the sliders" : `seed ${body.seed}`;
       $("image").alt = `${state.model.name}${conditional() ? `, label ${labelName()}` : ""}, ${source}`;
+      showApi();
       const ms = Math.round(performance.now() - started);
       const image = card().image;
       $("image-meta").textContent = `${image.width}×${image.height}${image.channels === 3 ? " RGB" : ""}`;
@@ -245,19 +265,14 @@
       const seed = readSeed($("grid-seed"));
       const columns = readInt($("grid-columns"), 1, 16);
       const t = truncation();
-      let response;
-      if (conditional()) {
-        const body = { model: state.model.name, seed, columns };
-        if (t !== undefined) body.truncation = t;
-        response = await request("/grid", body, signal);
-        $("grid-meta").textContent = `${card().labels.length} labels × ${columns} latents of seed ${seed}`;
-      } else {
-        // An unconditional model has no labels: four rows of samples instead.
-        const body = { model: state.model.name, seed, n: 4 * columns };
-        if (t !== undefined) body.truncation = t;
-        response = await request("/generate", body, signal);
-        $("grid-meta").textContent = `${4 * columns} samples of seed ${seed}`;
-      }
+      // An unconditional model has no labels: four rows of samples instead.
+      const path = conditional() ? "/grid" : "/generate";
+      const body = conditional() ? { model: state.model.name, seed, columns } : { model: state.model.name, seed, n: 4 * columns };
+      if (t !== undefined) body.truncation = t;
+      const response = await request(path, body, signal);
+      $("grid-meta").textContent = conditional()
+        ? `${card().labels.length} labels × ${columns} latents of seed ${seed}`
+        : `${4 * columns} samples of seed ${seed}`;
       const rows = conditional() ? card().labels : [];
       const grid = $("grid");
       grid.alt = conditional()
@@ -265,6 +280,8 @@
         : `${4 * columns} samples of seed ${seed}`;
       await showBlob("grid", grid, await response.blob(), $("grid-download"), `${state.model.name}-grid-seed-${seed}.png`);
       rowLabels(rows, card().image.height, Number(grid.dataset.zoom || 1));
+      state.shown.grid = { path, body };
+      showApi();
     });
   }
 
@@ -299,7 +316,75 @@
       const label = conditional() ? ` at label ${labelName()}` : "";
       $("interp-meta").textContent = `seed ${a} → seed ${b}, ${steps} steps${label}`;
       await showBlob("interp", $("interp"), await response.blob(), $("interp-download"), `${state.model.name}-seeds-${a}-${b}.png`);
+      state.shown.interp = { path: "/interpolate", body };
+      showApi();
     });
+  }
+
+  // ------------------------------------------------------------------ use via API
+  // The curl command and Python client call that give the images of a panel, from the request
+  // whose answer is on screen (state.shown).
+  const API_OUTPUT = { image: "image.png", grid: "grid.png", interp: "interpolation.png" };
+
+  function shellQuote(text) {
+    return `'${text.replaceAll("'", "'\\''")}'`;
+  }
+
+  function curlCommand(panel, shown) {
+    const lines = [`curl -s ${location.origin}${shown.path} -H 'Content-Type: application/json' \\`];
+    if (apiKey()) lines.push('  -H "Authorization: Bearer $CONDGEN_API_KEY" \\');
+    lines.push(`  -d ${shellQuote(toJson(shown.body))} -o ${API_OUTPUT[panel]}`);
+    return lines.join("\n");
+  }
+
+  // Python literals: JSON strings and numbers read the same in Python; BigInts as digits.
+  const py = (value) => (typeof value === "bigint" ? String(value) : toJson(value));
+  const labelArg = (body) => (body.label === undefined ? [] : [`label=${py(card().labels[body.label])}`]);
+  const truncationArg = (body) => (body.truncation === undefined ? [] : [`truncation=${py(body.truncation)}`]);
+
+  function clientCall(panel, shown) {
+    const body = shown.body;
+    let method = "generate";
+    let args;
+    if (panel === "image" && body.z) {
+      args = [...labelArg(body), `z=[[${body.z[0].map(py).join(", ")}]]`];
+    } else if (panel === "image" || shown.path === "/generate") {
+      args = [...labelArg(body), `n=${body.n || 1}`, `seed=${py(body.seed)}`, ...truncationArg(body)];
+    } else if (panel === "grid") {
+      method = "grid";
+      const labels = `labels=[${card().labels.map(py).join(", ")}]`;
+      args = [labels, `columns=${body.columns}`, `seed=${py(body.seed)}`, ...truncationArg(body)];
+    } else {
+      method = "interpolate";
+      args = [...labelArg(body), `seeds=(${body.seeds.map(py).join(", ")})`, `steps=${body.steps}`];
+      if (!body.spherical) args.push("spherical=False");
+      args.push(...truncationArg(body));
+    }
+    const key = apiKey() ? ', api_key=os.environ["CONDGEN_API_KEY"]' : "";
+    const imports = apiKey() ? "import os\n\nfrom condgen import Client" : "from condgen import Client";
+    const call = `Client(${py(location.origin)}${key}).${method}(${[py(body.model), ...args].join(", ")})`;
+    return `${imports}\nimages = ${call}.images`;
+  }
+
+  function showApi() {
+    const panel = document.querySelector('input[name="api-for"]:checked').value;
+    const shown = state.shown[panel];
+    $("api-curl").textContent = shown ? curlCommand(panel, shown) : "";
+    $("api-python").textContent = shown ? clientCall(panel, shown) : "";
+    $("api-empty").hidden = Boolean(shown);
+  }
+
+  async function copyCode(id, button) {
+    const code = $(id);
+    try {
+      await navigator.clipboard.writeText(code.textContent);
+      button.textContent = "Copied";
+    } catch (_) {
+      // No clipboard (a page served over plain HTTP from another host): select it for Ctrl+C.
+      getSelection().selectAllChildren(code);
+      button.textContent = "Selected";
+    }
+    setTimeout(() => { button.textContent = "Copy"; }, 1500);
   }
 
   // ------------------------------------------------------------------ controls
@@ -459,6 +544,8 @@
     const entry = state.models.find((m) => m.name === name);
     if (!entry) return;
     state.model = entry;
+    state.shown = {};
+    showApi();
     $("model").value = name;
     renderCard(entry);
     const c = entry.card;
@@ -476,8 +563,7 @@
       c.labels.forEach((text, id) => {
         labelSelect.add(new Option(text === String(id) ? text : `${text} (${id})`, String(id)));
       });
-      const wanted = label === undefined ? -1 : c.labels.findIndex((n) => n.toLowerCase() === label.toLowerCase());
-      labelSelect.value = String(wanted >= 0 ? wanted : 0);
+      labelSelect.value = String(labelIndex(c.labels, label));
     }
     $("label-field").hidden = !c.labels;
     $("grid-title").textContent = c.labels ? "Label × z grid" : "Samples";
@@ -493,6 +579,15 @@
     renderAll();
   }
 
+  // A label from the URL: a class name (any case), else a class id; the first class otherwise.
+  function labelIndex(names, label) {
+    if (label === undefined) return 0;
+    const byName = names.findIndex((n) => n.toLowerCase() === label.toLowerCase());
+    if (byName >= 0) return byName;
+    const id = /^\d+$/.test(label) ? Number(label) : -1;
+    return id < names.length ? Math.max(id, 0) : 0;
+  }
+
   // ------------------------------------------------------------------ URL hash: shareable state
   function updateHash() {
     if (!state.model) return;
@@ -504,11 +599,11 @@
 
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    const seed = params.get("seed");
+    const seed = parseSeed((params.get("seed") || "").trim());
     return {
       model: params.get("model") || undefined,
       label: params.get("label") || undefined,
-      seed: seed !== null && /^\d+$/.test(seed) ? Number(seed) : undefined,
+      seed: seed === null ? undefined : seed,
     };
   }
 
@@ -570,6 +665,19 @@
       e.preventDefault();
       renderInterpolation();
     });
+    for (const radio of document.querySelectorAll('input[name="api-for"]')) {
+      radio.addEventListener("change", showApi);
+    }
+    // A button, not a #fragment link: the URL's fragment holds the page's state.
+    $("api-jump").addEventListener("click", () => {
+      $("api-for-image").checked = true;
+      showApi();
+      $("api-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+      $("api-panel").focus({ preventScroll: true });
+    });
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      button.addEventListener("click", () => copyCode(button.dataset.copy, button));
+    }
     $("interp-random").addEventListener("click", () => {
       $("interp-a").value = String(randomSeed());
       $("interp-b").value = String(randomSeed());
@@ -602,8 +710,10 @@
       return;
     }
     const wanted = fromHash();
-    const first = ready.find((m) => m.name === wanted.model) || ready[0];
-    selectModel(first.name, first.name === wanted.model ? wanted : {});
+    const flagship = FLAGSHIPS.map((name) => ready.find((m) => m.name === name)).find(Boolean);
+    const first = ready.find((m) => m.name === wanted.model) || flagship || ready[0];
+    // A label and seed from the URL apply to its model, or to the default one when it names none.
+    selectModel(first.name, wanted.model === undefined || first.name === wanted.model ? wanted : {});
   }
 
   document.addEventListener("DOMContentLoaded", start);
