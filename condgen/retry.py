@@ -19,10 +19,14 @@ class RetryPolicy:
     backoff_s: float = 0.25  # first wait when the server names none; doubles per attempt
     max_wait_s: float = 30.0  # a longer Retry-After is not waited for: the error is raised
     jitter: float = 0.25  # up to this fraction of the wait is added at random
+    # A refused connection is retried a few times only (a server restarting), not for a minute.
+    connect_retries: int = 3
 
     def wait_s(self, error: CondgenError, attempt: int, rng: random.Random | None = None) -> float | None:
         """Seconds to wait before attempt ``attempt + 1`` (0-based), or None to give up."""
         if not isinstance(error, Overloaded | Unavailable | ConnectionFailed) or attempt >= self.retries:
+            return None
+        if isinstance(error, ConnectionFailed) and attempt >= self.connect_retries:
             return None
         base = error.retry_after_s
         if base is None:
