@@ -26,11 +26,12 @@ START_TIMEOUT_S = 15.0
 
 
 @contextmanager
-def threaded_server(settings: Settings) -> Iterator[str]:
-    """Serve ``create_app(settings)``; yields the base URL, e.g. ``http://127.0.0.1:41234``."""
+def threaded_server(settings: Settings, port: int = 0) -> Iterator[str]:
+    """Serve ``create_app(settings)`` (on a free port by default); yields the base URL, e.g.
+    ``http://127.0.0.1:41234``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", lifespan="on"))
     failure: list[BaseException] = []
