@@ -103,7 +103,8 @@ NOT_CONDGEN = (
 def _describe(obj: object) -> str:
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:4])
-        return f"a dict with keys {keys}{', ...' if len(obj) > 4 else ''}" if obj else "an empty dict"
+        more = f" and {len(obj) - 4} more" if len(obj) > 4 else ""
+        return f"a dict with keys {keys}{more}" if obj else "an empty dict"
     return f"a {type(obj).__module__}.{type(obj).__qualname__}"
 
 

@@ -53,5 +53,5 @@ def write_model_dir(out_root: Path, graph: bytes, card: ModelCard) -> Path:
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
-    log.info("wrote %s", dest)
+    log.debug("wrote %s", dest)
     return dest

@@ -175,8 +175,6 @@ def _pytorch_source(options: ImportOptions) -> Source:
                 "pass the constructor's arguments with --kwargs JSON"
             ) from None
         weights_sha = _sha256(options.weights)
-    else:
-        log.warning("no --weights: %s serves the weights its constructor made", cls.__name__)
     signature = inspect.signature(module.forward)
     positional = [
         p
@@ -191,6 +189,8 @@ def _pytorch_source(options: ImportOptions) -> Source:
     where = options.source.rpartition(":")[0]
     source.class_name = f"{file.name if where.endswith('.py') else where}:{cls.__name__}"
     source.weights_sha256 = weights_sha
+    if weights_sha is None:
+        log.warning("no --weights: %s serves the weights its constructor made", cls.__name__)
     return source
 
 
@@ -258,7 +258,7 @@ def _export_module(
         args: tuple[torch.Tensor, ...] = (torch.zeros(2, d), label)
     else:
         encoding = "concat" if labels is not None else None
-        names, args = ["z"], (torch.zeros(2, d + k),)
+        names, args = ["z_onehot" if labels is not None else "z"], (torch.zeros(2, d + k),)
     with tempfile.TemporaryDirectory(prefix="condgen-import-") as scratch:
         path = Path(scratch) / "source.onnx"
         try:
@@ -294,7 +294,7 @@ def _export_module(
 
     completed = replace(
         options,
-        z_input="z",
+        z_input=names[0],
         label_input="label" if arity == 2 else None,
         output="output",
         latent_dim=d,
