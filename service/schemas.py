@@ -56,7 +56,7 @@ ModelName = Annotated[str, Field(min_length=1, max_length=128, description="Mode
 MAX_LIST_ITEMS = 16384
 MAX_LATENT_DIM = 16384
 Latent = Annotated[list[float], Field(max_length=MAX_LATENT_DIM, fail_fast=True)]
-_VECTOR_SCHEMA = {"type": "array", "items": {"type": "number"}, "maxItems": MAX_LATENT_DIM}
+_VECTOR_SCHEMA = {"title": "Latent", "type": "array", "items": {"type": "number"}, "maxItems": MAX_LATENT_DIM}
 # One vector is accepted as a list of one (_as_latent_list), so the schema declares both forms.
 Latents = Annotated[
     list[Latent],
@@ -64,7 +64,13 @@ Latents = Annotated[
         {
             "anyOf": [
                 _VECTOR_SCHEMA,
-                {"type": "array", "items": _VECTOR_SCHEMA, "minItems": 1, "maxItems": MAX_LIST_ITEMS},
+                {
+                    "title": "Latents",
+                    "type": "array",
+                    "items": _VECTOR_SCHEMA,
+                    "minItems": 1,
+                    "maxItems": MAX_LIST_ITEMS,
+                },
             ]
         }
     ),
