@@ -5,6 +5,7 @@ The browser tests run the system Chromium, cut off from every other host (:mod:`
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from collections.abc import Iterator
@@ -124,9 +125,11 @@ def wait_rendered(page: Any, img_id: str, more_than: int) -> None:
 
 
 def generate_npy(url: str, body: dict[str, Any]) -> np.ndarray:
-    import io
+    return npy_of(url, "/generate", body)
 
-    resp = httpx.post(f"{url}/generate", json=body, headers={"accept": "application/x-npy"}, timeout=10)
+
+def npy_of(url: str, path: str, body: dict[str, Any]) -> np.ndarray:
+    resp = httpx.post(f"{url}{path}", json=body, headers={"accept": "application/x-npy"}, timeout=10)
     assert resp.status_code == 200, resp.text
     return np.load(io.BytesIO(resp.content), allow_pickle=False)
 
@@ -305,6 +308,14 @@ def generate_png(url: str, body: dict[str, Any]) -> bytes:
     return resp.content
 
 
+def run_python(snippet: str) -> np.ndarray:
+    """The panel's Python, run as shown (the condgen client against the live server): its images."""
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # the page's own text: what a user would paste
+    images: np.ndarray = namespace["images"]
+    return images
+
+
 def wait_status(page: Any, text: str) -> None:
     page.wait_for_function(
         "([t]) => document.getElementById('status').textContent.startsWith(t)"
@@ -375,6 +386,9 @@ def test_the_api_panel_gives_the_request_on_screen(page: Any, server_url: str, t
     assert curl.startswith(f"curl -s {server_url}/generate ")
     subprocess.run(["bash", "-c", curl], cwd=tmp_path, check=True, timeout=30)
     assert (tmp_path / "image.png").read_bytes() == shown_png(page, "image")
+    # And the Python call gives the same pixels.
+    seeded = {"model": GRAY, "label": 7, "seed": SEED_PAST_DOUBLE}
+    assert np.array_equal(run_python(python), npy_of(server_url, "/generate", seeded))
 
     # Truncation shows in both.
     page.check("#truncate")
@@ -391,6 +405,8 @@ def test_the_api_panel_gives_the_request_on_screen(page: Any, server_url: str, t
     grid_python = page.inner_text("#api-python")
     assert f'.grid("{GRAY}", labels=["zero", "one", ' in grid_python
     assert grid_python.endswith('"nine"], columns=6, seed=7, truncation=1).images')
+    grid_body = {"model": GRAY, "columns": 6, "seed": 7, "truncation": 1.0}
+    assert np.array_equal(run_python(grid_python), npy_of(server_url, "/grid", grid_body))
     assert f"{server_url}/grid " in page.inner_text("#api-curl")
 
     # The interpolation, run through curl again.
@@ -406,6 +422,10 @@ def test_the_api_panel_gives_the_request_on_screen(page: Any, server_url: str, t
     )
     subprocess.run(["bash", "-c", page.inner_text("#api-curl")], cwd=tmp_path, check=True, timeout=30)
     assert (tmp_path / "interpolation.png").read_bytes() == shown_png(page, "interp")
+    path_body = {"model": GRAY, "label": 7, "seeds": [1, 2], "steps": 10, "truncation": 1.0}
+    assert np.array_equal(
+        run_python(page.inner_text("#api-python")), npy_of(server_url, "/interpolate", path_body)
+    )
 
     # Slider mode: the explicit latent.
     page.goto(f"/#model={RGB}")
