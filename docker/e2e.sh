@@ -20,37 +20,19 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-
-# Bound the whole run: re-run this script under timeout(1) once. On expiry the script gets TERM
-# and its trap still tears the stack down.
+E2E_NAME=e2e
+E2E_SELF="$ROOT/docker/e2e.sh"
 E2E_TIMEOUT="${E2E_TIMEOUT:-600}"
-if [[ -z "${_CONDGEN_E2E_BOUNDED:-}" ]]; then
-    export _CONDGEN_E2E_BOUNDED=1
-    exec timeout --kill-after=90 "$E2E_TIMEOUT" bash "$0" "$@"
-fi
+E2E_BOUND_S="$E2E_TIMEOUT"
+# shellcheck source=docker/e2e-lib.sh
+source docker/e2e-lib.sh
 
-START_S=$(date +%s)
-# The original stdout/stderr: a trap may fire inside a step whose output is redirected to a file.
-exec 3>&1 4>&2
 PROJECT="${E2E_PROJECT:-condgen-e2e}"
 LB_PORT="${E2E_LB_PORT:-18080}"
 PROM_PORT="${E2E_PROM_PORT:-19090}"
-BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/condgen-e2e.XXXXXX")"
-chmod 755 "$WORK"
-PASSED=0
-FAILED=0
-DOCKERD_PID=""
 STACK_UP=0
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); echo "FAIL: $*"; }
-log() { echo "e2e: [$(($(date +%s) - START_S))s] $*"; }
-
-summary() {
-    echo "e2e: wall time $(($(date +%s) - START_S)) s"
-    echo "e2e: $PASSED passed, $FAILED failed"
-}
+compose() { e2e_compose "$@"; }
 
 cleanup() {
     local rc=$?
@@ -68,11 +50,7 @@ cleanup() {
             compose down -v --remove-orphans >"$WORK/down.log" 2>&1 || tail -n 20 "$WORK/down.log"
         fi
     fi
-    if [[ -n "$DOCKERD_PID" && "${E2E_KEEP:-0}" != "1" ]]; then
-        log "stopping the Docker engine this run started (pid $DOCKERD_PID)"
-        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-        for _ in $(seq 1 30); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
-    fi
+    [[ "${E2E_KEEP:-0}" == "1" ]] || e2e_engine_stop
     rm -rf "$WORK"
     if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
         if [[ $rc -eq 124 ]]; then
@@ -89,72 +67,14 @@ trap cleanup EXIT
 trap 'exit 124' TERM
 trap 'exit 130' INT
 
-# Stop at the first failure of a step that later steps depend on.
-must() {
-    local what="$1"
-    shift
-    if "$@" >"$WORK/step.log" 2>&1; then
-        pass "$what"
-    else
-        fail "$what"
-        tail -n 40 "$WORK/step.log"
-        exit 1
-    fi
-}
-
 # ---- 1. tools -----------------------------------------------------------------------------------
-missing=()
-command -v dockerd >/dev/null || missing+=(docker.io)
-command -v promtool >/dev/null || missing+=(prometheus)
-command -v debootstrap >/dev/null || missing+=(debootstrap debian-archive-keyring)
-if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
-    missing+=(docker-compose)
-fi
-if [[ ${#missing[@]} -gt 0 ]]; then
-    log "installing ${missing[*]} from Debian"
-    if [[ $(id -u) -ne 0 ]]; then
-        fail "missing ${missing[*]} and not root: install them (apt-get install ${missing[*]})"
-        exit 1
-    fi
-    must "apt-get install ${missing[*]}" bash -c \
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${missing[*]}"
-fi
-if docker compose version >/dev/null 2>&1; then
-    COMPOSE=(docker compose)
-else
-    COMPOSE=(docker-compose)
-fi
-compose() {
-    CONDGEN_LB_PORT="$LB_PORT" CONDGEN_PROMETHEUS_PORT="$PROM_PORT" BASE_IMAGE="$BASE_IMAGE" \
-        CONDGEN_IMAGE=condgen:e2e CONDGEN_LB_IMAGE=condgen-lb:e2e \
-        CONDGEN_PROMETHEUS_IMAGE=condgen-prometheus:e2e \
-        "${COMPOSE[@]}" -p "$PROJECT" "${COMPOSE_FILES[@]}" "$@"
-}
-COMPOSE_FILES=(-f docker/compose.yaml)
-log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version | head -n1))"
+e2e_tools promtool:prometheus
 
 # ---- 2. Docker engine ---------------------------------------------------------------------------
-if ! docker info >/dev/null 2>&1; then
-    if [[ $(id -u) -ne 0 ]]; then
-        fail "no Docker engine reachable and not root to start one"
-        exit 1
-    fi
-    log "starting dockerd"
-    # Own session: a timeout of this script must not kill the engine before the teardown ran.
-    setsid dockerd >"${TMPDIR:-/tmp}/condgen-e2e-dockerd.log" 2>&1 </dev/null 3>&- 4>&- &
-    DOCKERD_PID=$!
-    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-fi
-must "Docker engine reachable ($(docker version --format '{{.Server.Version}}' 2>/dev/null))" docker info
+e2e_engine_start
 
 # ---- 3. images ----------------------------------------------------------------------------------
-log "base image $BASE_IMAGE"
-must "base image $BASE_IMAGE present (docker/base-image.sh builds it offline)" \
-    env BASE_IMAGE="$BASE_IMAGE" bash docker/base-image.sh
-log "building condgen, lb and prometheus images"
-# The image bakes exported/ in; git keeps no empty directory, so a clone without models lacks it.
-mkdir -p exported
-must "compose build (service image, nginx, prometheus)" compose build condgen lb prometheus
+e2e_build_images
 size_bytes=$(docker image inspect condgen:e2e --format '{{.Size}}')
 log "service image condgen:e2e: $((size_bytes / 1000000)) MB"
 user=$(docker image inspect condgen:e2e --format '{{.Config.User}}')
@@ -170,21 +90,13 @@ else
 fi
 
 # ---- 4. model zoo -------------------------------------------------------------------------------
-if compgen -G "exported/*/model.onnx" >/dev/null; then
-    log "serving the baked-in zoo: $(ls -d exported/*/ | xargs -n1 basename | tr '\n' ' ')"
-else
-    PY="${PYTHON:-}"
-    if [[ -z "$PY" ]]; then
-        if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
-    fi
-    log "exported/ holds no model: serving a tiny untrained zoo built with $PY"
-    must "tiny zoo built (tests/deploy/tiny_zoo.py)" "$PY" tests/deploy/tiny_zoo.py "$WORK/zoo"
-    chmod -R a+rX "$WORK/zoo"
+e2e_zoo
+if [[ -n "$ZOO_DIR" ]]; then
     cat >"$WORK/compose.zoo.yaml" <<EOF
 services:
   condgen:
     volumes:
-      - $WORK/zoo:/models:ro
+      - $ZOO_DIR:/models:ro
 EOF
     COMPOSE_FILES+=(-f "$WORK/compose.zoo.yaml")
 fi
@@ -237,8 +149,7 @@ if python3 docker/e2e_check.py --lb "http://127.0.0.1:$LB_PORT" \
     --timeout "$budget" | tee "$WORK/check.log"; then
     :
 fi
-PASSED=$((PASSED + $(grep -c '^PASS:' "$WORK/check.log")))
-FAILED=$((FAILED + $(grep -c '^FAIL:' "$WORK/check.log")))
+count_checks "$WORK/check.log"
 grep -q '^e2e-check: ' "$WORK/check.log" || fail "docker/e2e_check.py did not finish"
 
 # ---- 7. rule and config files -------------------------------------------------------------------
