@@ -10,7 +10,7 @@ from starlette.responses import FileResponse
 from service.card import SAMPLES_FILE, ModelCard
 from service.errors import NotFound
 from service.registry import ModelEntry
-from service.routes.docs import STARTING, errors
+from service.routes.docs import STARTING, ModelPath, errors
 from service.schemas import ModelsResponse
 from service.serving import OrjsonResponse, Resources, ResourcesDep
 
@@ -57,7 +57,7 @@ async def list_models(resources: ResourcesDep) -> OrjsonResponse:
 
 
 @router.get("/models/{name}", response_model=ModelCard, responses=MODEL_ERRORS, summary="A model's card")
-async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
+async def get_model(name: ModelPath, resources: ResourcesDep) -> OrjsonResponse:
     entry, card = resources.card_of(name)
     status = resources.state_of(entry).status
     return OrjsonResponse(card.model_dump(mode="json"), headers={"X-Condgen-Model-Status": status})
@@ -69,7 +69,7 @@ async def get_model(name: str, resources: ResourcesDep) -> OrjsonResponse:
     responses={200: {"content": {"image/png": {}}}, **MODEL_ERRORS},
     summary="The sample grid committed with the model",
 )
-async def get_samples(name: str, resources: ResourcesDep) -> FileResponse:
+async def get_samples(name: ModelPath, resources: ResourcesDep) -> FileResponse:
     path = resources.entry(name).samples_path
     if path is None:
         raise NotFound(f"model {name!r} has no {SAMPLES_FILE}")
