@@ -33,7 +33,7 @@ install-dev: $(VENV)/.dev-installed
 
 ## Serve the bundled zoo on http://$(HOST):$(PORT)
 run: install-serve
-	$(BIN)/python -m service --host $(HOST) --port $(PORT) --models $(MODELS)
+	$(BIN)/condgen serve --host $(HOST) --port $(PORT) --models $(MODELS)
 
 ## Lint, type-check and run every test suite
 test: install-dev data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,15 +136,26 @@ def make_dataset(spec: DatasetSpec, source: Source, progress: bool = True) -> di
     bar.start(done)
     cycle_ids = None if cycle is None else np.asarray(cycle, dtype=np.int64)
     step = spec.step or source.step
-    for start in range(done, spec.n, step):
-        rows = np.arange(start, min(start + step, spec.n))
-        labels = None if cycle_ids is None else cycle_ids[rows % len(cycle_ids)]
-        images = source.rows(spec.model, labels, seed, spec.offset + start, spec.truncation, n=len(rows))
+
+    def commit(start: int, images: np.ndarray, labels: np.ndarray | None, rows: np.ndarray) -> None:
         writer.write(start, images, labels, spec.offset + rows)
         writer.sync()
-        manifest["done"] = int(rows[-1]) + 1
+        manifest["done"] = int(rows[-1]) + 1  # only once the rows are on disk
         write_json(mpath, manifest)
         bar.update(manifest["done"])
+
+    # One step is written (PNG encoding, files) while the next is generated: both release the GIL.
+    with ThreadPoolExecutor(1, thread_name_prefix="dataset-writer") as pool:
+        writing: Future[None] | None = None
+        for start in range(done, spec.n, step):
+            rows = np.arange(start, min(start + step, spec.n))
+            labels = None if cycle_ids is None else cycle_ids[rows % len(cycle_ids)]
+            images = source.rows(spec.model, labels, seed, spec.offset + start, spec.truncation, n=len(rows))
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(commit, start, images, labels, rows)
+        if writing is not None:
+            writing.result()
     bar.close()
     manifest["images_per_s"] = round(bar.rate(spec.n), 1)
     manifest["files"] = writer.finish(manifest)

@@ -42,7 +42,7 @@ class Images:
             raise ModuleNotFoundError("Images.pil() needs pillow: pip install pillow") from None
         hwc = self.hwc
         if hwc.shape[-1] == 1:
-            return [Image.fromarray(img[:, :, 0], mode="L") for img in hwc]
+            return [Image.fromarray(img[:, :, 0]) for img in hwc]  # uint8 H×W: mode L
         return [Image.fromarray(img) for img in hwc]
 
 
