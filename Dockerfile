@@ -43,13 +43,15 @@ COPY --from=build /opt/venv /opt/venv
 # The model zoo is baked in (owned by root, read-only to the service); mount another directory
 # over /models (or set CONDGEN_MODELS_DIR) to serve different models without rebuilding.
 COPY --from=build /models /models
+# Logs are JSON lines even under `docker run -t` (text is for a person at a terminal).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     CONDGEN_MODELS_DIR=/models \
     CONDGEN_HOST=0.0.0.0 \
-    CONDGEN_PORT=8000
+    CONDGEN_PORT=8000 \
+    CONDGEN_LOG_FORMAT=json
 WORKDIR /tmp
 USER 10001:10001
 EXPOSE 8000
