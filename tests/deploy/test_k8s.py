@@ -1,13 +1,18 @@
 """Kubernetes manifests: validated against the API's JSON schemas (kubernetes-validate ships them,
-so this runs offline) in strict mode, plus the wiring between the objects."""
+so this runs offline) in strict mode, rendered by `kubectl kustomize` as `kubectl apply -k` would,
+plus the wiring between the objects. No cluster is involved."""
 
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.deploy.conftest import K8S, REPO, load_yaml, load_yaml_all
 
@@ -118,8 +123,6 @@ def test_hpa_scales_the_deployment_on_cpu_and_queue_depth() -> None:
 
 
 def test_prometheus_adapter_serves_the_hpa_metric() -> None:
-    import yaml
-
     objs = objects()
     config = yaml.safe_load(objs["ConfigMap/condgen-prometheus-adapter"]["data"]["config.yaml"])
     (rule,) = config["rules"]
@@ -128,3 +131,41 @@ def test_prometheus_adapter_serves_the_hpa_metric() -> None:
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
     assert "<<.Series>>" in rule["metricsQuery"]
     assert "<<.LabelMatchers>>" in rule["metricsQuery"]
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    """kubectl (Debian's kubernetes-client, which .ci/run installs): absent in CI is a failure."""
+    path = shutil.which("kubectl")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is not installed: .ci/run installs it (apt-get install kubernetes-client)")
+        pytest.skip("kubectl not installed (apt-get install kubernetes-client)")
+    return path
+
+
+def test_kustomize_renders_every_object_with_the_image(kubectl: str) -> None:
+    """What `kubectl apply -k k8s/` would send: every manifest, the image set by kustomization.yaml,
+    and every rendered object still valid for the oldest Kubernetes targeted."""
+    proc = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rendered = {
+        f"{doc['kind']}/{doc['metadata']['name']}": doc
+        for doc in yaml.safe_load_all(proc.stdout)
+        if doc is not None
+    }
+    assert set(rendered) == set(objects())
+    (image,) = load_yaml(K8S / "kustomization.yaml")["images"]
+    assert container(rendered["Deployment/condgen"])["image"] == f"{image['newName']}:{image['newTag']}"
+    for doc in rendered.values():
+        kv.validate(doc, VERSIONS[0], strict=True)
+
+
+def test_kustomize_render_can_fail(kubectl: str, tmp_path: Path) -> None:
+    """A kustomization naming a missing manifest is refused, so the render check above can fail."""
+    for path in K8S.glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "hpa.yaml").unlink()
+    proc = subprocess.run([kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert "hpa.yaml" in proc.stderr
