@@ -1,5 +1,6 @@
 """Command line: ``python -m trainer list | train <recipe> | export <checkpoint> | optimize <model|all> |
-calibrate <model> | zoo | report | classifier <dataset> | evaluate score|reference|doc|curve``."""
+calibrate <model> | zoo | report | classifier <dataset> | evaluate score|reference|doc|curve |
+data lego|faces|sheet``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
+from .datasets.cli import add_data_parser
 from .device import DEVICE_CHOICES
 from .evaluate_cli import add_evaluate_parser, with_action
 from .importer.cli import add_import_parser
+from .quantize_cli import add_quantize_parser
 from .recipes import RECIPES
 
 log = logging.getLogger("trainer")
@@ -21,7 +24,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, r in sorted(RECIPES.items()):
         if r.conditional:
             # A folder recipe's classes are the attribute combinations of its data (2^k).
-            cond = "classes from --attributes" if r.dataset == "folder" else f"{r.num_classes} classes"
+            cond = (
+                "classes from class subfolders or --attributes"
+                if r.dataset == "folder"
+                else f"{r.num_classes} classes"
+            )
         else:
             cond = "unconditional"
         print(f"{name:<{width}}  {r.dataset:<13} {r.loss:<8} z={r.z_dim:<4} {r.image_size}px  {cond}")
@@ -31,16 +38,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import re
+
+    from service.card import NAME_PATTERN
+
     from .export import export_checkpoint
     from .training import TrainConfig, train
 
+    if args.name is not None and not re.match(NAME_PATTERN, args.name):
+        print(f"--name {args.name!r}: lower-case letters, digits, '.', '_' and '-' only", file=sys.stderr)
+        return 2
+    name = args.name or args.recipe
     folder_options = {}
     if args.attributes:
         folder_options["attributes"] = [a.strip() for a in args.attributes.split(",") if a.strip()]
     if args.attr_csv:
         folder_options["attr_csv"] = args.attr_csv
     cfg = TrainConfig(
-        run_dir=args.run_dir or Path("runs") / args.recipe,
+        run_dir=args.run_dir or Path("runs") / name,
         epochs=args.epochs,
         minutes=args.minutes,
         seed=args.seed,
@@ -52,11 +67,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         resume=not args.restart,
         folder_options=folder_options,
+        dataset_name=args.dataset_name,
+        dataset_description=args.dataset_description,
     )
     ckpt, state = train(args.recipe, cfg)
     print(f"trained {args.recipe}: {state.epoch} epochs, {state.step} steps, {state.seconds:.0f} s → {ckpt}")
     if args.export_to is not None:
-        dest = export_checkpoint(ckpt, args.export_to, data_dir=args.data_dir)
+        dest = export_checkpoint(ckpt, args.export_to, name=name, data_dir=args.data_dir)
         print(f"exported → {dest}")
     return 0
 
@@ -164,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("train", help="train a recipe (resumes from runs/<recipe>/checkpoint.pt)")
+    p = sub.add_parser("train", help="train a recipe (resumes from runs/<name>/checkpoint.pt)")
     p.add_argument("recipe", choices=sorted(RECIPES), metavar="recipe")
     p.add_argument("--epochs", type=int, help="epochs in all (default: the recipe's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget; stops at an epoch boundary")
@@ -175,11 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: CUDA when torch sees one)")
-    p.add_argument("--run-dir", type=Path, help="default: runs/<recipe>")
+    p.add_argument(
+        "--name", help="names the run (runs/<name>) and the exported model (default: the recipe's name)"
+    )
+    p.add_argument("--run-dir", type=Path, help="default: runs/<name>")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--attributes", help="image folders: comma-separated attribute columns as labels")
     p.add_argument("--attr-csv", type=Path, help="image folders: CelebA-style attribute CSV")
-    p.add_argument("--export-to", type=Path, help="export to DIR/<recipe>/ when training ends")
+    p.add_argument(
+        "--dataset-name",
+        help="image folders: the card's dataset (default: manifest.json, else the folder name)",
+    )
+    p.add_argument("--dataset-description", help="image folders: the card's words on the data")
+    p.add_argument("--export-to", type=Path, help="export to DIR/<name>/ when training ends")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -213,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate_parser(sub)
     add_import_parser(sub)
+    add_quantize_parser(sub)
+    add_data_parser(sub)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX + model card + samples")
     p.add_argument("checkpoint", type=Path)

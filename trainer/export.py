@@ -336,6 +336,15 @@ def export_checkpoint(
     return dest
 
 
+def _dataset_words(recipe: Recipe, ckpt: dict[str, Any]) -> tuple[str, str]:
+    """The card's dataset name and description: an image folder's as its run recorded them."""
+    data = ckpt.get("data") or {}
+    if recipe.dataset != "folder" or not data.get("name"):
+        return recipe.dataset, recipe.description
+    words = data.get("description")
+    return str(data["name"]), recipe.description + (f" Data: {words}." if words else "")
+
+
 def build_card(
     recipe: Recipe,
     ckpt: dict[str, Any],
@@ -346,6 +355,7 @@ def build_card(
 ) -> ModelCard:
     """The card of a graph with digest ``sha256``, exported from checkpoint ``ckpt`` of ``recipe``."""
     state = ckpt["state"]
+    dataset, description = _dataset_words(recipe, ckpt)
     class_names = recipe.class_names if recipe.conditional else None
     if recipe.conditional and class_names is None:
         class_names = [str(i) for i in range(recipe.num_classes)]
@@ -354,9 +364,9 @@ def build_card(
         version="1",
         kind=recipe.kind,
         family=recipe.family,
-        description=recipe.description,
+        description=description,
         reproduces=recipe.reproduces,
-        dataset=recipe.dataset,
+        dataset=dataset,
         image=ImageSpec(
             channels=recipe.channels,  # type: ignore[arg-type]
             height=recipe.image_size,
@@ -373,7 +383,7 @@ def build_card(
         ),
         training=TrainingInfo(
             recipe=recipe.name,
-            dataset=recipe.dataset,
+            dataset=dataset,
             loss=recipe.loss,
             epochs=int(state["epoch"]),
             steps=int(state["step"]),

@@ -8,6 +8,9 @@ order), converts it to gray (``channels=1``) or RGB (``channels=3``), scales its
 Labels come from a CelebA-style attribute table (see :mod:`trainer.attributes` for the formats
 and the class scheme: one attribute → ``["no A", "A"]``; several → every combination, e.g.
 ``["none", "Blond_Hair", "Male", "Blond_Hair+Male"]``). Images with no row are skipped and counted.
+Or, with ``class_folders``, from the ImageFolder layout most image collections come in: each
+top-level subfolder is a class (its name the class name, sorted by name as torchvision's
+``ImageFolder`` does; nested folders below it belong to it), and images outside them are skipped.
 
 Nothing is cached to disk: a 64×64 RGB CelebA (202,599 images) is 2.5 GB of
 uint8 in memory.
@@ -28,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from .attributes import AttributeTableError, find_attribute_table, label_files
+from .attributes import AttributeTableError, FileLabels, find_attribute_table, label_files
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,21 @@ def _try_load(path: Path, image_size: int, channels: int) -> np.ndarray | None:
         return None
 
 
+def class_folder_labels(files: list[str], root: Path) -> FileLabels:
+    """Class ids from the top-level subfolder of each file (sorted folder names → ids 0, 1, ...)."""
+    inside = [f for f in files if "/" in f]
+    classes = sorted({f.split("/", 1)[0] for f in inside})
+    if len(classes) < 2:
+        found = f"only the class folder {classes[0]!r}" if classes else "no class subfolders"
+        raise ImageFolderError(
+            f"{root}: {found}; a conditional recipe needs one subfolder per class (at least two), "
+            "or attribute labels (--attributes with a CelebA-style table)"
+        )
+    ids = {name: i for i, name in enumerate(classes)}
+    outside = [f for f in files if "/" not in f]
+    return FileLabels(inside, [ids[f.split("/", 1)[0]] for f in inside], classes, outside)
+
+
 def _loaded(
     root: Path, files: list[str], image_size: int, channels: int, workers: int
 ) -> Generator[np.ndarray | None, None, None]:
@@ -153,8 +171,10 @@ def load_image_folder(
     attributes: list[str] | None = None,
     attr_csv: Path | None = None,
     workers: int = 1,
+    class_folders: bool = False,
 ) -> FolderData:
-    """Load ``root`` as uint8 N×C×S×S (S = ``image_size``), labelled when ``attributes`` are given.
+    """Load ``root`` as uint8 N×C×S×S (S = ``image_size``), labelled when ``attributes`` are given
+    or ``class_folders`` is set (``attributes`` win when both are).
 
     ``limit`` keeps the first N usable images (in sorted order). ``attr_csv`` defaults to a
     CelebA attribute table found in the folder or its parent. ``workers`` threads decode in
@@ -186,6 +206,11 @@ def load_image_folder(
                 f"none of the {len(files)} images under {root} has a row in {table_path} "
                 f"(rows are matched by relative path or file name, e.g. {files[0]!r})"
             )
+        files = found.files
+    elif class_folders:
+        found = class_folder_labels(files, root)
+        class_names, ids, unlabelled = found.class_names, found.ids, found.unlabelled
+        _warn_skipped("images outside the class subfolders", unlabelled, root)
         files = found.files
 
     capacity = len(files) if limit is None else min(limit, len(files))

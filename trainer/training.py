@@ -42,6 +42,7 @@ from .nets.auxiliary import AuxClassifier
 from .nets.cvae import CVAE
 from .plots import loss_curves, sample_grid
 from .recipes import Recipe, get_recipe
+from .run_data import DataRecord, fingerprint, folder_identity, refuse_other_data
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class TrainConfig:
     keep_epochs: bool = True  # also keep the generator after every epoch, in epochs/epoch_NNN.pt
     log_every: int = 50  # steps between loss-history points
     folder_options: dict[str, Any] = field(default_factory=dict)  # image-folder recipes only
+    # The card's dataset name and description (image folders; default: the folder's manifest.json,
+    # else the folder's name).
+    dataset_name: str | None = None
+    dataset_description: str | None = None
 
 
 @dataclass
@@ -94,17 +99,22 @@ def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | No
 
         if cfg.data_dir is None:
             raise ValueError(f"recipe {recipe.name} trains on an image folder: pass --data-dir FOLDER")
+        options = dict(cfg.folder_options)
+        # Without attributes, a conditional recipe's classes are the folder's class subfolders.
+        options.setdefault("class_folders", recipe.conditional and not options.get("attributes"))
         folder = load_image_folder(
             cfg.data_dir,
             image_size=recipe.image_size,
             channels=recipe.channels,
             limit=cfg.limit,
-            **cfg.folder_options,
+            **options,
         )
         images_u8, labels_np = folder.images, folder.labels
         if recipe.conditional:
             if folder.class_names is None or labels_np is None:
-                raise ValueError(f"recipe {recipe.name} is conditional: give it attributes (--attributes)")
+                raise ValueError(
+                    f"recipe {recipe.name} is conditional: give it class subfolders or --attributes"
+                )
             overrides = {"num_classes": len(folder.class_names), "class_names": folder.class_names}
     else:
         split = load_split(recipe.dataset, "train", cfg.data_dir, cfg.download)
@@ -117,6 +127,29 @@ def training_data(recipe: Recipe, cfg: TrainConfig) -> tuple[Tensor, Tensor | No
     x = torch.from_numpy(np.array(resize_images(images_u8, recipe.image_size), dtype=np.uint8))
     y = torch.from_numpy(np.ascontiguousarray(labels_np)).long() if labels_np is not None else None
     return x, (y if recipe.conditional else None), overrides
+
+
+def data_record(
+    recipe: Recipe, cfg: TrainConfig, x: Tensor, y: Tensor | None, overrides: dict[str, Any]
+) -> DataRecord:
+    """What this run trains on, as its checkpoint and ``run.json`` record it."""
+    classes = overrides.get("class_names") if recipe.conditional else None
+    if recipe.dataset == "folder":
+        assert cfg.data_dir is not None  # training_data has refused a folder recipe without one
+        name, description = folder_identity(cfg.data_dir, cfg.dataset_name, cfg.dataset_description)
+        attributes = cfg.folder_options.get("attributes")
+        labels_from = f"attributes: {','.join(attributes)}" if attributes else "class folders"
+    else:
+        name, description, labels_from = recipe.dataset, cfg.dataset_description, "dataset labels"
+    return DataRecord(
+        dir=None if cfg.data_dir is None else Path(cfg.data_dir).as_posix(),
+        images=int(x.shape[0]),
+        classes=list(classes) if classes is not None else None,
+        labels_from=labels_from if classes is not None else None,
+        fingerprint=fingerprint(x.numpy(), y.numpy() if y is not None else None),
+        name=name,
+        description=description,
+    )
 
 
 def to_range(batch: Tensor, value_range: tuple[float, float]) -> Tensor:
@@ -174,6 +207,7 @@ class _Run:
     cfg: TrainConfig
     device: torch.device
     overrides: dict[str, Any]
+    data: DataRecord
     epochs: int  # the epoch count this invocation trains towards
     x: Tensor
     y: Tensor | None
@@ -210,6 +244,8 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
         torch.set_num_threads(cfg.threads)
     recipe = get_recipe(recipe_name)
     x, y, overrides = training_data(recipe, cfg)
+    data = data_record(recipe, cfg, x, y, overrides)
+    log.info("%s: training on %s", recipe.name, data.summary())
     recipe = recipe.with_overrides(overrides)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = None
@@ -225,8 +261,9 @@ def train(recipe_name: str, cfg: TrainConfig) -> tuple[Path, RunState]:
                 f"({ckpt.get('overrides', {}).get('class_names')} vs {overrides.get('class_names')}); "
                 "train a new run (another --run-dir) or pass the same data"
             )
+        refuse_other_data(ckpt.get("data"), data, cfg.run_dir / CHECKPOINT)
         recipe = checkpoint_recipe(ckpt, recipe)  # the networks the run was started with
-    run = _build(recipe, cfg, device, overrides, x, y)
+    run = _build(recipe, cfg, device, overrides, data, x, y)
     if ckpt is not None:
         _resume(run, ckpt)
     run.state.epochs = run.epochs
@@ -250,6 +287,7 @@ def _build(
     cfg: TrainConfig,
     device: torch.device,
     overrides: dict[str, Any],
+    data: DataRecord,
     x: Tensor,
     y: Tensor | None,
 ) -> _Run:
@@ -268,6 +306,7 @@ def _build(
         cfg=cfg,
         device=device,
         overrides=overrides,
+        data=data,
         epochs=cfg.epochs if cfg.epochs is not None else recipe.epochs,
         x=x,
         y=y,
@@ -324,6 +363,7 @@ def _save(run: _Run, finished: bool) -> None:
     # (``trainer evaluate curve``); the checkpoint adds what resuming needs.
     ema = run.ema.module if run.ema is not None else None
     generator = generator_part(run.recipe, run.overrides, run.model, ema, run.state.__dict__, run.cfg.seed)
+    generator["data"] = run.data.as_dict()  # export names the card's dataset from it
     aux_on = run.aux_on()
     resumable = {
         "disc": run.disc.state_dict() if run.disc is not None else None,
@@ -477,6 +517,7 @@ def _finish(run: _Run, started: float) -> None:
         "seconds": round(state.seconds, 1),
         "devices": state.devices,
         "seed": run.cfg.seed,
+        "data": run.data.as_dict(),
         "libraries": library_versions(),
     }
     (run.cfg.run_dir / "run.json").write_text(json.dumps(summary, indent=2) + "\n")

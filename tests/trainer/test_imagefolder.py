@@ -213,3 +213,38 @@ def test_find_images_skips_hidden_entries_and_survives_a_link_loop(tmp_path: Pat
     Image.new("RGB", (8, 8)).save(tmp_path / ".cache" / "c.png")
     (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
     assert find_images(tmp_path) == ["a.jpg", "sub/B.PNG"]
+
+
+def test_class_subfolders_are_labels_in_sorted_order(folder: Path) -> None:
+    data = load_image_folder(folder, SIZE, 3, class_folders=True)
+    assert data.class_names == ["a", "b"]  # b/nested/... belongs to b
+    assert data.labels is not None
+    expected = [0 if f.startswith("a/") else 1 for f in data.files]
+    assert data.labels.tolist() == expected
+    assert np.bincount(data.labels).tolist() == [N_IMAGES // 2, N_IMAGES // 2]  # broken.jpg skipped
+    # Attributes, when given too, are the labels.
+    both = load_image_folder(folder, SIZE, 3, attributes=["Round"], class_folders=True)
+    assert both.class_names == ["no Round", "Round"]
+
+
+def test_images_outside_the_class_folders_are_skipped_and_one_class_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for rel in ("cats/1.png", "dogs/2.png", "dogs/3.png", "stray.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / rel)
+    with caplog.at_level(logging.WARNING):
+        data = load_image_folder(tmp_path, SIZE, 1, class_folders=True)
+    assert data.files == ["cats/1.png", "dogs/2.png", "dogs/3.png"]
+    assert data.skipped_unlabelled == 1
+    assert "outside the class subfolders" in caplog.text
+    assert "stray.png" in caplog.text
+    with pytest.raises(ImageFolderError, match=r"only the class folder 'cats'.*--attributes"):
+        load_image_folder(_one_class(tmp_path), SIZE, 1, class_folders=True)
+
+
+def _one_class(tmp_path: Path) -> Path:
+    root = tmp_path / "one"
+    (root / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "cats" / "1.png")
+    return root

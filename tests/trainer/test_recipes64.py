@@ -118,7 +118,7 @@ def test_cgan64_conditions_both_networks_on_the_class() -> None:
         gen(z, None)
 
 
-def test_training_data_takes_classes_from_the_attribute_table(folder: Path, tmp_path: Path) -> None:
+def test_training_data_takes_classes_from_the_attribute_table_or_subfolders(folder: Path, tmp_path: Path) -> None:
     recipe = RECIPES["cgan64-folder"]
     options = {"attributes": ATTRIBUTES}
     cfg = TrainConfig(run_dir=tmp_path, data_dir=folder, limit=LIMIT, folder_options=options)
@@ -130,8 +130,11 @@ def test_training_data_takes_classes_from_the_attribute_table(folder: Path, tmp_
     assert y is not None
     assert set(y.tolist()) == {0, 1, 2, 3}
     assert overrides == {"num_classes": 4, "class_names": CLASS_NAMES}
-    with pytest.raises(ValueError, match="--attributes"):
-        training_data(recipe, replace(cfg, folder_options={}))
+    # Without attributes, the class subfolders are the classes; a folder without them is refused.
+    _, _, by_folder = training_data(recipe, replace(cfg, folder_options={}))
+    assert by_folder == {"num_classes": 2, "class_names": ["a", "b"]}
+    with pytest.raises(ValueError, match="no class subfolders.*--attributes"):
+        training_data(recipe, replace(cfg, data_dir=folder / "a", folder_options={}))
     with pytest.raises(ValueError, match="--data-dir"):
         training_data(recipe, replace(cfg, data_dir=None))
 
@@ -177,7 +180,7 @@ def test_a_short_run_trains_and_exports_a_valid_card(exported: Exported) -> None
     assert card.name == exported.name
     assert (card.image.channels, card.image.height, card.image.width) == (3, 64, 64)
     assert card.latent.dim == 100
-    assert card.dataset == "folder"
+    assert card.dataset == "folder0"  # the folder's own name: it has no manifest.json
     assert card.training is not None
     assert card.training.hyperparameters["real_target"] == recipe.real_target
     if recipe.conditional:

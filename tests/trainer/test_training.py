@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from trainer.checkpoint import FORMAT
+from trainer.data import CLASS_NAMES
 from trainer.recipes import RECIPES, get_recipe
 from trainer.training import (
     CHECKPOINT,
@@ -192,7 +193,7 @@ def test_the_auxiliary_classifier_learns_the_classes_and_resumes(
     del ckpt["aux"]
     torch.save(ckpt, tmp_path / CHECKPOINT)
     with pytest.raises(ValueError, match="auxiliary classifier"):
-        train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=3))
+        train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=3, limit=1000))
 
 
 def test_a_late_auxiliary_loss_joins_at_its_epoch_and_a_run_resumed_before_it_begins_it(
@@ -221,3 +222,20 @@ def test_a_late_auxiliary_loss_joins_at_its_epoch_and_a_run_resumed_before_it_be
     torch.save(ckpt, tmp_path / CHECKPOINT)
     with pytest.raises(ValueError, match="from epoch 2"):
         train("cdcgan-mnist", replace(cfg, epochs=3))
+
+
+def test_the_run_records_its_data_and_refuses_to_resume_on_other_data(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path
+) -> None:
+    train("cgan-mnist", _cfg(tmp_path, mnist_dir, max_steps=1))
+    data = json.loads((tmp_path / "run.json").read_text())["data"]
+    assert data["dir"] == mnist_dir.as_posix()
+    assert (data["images"], data["name"], data["labels_from"]) == (500, "mnist", "dataset labels")
+    assert data["classes"] == CLASS_NAMES["mnist"]
+    assert load_checkpoint(tmp_path / CHECKPOINT)["data"]["fingerprint"] == data["fingerprint"]
+    # Other images (the first 400, not the first 500): refused, saying how to start afresh.
+    with pytest.raises(ValueError, match=r"\(500 images, 10 classes\).*\(400 images.*--restart.*--name"):
+        train("cgan-mnist", _cfg(tmp_path, mnist_dir, limit=400, epochs=2))
+    _, state = train("cgan-mnist", _cfg(tmp_path, mnist_dir, limit=400, resume=False, max_steps=1))
+    assert state.step == 1
+    assert json.loads((tmp_path / "run.json").read_text())["data"]["images"] == 400

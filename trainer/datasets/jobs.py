@@ -6,6 +6,8 @@ dataset is the same bytes whatever the number of workers or the order they finis
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import multiprocessing
@@ -22,6 +24,9 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+# glibc mallopt parameters, and the sizes (bytes) below which freed memory stays in the heap.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_BYTES = 256 << 20
 # Split names → the stream each draws from: a held-out split never repeats a training image.
 SPLIT_STREAMS = {"train": 0, "test": 1}
 
@@ -50,6 +55,25 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def keep_freed_memory() -> None:
+    """Keep freed arrays in the heap instead of returning them to the system (glibc only).
+
+    A render allocates and frees a few MB of temporaries; glibc maps each afresh and the kernel
+    zero-fills every page again: measured at 7.5 ms of system time per 64×64 render, 0.1 ms after.
+    """
+    path = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(path) if path else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES)
+
+
+def _start_worker(init: Callable[..., None] | None, *init_args: Any) -> None:
+    keep_freed_memory()
+    if init is not None:
+        init(*init_args)
+
+
 def run_jobs(
     jobs: Sequence[Any],
     work: Callable[[Any], Any],
@@ -70,8 +94,7 @@ def run_jobs(
     results: list[Any] = []
     with bar:
         if workers <= 1:
-            if init is not None:
-                init(*init_args)
+            _start_worker(init, *init_args)
             for job in jobs:
                 results.append(work(job))
                 bar.update(1)
@@ -79,7 +102,7 @@ def run_jobs(
         # fork: the workers inherit the imported modules instead of importing them again.
         ctx = multiprocessing.get_context("fork")
         chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
-        with ctx.Pool(workers, initializer=init, initargs=init_args) as pool:
+        with ctx.Pool(workers, initializer=_start_worker, initargs=(init, *init_args)) as pool:
             for result in pool.imap(work, jobs, chunksize=chunk):
                 results.append(result)
                 bar.update(1)

@@ -2,8 +2,9 @@
 
 They train on a folder of images a user provides (CelebA, renders, photos; see
 :mod:`trainer.imagefolder`), RGB 64×64 by default; gray images are converted to RGB. The
-conditional recipe's classes come from attribute columns (``--attributes Blond_Hair,Male``), so its
-``num_classes`` here is a placeholder that training replaces with the data's 2^k before building.
+conditional recipe's classes come from the folder's class subfolders (the ImageFolder layout), or
+from attribute columns (``--attributes Blond_Hair,Male``: 2^k classes), so its ``num_classes`` here
+is a placeholder that training replaces with the data's before building.
 
 Epoch counts are sized for CelebA (202,599 images: about 3,200 steps of 64 per epoch).
 """
@@ -74,8 +75,8 @@ RECIPES = [
         kind="gan",
         dataset="folder",
         description=(
-            "64×64 conditional GAN on an image folder with attribute labels (2^k classes for k "
-            "attributes): one-hot beside z and as label maps beside the image; BCE, real target 0.9."
+            "64×64 conditional GAN on an image folder, its classes the class subfolders or attributes "
+            "(2^k classes for k): one-hot beside z and as label maps beside the image; BCE, real target 0.9."
         ),
         reproduces="64×64 CGAN on CelebA attributes",
         net=CGAN64Config(),  # num_classes: a placeholder, replaced by the data's class count
