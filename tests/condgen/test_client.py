@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import time
@@ -198,3 +199,22 @@ async def test_429_is_retried_after_retry_after(slow_zoo: Path, caplog: pytest.L
     assert all(wait >= retry_after for wait, retry_after in waits)  # never sooner than asked
     assert all(wait <= retry_after * 1.1 + 0.03 for wait, retry_after in waits)  # jitter bounded
     assert elapsed >= min(retry_after for _, retry_after in waits)
+
+
+def test_explicit_latents_are_sent_as_given_and_split_like_n(url: str) -> None:
+    z = np.random.default_rng(0).standard_normal((11, 16)).astype(np.float32)
+    with Client(url) as client:
+        batch = client.generate(GRAY, label=4, z=z)  # 8 + 3 rows
+        one = client.generate(GRAY, label=4, z=z[5])  # one vector
+        with pytest.raises(BadRequest, match="z is explicit latents"):
+            client.generate(GRAY, label=4, z=z, seed=1)
+    answer = httpx.post(
+        f"{url}/generate",
+        json={"model": GRAY, "label": 4, "z": z[:8].tolist()},
+        headers={"accept": "application/x-npy"},
+    )
+    assert batch.images.shape == (11, 1, 8, 8)
+    assert batch.seeds is None
+    assert batch.indices is None
+    assert np.array_equal(batch.images[:8], np.load(io.BytesIO(answer.content)))
+    assert np.array_equal(one.images[0], batch.images[5])
