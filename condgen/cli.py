@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -16,6 +17,7 @@ from condgen.errors import CondgenError
 from condgen.generate import DatasetSpec, make_dataset
 from condgen.sources import LocalSource, ServerSource, Source
 from condgen.version import __version__
+from service.card import CARD_FILE, load_card
 from trainer.extra import INSTALL_HINT, missing_train_extra
 
 OWN_COMMANDS = ("serve", "models", "generate")
@@ -121,8 +123,6 @@ def _print_models(models: list[ModelInfo]) -> None:
 
 
 def _local_models(models_dir: Path) -> list[ModelInfo]:
-    from service.card import CARD_FILE, load_card
-
     infos = []
     for path in sorted(models_dir.glob(f"*/{CARD_FILE}")):
         try:
@@ -134,8 +134,6 @@ def _local_models(models_dir: Path) -> list[ModelInfo]:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    import json
-
     if args.models is not None:
         if not args.models.is_dir():
             raise DatasetError(f"{args.models} is not a directory")

@@ -142,12 +142,17 @@ def _path_images(model: str, card: dict[str, Any], label: Label | None, answer: 
     labels = None
     if label is not None:
         labels = np.full(images.shape[0], resolve_label(model, card.get("labels"), label), dtype=np.int64)
-    seeds_header = answer.headers.get("x-condgen-seed")
-    seeds = None
-    if seeds_header:
-        ends = [int(s) for s in seeds_header.split(",")]
-        seeds = np.asarray(ends, dtype=np.int64)  # the two ends' seeds; each end is image 0 of its seed
-    return Images(model, images, labels, seeds, None, layout=(1, images.shape[0]))
+    header = answer.headers.get("x-condgen-seed")
+    ends = tuple(int(s) for s in header.split(",")) if header else None
+    return Images(
+        model,
+        images,
+        labels,
+        None,
+        None,
+        layout=(1, images.shape[0]),
+        ends=(ends[0], ends[1]) if ends is not None and len(ends) == 2 else None,
+    )
 
 
 class Client(_Core):

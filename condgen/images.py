@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 class Images:
     """``images``: uint8 N×C×H×W. ``labels``: int64 class ids (None for unconditional models).
     ``seeds``/``indices``: int64, image i's latent is drawn from (seeds[i], indices[i]); None where
-    the latents were given (``z``) or interpolated. ``layout``: (rows, cols) of a grid."""
+    the latents were given (``z``) or interpolated (then ``ends`` holds a seeded path's two seeds).
+    ``layout``: (rows, cols) of a grid."""
 
     model: str
     images: np.ndarray
@@ -25,6 +26,7 @@ class Images:
     indices: np.ndarray | None
     seed: int | None = None
     layout: tuple[int, int] | None = None
+    ends: tuple[int, int] | None = None  # interpolate: the seeds of the path's two ends
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

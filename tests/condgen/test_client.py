@@ -128,6 +128,9 @@ def test_models_cards_grid_interpolate_and_pil(url: str) -> None:
     assert grid.indices.tolist() == [0, 1, 2, 0, 1, 2]
     assert np.array_equal(grid.images[3:], row.images)  # a grid row is /generate of its label
     assert path.images.shape == (5, 3, 6, 10)
+    assert path.ends == (11, 12)
+    assert path.labels is not None
+    assert path.labels.tolist() == [1] * 5
     assert np.array_equal(path.images[0], ends[0])
     assert np.array_equal(path.images[-1], ends[1])
     gray = row.pil()
