@@ -120,8 +120,9 @@ def test_steady_load_passes_and_records_each_replica(tmp_path: Path, known: Path
     for url in serve(Balancer()):
         since = run_load(url, log)
     lines = log.read_text().splitlines()
-    # Paced at 100/s for about a second: neither idle nor a flood.
-    assert 30 <= len(lines) <= 150, len(lines)
+    # Paced at 100/s: never more than the pace allows over the time it ran (plus one per client).
+    ran_s = time.time() - since
+    assert 5 <= len(lines) <= 100 * ran_s + 2, (len(lines), ran_s)
     proc = check("summary", "--log", str(log), "--known", str(known))
     assert proc.returncode == 0, proc.stdout
     assert f"{len(lines)} sent, {len(lines)} ok, 0 failed" in proc.stdout
