@@ -118,7 +118,9 @@ def test_cgan64_conditions_both_networks_on_the_class() -> None:
         gen(z, None)
 
 
-def test_training_data_takes_classes_from_the_attribute_table_or_subfolders(folder: Path, tmp_path: Path) -> None:
+def test_training_data_takes_classes_from_the_attribute_table_or_subfolders(
+    folder: Path, tmp_path: Path
+) -> None:
     recipe = RECIPES["cgan64-folder"]
     options = {"attributes": ATTRIBUTES}
     cfg = TrainConfig(run_dir=tmp_path, data_dir=folder, limit=LIMIT, folder_options=options)
