@@ -167,6 +167,16 @@ class ImportSource(_Strict):
     inferred: list[str] = Field(default_factory=list)  # options the importer inferred, e.g. "--layout nhwc"
 
 
+class Quantization(_Strict):
+    """How an int8 variant was made from its float32 model (trainer/quantize.py)."""
+
+    precision: Literal["int8"] = "int8"
+    source: str  # the float32 model's name
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scheme: str  # e.g. "static QDQ, int8 per-channel weights, uint8 activations"
+    calibrated_on: str  # the inputs the activation ranges were measured on, in words
+
+
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=NAME_PATTERN)
@@ -187,6 +197,8 @@ class ModelCard(_Strict):
     # Set for models condgen did not train: what was imported and how (trainer/importer).
     source: ImportSource | None = None
     license: str | None = None  # the weights' licence, e.g. "MIT", "CC-BY-4.0"
+    # Set for a quantized variant of another model; None: the graph computes in float32.
+    quantization: Quantization | None = None
 
     @property
     def conditional(self) -> bool:
@@ -268,7 +280,7 @@ CARD_MODE = 0o644
 
 
 # Fields that a card leaves out when unset, so the cards written before them keep their bytes.
-OMITTED_WHEN_NONE = ("source", "license")
+OMITTED_WHEN_NONE = ("source", "license", "quantization")
 
 
 def _unset_optional(card: ModelCard) -> set[str]:

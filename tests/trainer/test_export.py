@@ -24,7 +24,7 @@ from trainer.export import (
     optimize_exported,
     verify_export,
 )
-from trainer.graph_passes import UPSAMPLE_CONV
+from trainer.graph_passes import BATCHNORM, ONE_CHANNEL_CONV, UPSAMPLE_CONV
 from trainer.tone import apply_tone_curve
 from trainer.training import TrainConfig, train
 
@@ -129,10 +129,11 @@ def test_the_export_serves_the_rewritten_graph(tmp_path: Path) -> None:
     ckpt = _tiny_checkpoint("cgan-fashion-bce-10", "fashion-mnist", tmp_path / "run")
     dest = export_checkpoint(ckpt, tmp_path / "out")
     card = verify_export(dest)
-    assert card.onnx.rewrites == [f"{UPSAMPLE_CONV} ×2"]
+    assert card.onnx.rewrites == [f"{UPSAMPLE_CONV} ×2", f"{BATCHNORM} ×1", f"{ONE_CHANNEL_CONV} ×1"]
     ops = [n.op_type for n in onnx.load(str(dest / "model.onnx")).graph.node]
     assert "Resize" not in ops
-    assert ops.count("ConvTranspose") == 2
+    assert "BatchNormalization" not in ops
+    assert ops.count("ConvTranspose") == 3  # the two folded pairs and the one-channel output layer
 
 
 def _export_unoptimized(ckpt: Path, out: Path) -> Path:
@@ -151,9 +152,10 @@ def test_optimize_exported_rewrites_an_old_export_in_place(tmp_path: Path) -> No
     session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
     before = session.run(["image"], feeds)[0]
 
-    assert optimize_exported(dest) == [f"{UPSAMPLE_CONV} ×2"]
+    rewrites = [f"{UPSAMPLE_CONV} ×2", f"{BATCHNORM} ×1", f"{ONE_CHANNEL_CONV} ×1"]
+    assert optimize_exported(dest) == rewrites
     card = verify_export(dest)  # the digest follows the new file
-    assert card.onnx.rewrites == [f"{UPSAMPLE_CONV} ×2"]
+    assert card.onnx.rewrites == rewrites
     session = ort.InferenceSession(str(dest / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(["image"], feeds)[0], before, atol=1e-5)
     assert optimize_exported(dest) == []  # idempotent: nothing left, nothing written

@@ -13,7 +13,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainer.graph_passes import UPSAMPLE_CONV, fold_upsample_conv, optimize_model, transposed_kernel
+from trainer.graph_passes import (
+    BATCHNORM,
+    ONE_CHANNEL_CONV,
+    UPSAMPLE_CONV,
+    avgpool_as_conv,
+    fold_batchnorm,
+    fold_upsample_conv,
+    one_channel_conv_as_transpose,
+    optimize_model,
+    split_conv_transpose,
+    transposed_kernel,
+)
 
 
 def _onnx_of(module: nn.Module, shape: tuple[int, ...]) -> onnx.ModelProto:
@@ -127,3 +138,209 @@ def test_optimize_model_names_what_it_did() -> None:
     model = _onnx_of(nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(1, 4, 3, 1, 1)), (1, 1, 4, 4))
     assert optimize_model(model) == [f"{UPSAMPLE_CONV} ×1"]
     assert optimize_model(model) == []
+
+
+# --- BatchNorm folding and the four-phase split, on graphs built node by node -----------------
+
+
+def _graph(
+    nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], x_shape: list[str | int | None]
+) -> onnx.ModelProto:
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x_shape)],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", None, None, None])],
+        initializer=[onnx.numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def _bn_inits(channels: int, rng: np.random.Generator, affine: bool = True) -> dict[str, np.ndarray]:
+    return {
+        "gamma": rng.uniform(0.5, 2.0, channels) if affine else np.ones(channels),
+        "beta": rng.uniform(-1.0, 1.0, channels) if affine else np.zeros(channels),
+        "mean": rng.uniform(-0.5, 0.5, channels),
+        "var": rng.uniform(0.2, 3.0, channels),
+    }
+
+
+def _bn(x: str, y: str) -> onnx.NodeProto:
+    return onnx.helper.make_node("BatchNormalization", [x, "gamma", "beta", "mean", "var"], [y], epsilon=1e-3)
+
+
+def _same_output(model: onnx.ModelProto, original: onnx.ModelProto, x: np.ndarray) -> None:
+    np.testing.assert_allclose(_run(model, x), _run(original, x), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
+def test_batchnorm_folds_into_a_convolution(op: str) -> None:
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal((4, 6, 3, 3)) * 0.3  # Conv: (C_out 4, C_in 6); ConvT: (C_in 4, C_out 6)
+    channels = 4 if op == "Conv" else 6
+    model = _graph(
+        [onnx.helper.make_node(op, ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), _bn("c", "y")],
+        {"w": weight, "b": rng.standard_normal(channels), **_bn_inits(channels, rng)},
+        ["N", 6 if op == "Conv" else 4, 5, 5],
+    )
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert fold_batchnorm(model) == 1
+    assert _ops(model) == [op]
+    _same_output(model, original, rng.standard_normal((3, 6 if op == "Conv" else 4, 5, 5)).astype(np.float32))
+    assert fold_batchnorm(model) == 0
+
+
+def test_batchnorm_folds_into_a_gemm_and_through_the_reshape_to_channels() -> None:
+    """The class-conditional generators' first block: Gemm → Reshape(batch, C, 3, 3) → BN without
+    affine parameters (the per-class Mul/Add after it stays); a Shape reads the Gemm's output."""
+    rng = np.random.default_rng(2)
+    nodes = [
+        onnx.helper.make_node("Gemm", ["x", "w", "b"], ["g"], transB=1, alpha=0.5, beta=2.0),
+        onnx.helper.make_node("Shape", ["g"], ["s"], start=0, end=1),
+        onnx.helper.make_node("Concat", ["s", "tail"], ["shape"], axis=0),
+        onnx.helper.make_node("Reshape", ["g", "shape"], ["r"]),
+        _bn("r", "n"),
+        onnx.helper.make_node("Mul", ["n", "gain"], ["y"]),
+    ]
+    inits = {
+        "w": rng.standard_normal((18, 5)),
+        "b": rng.standard_normal(18),
+        **_bn_inits(2, rng, affine=False),
+    }
+    inits["gain"] = rng.uniform(0.5, 1.5, (1, 2, 1, 1))
+    model = _graph(nodes, inits, ["N", 5])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([2, 3, 3], dtype=np.int64), "tail"))
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert optimize_model(model) == [f"{BATCHNORM} ×1"]
+    assert "BatchNormalization" not in _ops(model)
+    _same_output(model, original, rng.standard_normal((4, 5)).astype(np.float32))
+
+
+def test_a_batchnorm_whose_input_is_read_twice_is_left_alone() -> None:
+    rng = np.random.default_rng(3)
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w"], ["c"]),
+        _bn("c", "n"),
+        onnx.helper.make_node("Add", ["n", "c"], ["y"]),  # the unnormalised map is needed too
+    ]
+    model = _graph(nodes, {"w": rng.standard_normal((2, 2, 1, 1)), **_bn_inits(2, rng)}, ["N", 2, 4, 4])
+    assert fold_batchnorm(model) == 0
+    assert "BatchNormalization" in _ops(model)
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["depth-to-space", "channels-last"])
+@pytest.mark.parametrize(
+    ("cin", "cout", "bias", "size"), [(3, 5, True, 7), (8, 2, False, 4), (1, 4, True, 1)]
+)
+def test_the_four_phase_split_is_the_transposed_convolution(
+    cin: int, cout: int, bias: bool, size: int, channels_last: bool
+) -> None:
+    rng = np.random.default_rng(4)
+    inits = {"w": rng.standard_normal((cin, cout, 4, 4))}
+    inputs = ["x", "w"]
+    if bias:
+        inits["b"] = rng.standard_normal(cout)
+        inputs.append("b")
+    node = onnx.helper.make_node(
+        "ConvTranspose", inputs, ["y"], kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]
+    )
+    model = _graph([node], inits, ["N", cin, None, None])
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert split_conv_transpose(model, channels_last=channels_last) == 1
+    ops = _ops(model)
+    assert ops.count("Conv") == 4
+    assert "ConvTranspose" not in ops
+    assert ("DepthToSpace" in ops) != channels_last
+    x = rng.standard_normal((2, cin, size, size)).astype(np.float32)
+    assert _run(model, x).shape == (2, cout, 2 * size, 2 * size)
+    _same_output(model, original, x)
+    # The same graph answers another batch size and a non-square input.
+    _same_output(model, original, rng.standard_normal((3, cin, size + 2, size + 1)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [4, 4], "strides": [1, 1], "pads": [1, 1, 1, 1]},
+        {"kernel_shape": [4, 4], "strides": [2, 2], "pads": [0, 0, 0, 0]},
+        {"kernel_shape": [4, 4], "strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+    ],
+    ids=["3x3", "stride1", "unpadded", "output_padding"],
+)
+def test_other_transposed_convolutions_are_not_split(attrs: dict[str, list[int]]) -> None:
+    k = attrs["kernel_shape"][0]
+    model = _graph(
+        [onnx.helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)],  # type: ignore[arg-type]
+        {"w": np.ones((2, 2, k, k))},
+        ["N", 2, 4, 4],
+    )
+    assert split_conv_transpose(model) == 0
+    assert _ops(model) == ["ConvTranspose"]
+
+
+def test_an_average_pool_becomes_a_depthwise_convolution() -> None:
+    rng = np.random.default_rng(5)
+    nodes = [
+        onnx.helper.make_node("ConvTranspose", ["x", "w"], ["c"]),
+        onnx.helper.make_node("LeakyRelu", ["c"], ["r"], alpha=0.2),
+        onnx.helper.make_node(
+            "AveragePool", ["r"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1
+        ),
+    ]
+    model = _graph(nodes, {"w": rng.standard_normal((2, 3, 2, 2))}, ["N", 2, 5, 5])
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert avgpool_as_conv(model) == 1
+    assert _ops(model) == ["ConvTranspose", "LeakyRelu", "Conv"]
+    _same_output(model, original, rng.standard_normal((2, 2, 5, 5)).astype(np.float32))
+
+
+def test_an_average_pool_that_excludes_padding_is_left_alone() -> None:
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w"], ["c"]),
+        onnx.helper.make_node("AveragePool", ["c"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    ]
+    model = _graph(nodes, {"w": np.ones((2, 2, 1, 1))}, ["N", 2, 5, 5])
+    assert avgpool_as_conv(model) == 0
+
+
+@pytest.mark.parametrize(("k", "pad", "bias"), [(3, 1, True), (3, 0, False), (5, 2, True), (4, 1, True)])
+def test_a_one_channel_convolution_is_its_flipped_transpose(k: int, pad: int, bias: bool) -> None:
+    rng = np.random.default_rng(6)
+    inits = {"w": rng.standard_normal((1, 5, k, k))}
+    inputs = ["x", "w"]
+    if bias:
+        inits["b"] = rng.standard_normal(1)
+        inputs.append("b")
+    model = _graph(
+        [onnx.helper.make_node("Conv", inputs, ["y"], pads=[pad] * 4)], inits, ["N", 5, None, None]
+    )
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert optimize_model(model) == [f"{ONE_CHANNEL_CONV} ×1"]
+    assert _ops(model) == ["ConvTranspose"]
+    _same_output(model, original, rng.standard_normal((2, 5, 9, 8)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("shape", "attrs"),
+    [
+        ((2, 5, 3, 3), {"pads": [1, 1, 1, 1]}),
+        ((1, 5, 3, 3), {"strides": [2, 2]}),
+        ((1, 5, 3, 3), {"pads": [1, 1, 0, 0]}),
+    ],
+    ids=["two-channels", "strided", "asymmetric"],
+)
+def test_other_convolutions_stay_convolutions(shape: tuple[int, ...], attrs: dict[str, list[int]]) -> None:
+    model = _graph(
+        [onnx.helper.make_node("Conv", ["x", "w"], ["y"], **attrs)],  # type: ignore[arg-type]
+        {"w": np.ones(shape)},
+        ["N", 5, 6, 6],
+    )
+    assert one_channel_conv_as_transpose(model) == 0
