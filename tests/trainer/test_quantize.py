@@ -16,7 +16,7 @@ from torch import nn
 from service.card import Metric, ModelCard, load_card, sha256_file, write_card
 from service.config import Settings
 from service.latents import latents_for
-from service.runtime import OrtRunner
+from service.registry import default_runner_factory, load_entry
 from tests.service.onnx_fixtures import DIGITS, card_dict
 from trainer import cli
 from trainer.evaluate import EVAL_SEED, EvalConfig
@@ -165,10 +165,12 @@ def test_an_int8_variant_is_written_with_its_card_and_serves(tiny: Path, mnist_d
     assert metrics["label_accuracy"].n_samples == 200
     assert 0.5 < metrics[AGREEMENT_METRIC].value <= 1.0
     assert [m.name for m in result.reference] == ["label_accuracy", "fid_classifier", *_rest()]
-    # The service loads it like any model and answers images of the card's shape.
+    # The service's registry loads it like any model, and it answers images of the card's shape.
     settings = Settings(providers=["CPUExecutionProvider"], intra_op_threads=1, warmup=False)
-    runner = OrtRunner.load(dest, card, settings)
-    images = runner.run(latents_for(1, 3, 8), np.array([0, 5, 9], dtype=np.int64))
+    entry = load_entry(dest, settings, default_runner_factory)
+    assert entry.loaded, entry.reason
+    assert entry.runner is not None
+    images = entry.runner.run(latents_for(1, 3, 8), np.array([0, 5, 9], dtype=np.int64))
     assert images.shape == (3, 1, 28, 28)
     assert images.dtype == np.uint8
     assert not list(tiny.parent.glob(".tiny-mnist-int8-*"))  # nothing staged left behind
