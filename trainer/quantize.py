@@ -41,7 +41,7 @@ from service.latents import latents_for
 from service.runtime import to_uint8
 
 from .card_graph import CardGraph
-from .evaluate import INCEPTION_METRIC, EvalConfig, evaluate_model
+from .evaluate import EVALUATED_DATASETS, INCEPTION_METRIC, EvalConfig, evaluate_model
 from .graph_passes import avgpool_as_conv, optimize_model, split_conv_transpose
 from .model_dir import draw_samples
 
@@ -242,6 +242,11 @@ def quantize_exported(model_dir: Path, cfg: QuantizeConfig | None = None) -> Qua
     card = load_card(model_dir)
     if card.quantization is not None:
         raise QuantizeError(f"{card.name} is already quantized ({card.quantization.precision})")
+    if _scored(cfg) and card.dataset not in EVALUATED_DATASETS:
+        raise QuantizeError(
+            f"{card.name}: no test split or classifier for dataset {card.dataset!r} to hold an int8 "
+            f"variant to (scored: {', '.join(EVALUATED_DATASETS)})"
+        )
     onnx_path = model_dir / card.onnx.file
     if sha256_file(onnx_path) != card.onnx.sha256:
         raise QuantizeError(f"{card.name}: {card.onnx.file} does not match the sha256 in its card")

@@ -33,6 +33,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction) -> None:
 def run_quantize(args: argparse.Namespace) -> int:
     from service.card import card_dirs, load_card
 
+    from .evaluate import EvaluationError
     from .quantize import QualityRefusedError, QuantizeConfig, QuantizeError, quantize_exported
 
     try:
@@ -64,7 +65,7 @@ def run_quantize(args: argparse.Namespace) -> int:
             print(f"{model_dir.name}: {exc}")
             failed += 1
             continue
-        except (QuantizeError, ValueError) as exc:
+        except (QuantizeError, EvaluationError, ValueError) as exc:
             print(f"{model_dir.name}: FAILED {exc}")
             failed += 1
             continue

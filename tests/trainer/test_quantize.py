@@ -17,7 +17,7 @@ from service.card import Metric, ModelCard, load_card, sha256_file, write_card
 from service.config import Settings
 from service.latents import latents_for
 from service.registry import default_runner_factory, load_entry
-from tests.service.onnx_fixtures import DIGITS, card_dict
+from tests.service.onnx_fixtures import DIGITS, card_dict, write_model
 from trainer import cli
 from trainer.evaluate import EVAL_SEED, EvalConfig
 from trainer.graph_passes import optimize_model
@@ -217,3 +217,10 @@ def test_the_cli_refuses_an_unknown_model_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("no model card at")
     assert "\n" not in err
+
+
+def test_a_model_without_an_evaluator_is_refused_before_quantizing(tmp_path: Path) -> None:
+    model_dir = write_model(tmp_path, "cond-gray", labels=DIGITS)  # dataset "synthetic"
+    with pytest.raises(QuantizeError, match="no test split or classifier for dataset 'synthetic'"):
+        quantize_exported(model_dir, QuantizeConfig())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cond-gray"]
