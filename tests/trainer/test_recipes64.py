@@ -135,7 +135,7 @@ def test_training_data_takes_classes_from_the_attribute_table_or_subfolders(
     # Without attributes, the class subfolders are the classes; a folder without them is refused.
     _, _, by_folder = training_data(recipe, replace(cfg, folder_options={}))
     assert by_folder == {"num_classes": 2, "class_names": ["a", "b"]}
-    with pytest.raises(ValueError, match="no class subfolders.*--attributes"):
+    with pytest.raises(ValueError, match=r"no class subfolders.*--attributes"):
         training_data(recipe, replace(cfg, data_dir=folder / "a", folder_options={}))
     with pytest.raises(ValueError, match="--data-dir"):
         training_data(recipe, replace(cfg, data_dir=None))
