@@ -172,7 +172,7 @@ def exported(
     return Exported(name, models, load_card(dest), state)
 
 
-def test_a_short_run_trains_and_exports_a_valid_card(exported: Exported) -> None:
+def test_a_short_run_trains_and_exports_a_valid_card(exported: Exported, folder: Path) -> None:
     recipe = RECIPES[exported.name]
     assert exported.state.step == 1  # 16 images < one batch of 64: one step per epoch
     assert exported.state.finished
@@ -182,7 +182,7 @@ def test_a_short_run_trains_and_exports_a_valid_card(exported: Exported) -> None
     assert card.name == exported.name
     assert (card.image.channels, card.image.height, card.image.width) == (3, 64, 64)
     assert card.latent.dim == 100
-    assert card.dataset == "folder0"  # the folder's own name: it has no manifest.json
+    assert card.dataset == folder.name  # the folder's own name: it has no manifest.json
     assert card.training is not None
     assert card.training.hyperparameters["real_target"] == recipe.real_target
     if recipe.conditional:
