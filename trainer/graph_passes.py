@@ -276,7 +276,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
             continue
         fold = _folded_gemm if node.op_type == "Gemm" else _folded_conv
         folded = fold(g, node, *affine)
-        if folded is None or id(node) in dropped:
+        if folded is None:
             continue
         base = f"{bn.output[0]}/folded_bn"
         new_initializers += [
@@ -289,9 +289,14 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
             for attr in list(node.attribute):
                 if attr.name in ("alpha", "beta"):
                     node.attribute.remove(attr)
-        # The BatchNorm's consumers now read the producer (or the Reshape) directly.
+        # The BatchNorm's consumers now read the producer (or the Reshape) directly, and so do the
+        # Shape nodes that read its old output (the shape is the same).
         last = via if via is not None and via.op_type == "Reshape" else node
+        old = last.output[0]
         last.output[0] = bn.output[0]
+        for reader in g.consumers.get(old, []):
+            if reader.op_type == "Shape":
+                reader.input[0] = bn.output[0]
         dropped.add(id(bn))
     if not dropped:
         return 0

@@ -220,6 +220,24 @@ def test_batchnorm_folds_into_a_gemm_and_through_the_reshape_to_channels() -> No
     _same_output(model, original, rng.standard_normal((4, 5)).astype(np.float32))
 
 
+def test_a_shape_read_of_the_folded_output_follows_it() -> None:
+    """``x.size(...)`` in a module exports a Shape of the convolution's output: it must still have
+    a producer once the BatchNorm after that convolution is gone."""
+    rng = np.random.default_rng(4)
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w"], ["c"]),
+        onnx.helper.make_node("Shape", ["c"], ["s"]),
+        _bn("c", "n"),
+        onnx.helper.make_node("Reshape", ["n", "s"], ["y"]),
+    ]
+    model = _graph(nodes, {"w": rng.standard_normal((2, 2, 1, 1)), **_bn_inits(2, rng)}, ["N", 2, 4, 4])
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert fold_batchnorm(model) == 1
+    onnx.checker.check_model(model, full_check=True)
+    _same_output(model, original, rng.standard_normal((3, 2, 4, 4)).astype(np.float32))
+
+
 def test_a_batchnorm_whose_input_is_read_twice_is_left_alone() -> None:
     rng = np.random.default_rng(3)
     nodes = [
