@@ -48,12 +48,16 @@ class Layout:
 
 class Writer(Protocol):
     def write(self, start: int, images: np.ndarray, labels: np.ndarray | None, indices: np.ndarray) -> None:
-        """Rows ``start .. start + len(images) - 1``; durable once :meth:`sync` returns."""
+        """Rows ``start .. start + len(images) - 1``; in the files (they outlive this process being
+        killed, not a power cut: nothing is fsynced) once :meth:`sync` returns."""
 
     def sync(self) -> None: ...
 
     def finish(self, manifest: dict[str, Any]) -> list[str]:
         """Close the dataset; the files it consists of, relative to the manifest's folder."""
+
+    def cleanup(self) -> None:
+        """Remove what only a resume needed; called once the manifest says the run is complete."""
 
 
 def manifest_path(fmt: Format, out: Path) -> Path:
@@ -112,6 +116,9 @@ class PngFolderWriter:
     def finish(self, manifest: dict[str, Any]) -> list[str]:
         return self.folders or ["."]
 
+    def cleanup(self) -> None:
+        pass
+
 
 class NpzWriter:
     """Rows go to a ``.npy`` memory map beside the output; ``finish`` packs the ``.npz``."""
@@ -120,7 +127,9 @@ class NpzWriter:
         self.out, self.layout = out, layout
         self.partial = out.with_name(out.name + ".partial.npy")
         shape = (layout.n, *layout.row_shape)
-        mode: Literal["r+", "w+"] = "r+" if resume and self.partial.is_file() else "w+"
+        if resume and not self.partial.is_file():
+            raise DatasetError(f"{self.partial} (the rows written so far) is missing; pass --restart")
+        mode: Literal["r+", "w+"] = "r+" if resume else "w+"
         out.parent.mkdir(parents=True, exist_ok=True)
         self.images = np.lib.format.open_memmap(self.partial, mode=mode, dtype=np.uint8, shape=shape)
         if self.images.shape != shape:
@@ -143,8 +152,11 @@ class NpzWriter:
         np.savez(tmp, **arrays)
         os.replace(tmp, self.out)
         del self.images
-        self.partial.unlink()
         return [self.out.name]
+
+    def cleanup(self) -> None:
+        # Only now: a run killed before its manifest said "complete" packs the .npz again from it.
+        self.partial.unlink(missing_ok=True)
 
 
 class IdxWriter:
@@ -167,6 +179,8 @@ class IdxWriter:
     @staticmethod
     def _open(path: Path, dims: list[int], done: int, row_bytes: int) -> Any:
         header = struct.pack(">I", _IDX_MAGIC[len(dims)]) + b"".join(struct.pack(">I", d) for d in dims)
+        if done and not path.is_file():
+            raise DatasetError(f"{path} (the rows written so far) is missing; pass --restart")
         handle = open(path, "r+b" if done and path.is_file() else "w+b")  # noqa: SIM115 - held until finish
         handle.write(header)
         handle.truncate(len(header) + done * row_bytes)  # rows past the last finished step go
@@ -191,6 +205,9 @@ class IdxWriter:
                 files.append(Path(handle.name).name)
         return files
 
+    def cleanup(self) -> None:
+        pass
+
 
 def manifest_labels(manifest: dict[str, Any], layout: Layout) -> np.ndarray | None:
     """The label id of every row, from the manifest's ``labels`` (a list cycled over the rows)."""
@@ -210,9 +227,15 @@ def open_writer(fmt: Format, out: Path, layout: Layout, seed: int, done: int) ->
 
 
 def remove_output(fmt: Format, out: Path) -> None:
-    """What a previous run left at ``out`` (for --restart)."""
+    """What a previous run left at ``out`` (for --restart); a folder is removed only when a manifest
+    says this command wrote it, never any other folder the option names by mistake."""
     if fmt == "npz":
         for path in (out, out.with_name(out.name + ".partial.npy"), manifest_path(fmt, out)):
             path.unlink(missing_ok=True)
     elif out.is_dir():
+        if not manifest_path(fmt, out).is_file() and any(out.iterdir()):
+            raise DatasetError(
+                f"{out} has files but no {MANIFEST} of condgen generate: not removing it; "
+                "choose another --out"
+            )
         shutil.rmtree(out)

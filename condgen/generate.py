@@ -161,4 +161,5 @@ def make_dataset(spec: DatasetSpec, source: Source, progress: bool = True) -> di
     manifest["files"] = writer.finish(manifest)
     manifest["complete"] = True
     write_json(mpath, manifest)
+    writer.cleanup()
     return manifest

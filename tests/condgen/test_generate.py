@@ -100,6 +100,24 @@ def test_a_run_with_other_arguments_is_refused_until_restart(zoo: Path, tmp_path
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="not empty"):
         _local(zoo, tmp_path / "other", "png-folder", model=GRAY, n=2, seed=1)
+    with pytest.raises(DatasetError, match="not removing it"):  # --restart never empties a stranger's folder
+        _local(zoo, tmp_path / "other", "png-folder", model=GRAY, n=2, seed=1, restart=True)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_a_resume_without_its_rows_file_is_refused_and_keeps_the_dataset(zoo: Path, tmp_path: Path) -> None:
+    """The rows written so far are gone (deleted by hand, or a run killed between packing the .npz
+    and marking it complete, before this was ordered): refused, never packed again as zeros."""
+    out = tmp_path / "x.npz"
+    _local(zoo, out, "npz", model=GRAY, n=6, seed=1)
+    packed = out.read_bytes()
+    manifest_file = tmp_path / "x.manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["complete"] = False
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(DatasetError, match=r"x\.npz\.partial\.npy.*missing.*--restart"):
+        _local(zoo, out, "npz", model=GRAY, n=6, seed=1)
+    assert out.read_bytes() == packed
 
 
 def _command(models: Path, fmt: str, out: Path) -> list[str]:
