@@ -46,7 +46,11 @@ def write_model_dir(out_root: Path, graph: bytes, card: ModelCard) -> Path:
             # Two renames within one file system: the old model is gone only once the new one is whole.
             old = Path(tempfile.mkdtemp(prefix=f".{card.name}-old-", dir=out_root))
             os.replace(dest, old / card.name)
-            os.replace(stage, dest)
+            try:
+                os.replace(stage, dest)
+            except OSError:
+                os.replace(old / card.name, dest)  # the old model back where it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(stage, dest)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from service.runtime import to_uint8
 from .card_graph import CardGraph
 from .evaluate import EVALUATED_DATASETS, INCEPTION_METRIC, EvalConfig, evaluate_model
 from .graph_passes import avgpool_as_conv, optimize_model, split_conv_transpose
-from .model_dir import draw_samples
+from .model_dir import write_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -252,35 +251,27 @@ def quantize_exported(model_dir: Path, cfg: QuantizeConfig | None = None) -> Qua
         raise QuantizeError(f"{card.name}: {card.onnx.file} does not match the sha256 in its card")
     graph, rewrites = int8_graph(onnx_path.read_bytes(), card, cfg)
     name = f"{card.name}{SUFFIX}"
-    dest = model_dir.parent / name
-    staged = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=model_dir.parent))
-    try:
+    # Scored from a hidden directory (the registry skips dot names); written like any export.
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=model_dir.parent) as tmp:
+        staged = Path(tmp)
         (staged / card.onnx.file).write_bytes(graph)
         agreement = pixel_agreement(card, onnx_path, graph, cfg.agreement_rows)
         new_card = _int8_card(card, cfg, graph, rewrites)
         write_card(new_card, staged)
         reference = _reference_metrics(model_dir, card, cfg)
         metrics = evaluate_model(staged, cfg.evaluation) if _scored(cfg) else []
-        metrics.append(
-            Metric(
-                name=AGREEMENT_METRIC,
-                value=round(agreement, 4),
-                n_samples=cfg.agreement_rows,
-                reference=f"{card.name} (float32), same latents and labels",
-                notes="share of uint8 pixels within one level of the float32 model's",
-            )
+    metrics.append(
+        Metric(
+            name=AGREEMENT_METRIC,
+            value=round(agreement, 4),
+            n_samples=cfg.agreement_rows,
+            reference=f"{card.name} (float32), same latents and labels",
+            notes="share of uint8 pixels within one level of the float32 model's",
         )
-        if failures := quality_failures(reference, metrics, cfg):
-            raise QualityRefusedError(f"{name} refused: {'; '.join(failures)}")
-        write_card(new_card.model_copy(update={"metrics": metrics}), staged)
-        if (model_dir / "samples.png").is_file():
-            _write_samples(staged, new_card)
-        if dest.exists():
-            shutil.rmtree(dest)
-        staged.rename(dest)
-    finally:
-        if staged.exists():
-            shutil.rmtree(staged)
+    )
+    if failures := quality_failures(reference, metrics, cfg):
+        raise QualityRefusedError(f"{name} refused: {'; '.join(failures)}")
+    dest = write_model_dir(model_dir.parent, graph, new_card.model_copy(update={"metrics": metrics}))
     log.info("%s: written (%s)", name, ", ".join(f"{m.name} {m.value}" for m in metrics))
     return QuantizeResult(dest, rewrites, metrics, reference)
 
@@ -307,8 +298,3 @@ def _int8_card(card: ModelCard, cfg: QuantizeConfig, graph: bytes, rewrites: lis
             ),
         }
     )
-
-
-def _write_samples(model_dir: Path, card: ModelCard) -> None:
-    """The variant's own sample grid, drawn like the float model's."""
-    draw_samples(CardGraph(card, model_dir / card.onnx.file, threads=1), model_dir / "samples.png")
