@@ -27,13 +27,20 @@ import orjson
 from condgen.errors import CondgenError, ConnectionFailed, error_from_response
 from condgen.images import Images, concatenate, decode_npy
 from condgen.requests import GenerateJob, Label, plan_generate, resolve_label
-from condgen.retry import RetryPolicy
+from condgen.retry import CONNECT_REFUSED, RetryPolicy
 from condgen.version import __version__
 
 NPY = "application/x-npy"
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Used when the server does not say (a server older than GET /models' limits): its default.
 DEFAULT_MAX_N = 64
+
+
+def transport_error(url: str, path: str, exc: httpx.TransportError) -> ConnectionFailed:
+    """A request that got no answer: ``connection`` when it could not connect (retried), else
+    ``transport`` (a timeout, a connection lost mid-answer: not retried)."""
+    kind = CONNECT_REFUSED if isinstance(exc, httpx.ConnectError) else "transport"
+    return ConnectionFailed(f"{url}{path}: {exc or repr(exc)}", error_type=kind)
 
 
 @dataclass(frozen=True)
@@ -183,9 +190,7 @@ class Client(_Core):
             try:
                 resp = self._http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:
-                error: CondgenError = ConnectionFailed(
-                    f"{self.config.url}{path}: {exc}", error_type="connection"
-                )
+                error: CondgenError = transport_error(self.config.url, path, exc)
             else:
                 if resp.status_code < 400:
                     return _Answer(resp.content, resp.headers)
@@ -336,9 +341,7 @@ class AsyncClient(_Core):
             try:
                 resp = await self._http.request(method, path, content=content, headers=headers)
             except httpx.TransportError as exc:
-                error: CondgenError = ConnectionFailed(
-                    f"{self.config.url}{path}: {exc}", error_type="connection"
-                )
+                error: CondgenError = transport_error(self.config.url, path, exc)
             else:
                 if resp.status_code < 400:
                     return _Answer(resp.content, resp.headers)
