@@ -14,9 +14,10 @@ says. Errors raise the classes of :mod:`condgen.errors`.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,8 +255,19 @@ class Client(_Core):
         if len(job.chunks) == 1:
             parts = [decode_npy(self._send("POST", "/generate", job.chunks[0].body).body)]
         else:
+            failed = threading.Event()
+
+            def send(body: dict[str, Any]) -> _Answer:
+                if failed.is_set():  # after a failed chunk the others are not sent to be discarded
+                    raise CancelledError
+                try:
+                    return self._send("POST", "/generate", body)
+                except BaseException:
+                    failed.set()
+                    raise
+
             with ThreadPoolExecutor(min(self.config.concurrency, len(job.chunks))) as pool:
-                answers = pool.map(lambda c: self._send("POST", "/generate", c.body), job.chunks)
+                answers = pool.map(send, (c.body for c in job.chunks))
                 parts = [decode_npy(a.body) for a in answers]
         return self._images(job, parts)
 
@@ -400,8 +412,13 @@ class AsyncClient(_Core):
             async with gate:
                 return decode_npy((await self._send("POST", "/generate", body)).body)
 
-        parts = await asyncio.gather(*(one(c.body) for c in job.chunks))
-        return self._images(job, list(parts))
+        # A task group: the first failed chunk cancels the others and its error is raised.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(c.body)) for c in job.chunks]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return self._images(job, [t.result() for t in tasks])
 
     async def grid(
         self,

@@ -221,3 +221,20 @@ def test_explicit_latents_are_sent_as_given_and_split_like_n(url: str) -> None:
     assert batch.indices is None
     assert np.array_equal(batch.images[:8], np.load(io.BytesIO(answer.content)))
     assert np.array_equal(one.images[0], batch.images[5])
+
+
+def test_after_a_failed_chunk_the_rest_are_not_sent(url: str) -> None:
+    """Every chunk of this call is refused (truncation under the server's floor): one at a time,
+    the first refusal ends the call; the other chunks never reach the server."""
+    before = _served(url, GRAY, 422)
+    with Client(url, concurrency=1) as client, pytest.raises(BadRequest, match="truncation"):
+        client.generate(GRAY, label=3, n=80, seed=1, truncation=0.01)  # ten chunks of max_n 8
+    assert _served(url, GRAY, 422) - before == 1
+
+
+async def test_the_async_client_cancels_the_rest_after_a_failed_chunk(url: str) -> None:
+    before = _served(url, GRAY, 422)
+    async with AsyncClient(url, concurrency=1) as client:
+        with pytest.raises(BadRequest, match="truncation"):
+            await client.generate(GRAY, label=3, n=80, seed=1, truncation=0.01)
+    assert _served(url, GRAY, 422) - before == 1
