@@ -31,7 +31,7 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 def is_valid_name(name: str) -> bool:
     """True when ``name`` is a legal model name (and so can never escape the model directory)."""
-    return bool(_NAME_RE.match(name)) and ".." not in name
+    return bool(_NAME_RE.fullmatch(name)) and ".." not in name  # fullmatch: "$" allows a final "\n"
 
 
 class _Strict(BaseModel):

@@ -38,14 +38,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import re
-
-    from service.card import NAME_PATTERN
+    from service.card import is_valid_name
 
     from .export import export_checkpoint
     from .training import TrainConfig, train
 
-    if args.name is not None and not re.match(NAME_PATTERN, args.name):
+    if args.name is not None and not is_valid_name(args.name):
         print(f"--name {args.name!r}: lower-case letters, digits, '.', '_' and '-' only", file=sys.stderr)
         return 2
     name = args.name or args.recipe

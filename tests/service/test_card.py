@@ -18,6 +18,7 @@ from service.card import (
     ToneCurve,
     card_dirs,
     card_json_schema,
+    is_valid_name,
     load_card,
     write_card,
 )
@@ -112,3 +113,22 @@ def test_the_json_schema_describes_an_imported_models_source() -> None:
         source["required"]
     )
     assert source["properties"]["batch"]["enum"] == ["dynamic", "made dynamic", "row by row"]
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("condgen-mnist", True),
+        ("a.b_c-1", True),
+        ("x" * 64, True),
+        ("x" * 65, False),
+        ("Upper", False),
+        ("-dash-first", False),
+        ("a..b", False),
+        ("abc\n", False),  # re.match's "$" would let a final newline through
+        ("a/b", False),
+        ("", False),
+    ],
+)
+def test_model_names_that_can_name_a_directory_and_a_url_segment(name: str, valid: bool) -> None:
+    assert is_valid_name(name) is valid
