@@ -175,12 +175,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     )
     client = None
     source: Source
-    if args.models is not None:
-        source = LocalSource(args.models)
-    else:
-        client = Client(args.url, args.api_key, concurrency=args.concurrency)
-        source = ServerSource(client)
     try:
+        if args.models is not None:
+            source = LocalSource(args.models)
+        else:
+            client = Client(args.url, args.api_key, concurrency=args.concurrency)
+            source = ServerSource(client)  # asks the server for its max_n
         manifest = make_dataset(spec, source, progress=not args.no_progress)
     finally:
         if client is not None:

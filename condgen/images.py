@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from condgen.errors import CondgenError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -49,10 +51,15 @@ class Images:
 
 
 def decode_npy(body: bytes) -> np.ndarray:
-    """The server's ``application/x-npy`` answer: a uint8 N×C×H×W array."""
-    array: Any = np.load(io.BytesIO(body), allow_pickle=False)
+    """The server's ``application/x-npy`` answer: a uint8 N×C×H×W array (else a CondgenError: a
+    proxy's error page, or not a condgen server)."""
+    try:
+        array: Any = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CondgenError(f"the answer is not a .npy array ({exc})", error_type="bad_answer") from None
     if not isinstance(array, np.ndarray) or array.ndim != 4 or array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 N×C×H×W array, got {getattr(array, 'shape', '?')}")
+        shape = getattr(array, "shape", "?")
+        raise CondgenError(f"expected a uint8 N×C×H×W array, got {shape}", error_type="bad_answer")
     return array
 
 
