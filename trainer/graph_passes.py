@@ -115,16 +115,23 @@ def _is_nearest_x2(g: _Graph, node: onnx.NodeProto) -> bool:
     )
 
 
-def _is_same_conv3x3(g: _Graph, node: onnx.NodeProto) -> bool:
-    if node.op_type != "Conv" or node.input[1] not in g.constants:
-        return False
+def _constant_kernel(g: _Graph, node: onnx.NodeProto, op_type: str) -> np.ndarray | None:
+    """The 4-D weight of an ``op_type`` node whose weight (and bias, if any) are constants, or None."""
+    if node.op_type != op_type or node.input[1] not in g.constants:
+        return None
     if len(node.input) > 2 and node.input[2] and node.input[2] not in g.constants:
+        return None
+    weight = g.constants[node.input[1]]
+    return weight if weight.ndim == 4 else None
+
+
+def _is_same_conv3x3(g: _Graph, node: onnx.NodeProto) -> bool:
+    weight = _constant_kernel(g, node, "Conv")
+    if weight is None:
         return False
     a = g.attrs(node)
-    weight = g.constants[node.input[1]]
     return (
-        weight.ndim == 4
-        and weight.shape[2:] == (3, 3)
+        weight.shape[2:] == (3, 3)
         and list(a.get("strides", [1, 1])) == [1, 1]  # type: ignore[call-overload]
         and list(a.get("dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
         and a.get("group", 1) == 1
@@ -317,15 +324,12 @@ _PHASE_PADS = {0: (1, 0), 1: (0, 1)}
 
 
 def _is_split_convt(g: _Graph, node: onnx.NodeProto) -> bool:
-    if node.op_type != "ConvTranspose" or node.input[1] not in g.constants:
-        return False
-    if len(node.input) > 2 and node.input[2] and node.input[2] not in g.constants:
+    weight = _constant_kernel(g, node, "ConvTranspose")
+    if weight is None:
         return False
     a = g.attrs(node)
-    weight = g.constants[node.input[1]]
     return (
-        weight.ndim == 4
-        and weight.shape[2:] == (4, 4)
+        weight.shape[2:] == (4, 4)
         and list(a.get("strides", [1, 1])) == [2, 2]  # type: ignore[call-overload]
         and list(a.get("pads", [0, 0, 0, 0])) == [1, 1, 1, 1]  # type: ignore[call-overload]
         and list(a.get("dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
@@ -526,16 +530,13 @@ def avgpool_as_conv(model: onnx.ModelProto) -> int:
 
 
 def _is_one_channel_conv(g: _Graph, node: onnx.NodeProto) -> bool:
-    if node.op_type != "Conv" or node.input[1] not in g.constants:
-        return False
-    if len(node.input) > 2 and node.input[2] and node.input[2] not in g.constants:
+    weight = _constant_kernel(g, node, "Conv")
+    if weight is None:
         return False
     a = g.attrs(node)
-    weight = g.constants[node.input[1]]
     pads = list(a.get("pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
     return (
-        weight.ndim == 4
-        and weight.shape[0] == 1
+        weight.shape[0] == 1
         and list(a.get("strides", [1, 1])) == [1, 1]  # type: ignore[call-overload]
         and list(a.get("dilations", [1, 1])) == [1, 1]  # type: ignore[call-overload]
         and a.get("group", 1) == 1
