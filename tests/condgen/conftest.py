@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.service.onnx_fixtures import write_zoo
+# The service tests' own: the CONDGEN_* scrub (a URL or key in the shell must not leak in) and the zoo.
+from tests.service.conftest import _no_condgen_env, zoo  # noqa: F401
 from tests.service.slow_model import write_slow_model
-
-
-@pytest.fixture(autouse=True)
-def _no_condgen_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A CONDGEN_* variable in the shell (a URL, a key, a setting) must not leak into a test."""
-    for key in list(os.environ):
-        if key.startswith("CONDGEN_"):
-            monkeypatch.delenv(key)
-
-
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 @pytest.fixture(scope="session")
