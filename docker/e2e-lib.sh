@@ -40,6 +40,22 @@ summary() {
 }
 
 # Count the PASS/FAIL lines of a checker's output file into this script's totals.
+# The end of a script's EXIT trap: an abort or a timeout counts as a failure, then the summary and
+# the exit status. e2e_exit RC TIMEOUT_VARIABLE SECONDS
+e2e_exit() {
+    local rc=$1
+    if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
+        if [[ $rc -eq 124 ]]; then
+            fail "$E2E_NAME ran past $2=${3}s"
+        else
+            fail "$E2E_NAME aborted (exit $rc)"
+        fi
+    fi
+    summary
+    if [[ $FAILED -gt 0 ]]; then exit 1; fi
+    exit "$rc"
+}
+
 count_checks() {
     PASSED=$((PASSED + $(grep -c '^PASS:' "$1")))
     FAILED=$((FAILED + $(grep -c '^FAIL:' "$1")))

@@ -52,16 +52,7 @@ cleanup() {
     fi
     [[ "${E2E_KEEP:-0}" == "1" ]] || e2e_engine_stop
     rm -rf "$WORK"
-    if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
-        if [[ $rc -eq 124 ]]; then
-            fail "e2e ran past E2E_TIMEOUT=${E2E_TIMEOUT}s"
-        else
-            fail "e2e aborted (exit $rc)"
-        fi
-    fi
-    summary
-    if [[ $FAILED -gt 0 ]]; then exit 1; fi
-    exit "$rc"
+    e2e_exit "$rc" E2E_TIMEOUT "$E2E_TIMEOUT"
 }
 trap cleanup EXIT
 trap 'exit 124' TERM

@@ -70,16 +70,7 @@ cleanup() {
     fi
     [[ "$KEEP" == "1" ]] || e2e_engine_stop
     rm -rf "$WORK"
-    if [[ $rc -ne 0 && $FAILED -eq 0 ]]; then
-        if [[ $rc -eq 124 ]]; then
-            fail "swarm-e2e ran past SWARM_E2E_TIMEOUT=${SWARM_E2E_TIMEOUT}s"
-        else
-            fail "swarm-e2e aborted (exit $rc)"
-        fi
-    fi
-    summary
-    if [[ $FAILED -gt 0 ]]; then exit 1; fi
-    exit "$rc"
+    e2e_exit "$rc" SWARM_E2E_TIMEOUT "$SWARM_E2E_TIMEOUT"
 }
 trap cleanup EXIT
 trap 'exit 124' TERM
