@@ -9,6 +9,7 @@ import onnxruntime as ort
 
 from service.card import ModelCard
 from service.latents import latents_for
+from service.runtime import to_uint8
 
 PARITY_BATCH = 32
 
@@ -50,3 +51,18 @@ def parity_batch(z_dim: int, num_classes: int) -> tuple[np.ndarray, np.ndarray |
 def max_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Max |a − b|; infinite when the shapes differ."""
     return float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+
+
+def pixel_agreement(card: ModelCard, a: bytes | Path, b: bytes | Path, rows: int, seed: int) -> float:
+    """Share of uint8 pixels on which graphs ``a`` and ``b`` differ by at most one level, over
+    ``rows`` latents ``latents_for(seed, i)`` with balanced labels."""
+    z = latents_for(seed, rows, card.latent.dim)
+    labels = np.arange(rows, dtype=np.int64) % card.num_classes if card.conditional else None
+    ga, gb = CardGraph(card, a, threads=1), CardGraph(card, b, threads=1)
+    within = 0
+    for i in range(0, rows, 250):
+        lab = labels[i : i + 250] if labels is not None else None
+        ua = to_uint8(ga(z[i : i + 250], lab), card.image.value_range).astype(np.int16)
+        ub = to_uint8(gb(z[i : i + 250], lab), card.image.value_range).astype(np.int16)
+        within += int((np.abs(ua - ub) <= 1).sum())
+    return within / (rows * card.image.channels * card.image.height * card.image.width)

@@ -87,7 +87,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_optimize(args: argparse.Namespace) -> int:
     from service.card import card_dirs
 
-    from .export import ExportError, optimize_exported
+    from .export import ExportError, optimize_exported, store_float16
 
     try:
         dirs = card_dirs(args.models, args.target)
@@ -98,11 +98,15 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
     for model_dir in dirs:
         try:
             rewrites = optimize_exported(model_dir)
+            agreement = store_float16(model_dir) if args.float16_weights else None
         except (ExportError, ValueError) as exc:
             print(f"{model_dir.name}: FAILED {exc}")
             failed += 1
             continue
-        print(f"{model_dir.name}: {'; '.join(rewrites) if rewrites else 'nothing to rewrite'}")
+        done = list(rewrites)
+        if agreement is not None:
+            done.append(f"float16 weights ({100 * agreement:.3f}% of pixels within one level)")
+        print(f"{model_dir.name}: {'; '.join(done) if done else 'nothing to rewrite'}")
     return 1 if failed else 0
 
 
@@ -210,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", help="model name, or `all`")
     p.add_argument("--models", type=Path, default=Path("exported"))
+    p.add_argument(
+        "--float16-weights",
+        action="store_true",
+        help="also store the weights as float16 (half the file; gated on the served pixels)",
+    )
     p.set_defaults(func=_cmd_optimize)
 
     p = sub.add_parser("zoo", help="train and export the bundled zoo (resumable)")

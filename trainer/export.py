@@ -42,7 +42,7 @@ from service.card import (
 )
 from service.latents import latents_for
 
-from .card_graph import PARITY_BATCH, CardGraph, max_diff, parity_batch
+from .card_graph import PARITY_BATCH, CardGraph, max_diff, parity_batch, pixel_agreement
 from .checkpoint import generator_from_checkpoint, library_versions
 from .data import CLASS_NAMES, load_split, resize_images
 from .graph_passes import optimize_model
@@ -56,6 +56,15 @@ from .tone import (
     apply_tone_curve,
     fit_label_tone_curves,
     fit_tone_curve,
+)
+from .weight_storage import (
+    AGREEMENT,
+    AGREEMENT_ROWS,
+    AGREEMENT_SEED,
+    FLOAT16_WEIGHTS,
+    is_packed,
+    pack_float16,
+    unpack_float16,
 )
 
 log = logging.getLogger(__name__)
@@ -136,33 +145,80 @@ def optimize_exported(model_dir: Path) -> list[str]:
 
     The rewritten graph must reproduce the one it replaces (ORT against ORT, ``PARITY_TOL``); the
     file is replaced atomically and the card's digest and ``onnx.rewrites`` follow it. Returns the
-    rewrites made (none: nothing is written, so running it twice is harmless).
+    rewrites made (none: nothing is written, so running it twice is harmless). A graph with float16
+    weights is rewritten on its widened weights and packed again, behind the storage gate.
     """
     card = verify_export(model_dir)
     onnx_path = model_dir / card.onnx.file
     model = onnx.load(str(onnx_path))
+    packed = unpack_float16(model) > 0
+    before = model.SerializeToString()
     rewrites = optimize_model(model)
     if not rewrites:
         return []
     rewritten = model.SerializeToString()
     batch = parity_batch(card.latent.dim, card.num_classes)
-    diff = max_diff(CardGraph(card, onnx_path)(*batch), CardGraph(card, rewritten)(*batch))
+    diff = max_diff(CardGraph(card, before)(*batch), CardGraph(card, rewritten)(*batch))
     if not diff <= PARITY_TOL:
         raise ExportError(f"{model_dir.name}: the rewritten graph differs by {diff:.2e} > {PARITY_TOL:.0e}")
+    if packed:
+        pack_float16(model)
+        rewritten = model.SerializeToString()
+        _check_storage(card, onnx_path, rewritten)
+    _replace_graph(model_dir, rewritten, _with_rewrites(card, rewritten, rewrites))
+    log.info("%s: %s (max |before - after| = %.2e)", model_dir.name, "; ".join(rewrites), diff)
+    return rewrites
+
+
+def store_float16(model_dir: Path) -> float | None:
+    """Store an exported model's weights as float16 (:mod:`trainer.weight_storage`), in place.
+
+    Returns the share of uint8 pixels within one level of the float32 graph's, or None when the
+    weights were stored that way already. Refused (nothing written) below ``AGREEMENT``.
+    """
+    card = verify_export(model_dir)
+    onnx_path = model_dir / card.onnx.file
+    model = onnx.load(str(onnx_path))
+    if is_packed(model):
+        return None
+    count = pack_float16(model)
+    if not count:
+        return None
+    packed = model.SerializeToString()
+    agreement = _check_storage(card, onnx_path, packed)
+    size = onnx_path.stat().st_size
+    _replace_graph(model_dir, packed, _with_rewrites(card, packed, [f"{FLOAT16_WEIGHTS} ×{count}"]))
+    log.info(
+        "%s: %d initializers stored as float16, %d → %d bytes, %.4f%% of pixels within one level",
+        model_dir.name,
+        count,
+        size,
+        len(packed),
+        100 * agreement,
+    )
+    return agreement
+
+
+def _check_storage(card: ModelCard, served: Path, packed: bytes) -> float:
+    agreement = pixel_agreement(card, served, packed, AGREEMENT_ROWS, seed=AGREEMENT_SEED)
+    if agreement < AGREEMENT:
+        raise ExportError(
+            f"{card.name}: with float16 weights {100 * agreement:.3f}% of pixels stay within one level, "
+            f"under the {100 * AGREEMENT:.1f}% required; the float32 graph is kept"
+        )
+    return agreement
+
+
+def _with_rewrites(card: ModelCard, graph: bytes, rewrites: list[str]) -> ModelCard:
+    """The card of ``graph``: its digest, and ``rewrites`` added to those it went through."""
     spec = card.onnx
-    new_card = card.model_copy(
+    return card.model_copy(
         update={
             "onnx": spec.model_copy(
-                update={
-                    "sha256": hashlib.sha256(rewritten).hexdigest(),
-                    "rewrites": [*spec.rewrites, *rewrites],
-                }
+                update={"sha256": hashlib.sha256(graph).hexdigest(), "rewrites": [*spec.rewrites, *rewrites]}
             )
         }
     )
-    _replace_graph(model_dir, rewritten, new_card)
-    log.info("%s: %s (max |before - after| = %.2e)", model_dir.name, "; ".join(rewrites), diff)
-    return rewrites
 
 
 def _replace_graph(model_dir: Path, graph: bytes, card: ModelCard) -> None:

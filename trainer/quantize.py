@@ -37,12 +37,12 @@ import onnx
 
 from service.card import Metric, ModelCard, Quantization, load_card, sha256_file, write_card
 from service.latents import latents_for
-from service.runtime import to_uint8
 
-from .card_graph import CardGraph
+from .card_graph import pixel_agreement
 from .evaluate import EVALUATED_DATASETS, INCEPTION_METRIC, EvalConfig, evaluate_model
 from .graph_passes import avgpool_as_conv, optimize_model, split_conv_transpose
 from .model_dir import write_model_dir
+from .weight_storage import unpack_float16
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ def int8_graph(graph: bytes, card: ModelCard, cfg: QuantizeConfig) -> tuple[byte
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = onnx.load_from_string(graph)
+    unpack_float16(model)  # the passes and the quantizer read float32 initializers
     rewrites = optimize_model(model)
     # Before the split: the pool's channel count is read off the transposed convolution.
     if pools := avgpool_as_conv(model):
@@ -181,20 +182,6 @@ def int8_graph(graph: bytes, card: ModelCard, cfg: QuantizeConfig) -> tuple[byte
         except Exception as exc:  # the quantizer raises bare Exceptions and ValueErrors
             raise QuantizeError(f"{card.name}: ONNX Runtime's quantizer failed: {exc}") from exc
         return out.read_bytes(), rewrites
-
-
-def pixel_agreement(card: ModelCard, a: bytes | Path, b: bytes | Path, rows: int) -> float:
-    """Share of uint8 pixels on which graphs ``a`` and ``b`` differ by at most one level."""
-    z = latents_for(CALIBRATION_SEED + 1, rows, card.latent.dim)
-    labels = np.arange(rows, dtype=np.int64) % card.num_classes if card.conditional else None
-    ga, gb = CardGraph(card, a, threads=1), CardGraph(card, b, threads=1)
-    within = 0
-    for i in range(0, rows, 250):
-        lab = labels[i : i + 250] if labels is not None else None
-        ua = to_uint8(ga(z[i : i + 250], lab), card.image.value_range).astype(np.int16)
-        ub = to_uint8(gb(z[i : i + 250], lab), card.image.value_range).astype(np.int16)
-        within += int((np.abs(ua - ub) <= 1).sum())
-    return within / (rows * card.image.channels * card.image.height * card.image.width)
 
 
 def quality_failures(reference: list[Metric], candidate: list[Metric], cfg: QuantizeConfig) -> list[str]:
@@ -255,7 +242,7 @@ def quantize_exported(model_dir: Path, cfg: QuantizeConfig | None = None) -> Qua
     with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=model_dir.parent) as tmp:
         staged = Path(tmp)
         (staged / card.onnx.file).write_bytes(graph)
-        agreement = pixel_agreement(card, onnx_path, graph, cfg.agreement_rows)
+        agreement = pixel_agreement(card, onnx_path, graph, cfg.agreement_rows, seed=CALIBRATION_SEED + 1)
         new_card = _int8_card(card, cfg, graph, rewrites)
         write_card(new_card, staged)
         reference = _reference_metrics(model_dir, card, cfg)
