@@ -7,7 +7,7 @@ MODELS ?= exported
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint typecheck install install-serve install-dev data data-lego data-faces bench clean lock lock-upgrade
+.PHONY: run test lint typecheck install install-serve install-dev data data-lego data-faces train-64 bench clean lock lock-upgrade
 
 # Every install comes from a lock in requirements/ (exact versions, sha256 hashes; `make lock`
 # writes them from pyproject.toml), then condgen itself without its dependencies. Stamp files make
@@ -73,7 +73,7 @@ data/fashion-mnist/train-images-idx3-ubyte.gz:
 ## 64×64 datasets made offline (docs/datasets.md): 40,000 LEGO renders in 50 part classes + 10,000
 ## held-out (LDraw.org meshes, CC BY), and 202,599 synthetic faces with a CelebA attribute table.
 data-lego: data/lego/manifest.json data/lego-test/manifest.json
-data-faces: data/faces/manifest.json
+data-faces: data/faces/manifest.json data/faces-test/manifest.json
 
 # A manifest is written last: without one, a folder is an interrupted run and is made again.
 data/lego/manifest.json: | $(VENV)/.dev-installed
@@ -84,6 +84,21 @@ data/lego-test/manifest.json: | $(VENV)/.dev-installed
 
 data/faces/manifest.json: | $(VENV)/.dev-installed
 	$(BIN)/python -m trainer data faces --out data/faces --overwrite
+
+data/faces-test/manifest.json: | $(VENV)/.dev-installed
+	$(BIN)/python -m trainer data faces --split test --out data/faces-test --overwrite
+
+## The zoo's four 64×64 models, trained and exported as they were (trainer/recipes/zoo64.py; each
+## resumes from its checkpoint), then stored with float16 weights. Two at a time, one thread each.
+train-64: data-lego data-faces
+	$(BIN)/python -m trainer train cdcgan64-lego --data-dir data/lego --threads 1 --export-to exported & lego=$$!; \
+	$(BIN)/python -m trainer train dcgan64-lego --data-dir data/lego --threads 1 --export-to exported && \
+	$(BIN)/python -m trainer train cgan64-faces --data-dir data/faces --attributes Blond_Hair --limit 100000 \
+	  --threads 1 --export-to exported && \
+	$(BIN)/python -m trainer train wgangp64-faces --data-dir data/faces --limit 64000 --threads 1 --export-to exported; \
+	chain=$$?; wait $$lego && [ $$chain = 0 ] && \
+	for m in cdcgan64-lego dcgan64-lego cgan64-faces wgangp64-faces; do \
+	  $(BIN)/python -m trainer optimize $$m --float16-weights || exit 1; done
 
 ## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 14 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.

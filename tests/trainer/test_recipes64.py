@@ -21,7 +21,7 @@ from trainer.export import export_checkpoint
 from trainer.recipes import RECIPES, Recipe
 from trainer.training import RunState, TrainConfig, to_range, train, training_data
 
-FOLDER_RECIPES = ("dcgan64-folder", "wgangp64-folder", "cgan64-folder")
+FOLDER_RECIPES = ("dcgan64-folder", "wgangp64-folder", "cgan64-folder", "condgen64-folder")
 ATTRIBUTES = ["Red_Shape", "Round"]
 CLASS_NAMES = ["none", "Red_Shape", "Round", "Red_Shape+Round"]
 # Images trained on end to end: one step of 16 (the recipes' batch is 64) keeps a train + export
@@ -46,11 +46,13 @@ def test_the_folder_recipes_are_registered_at_64_pixels() -> None:
     for name in FOLDER_RECIPES:
         recipe = RECIPES[name]
         assert recipe.dataset == "folder"
-        assert (recipe.image_size, recipe.channels, recipe.z_dim) == (64, 3, 100)
+        assert (recipe.image_size, recipe.channels) == (64, 3)
+        assert recipe.z_dim == (64 if name == "condgen64-folder" else 100)  # the flagship's latent size
         assert recipe.value_range == (-1.0, 1.0)
     assert not RECIPES["dcgan64-folder"].conditional
     assert not RECIPES["wgangp64-folder"].conditional
     assert RECIPES["cgan64-folder"].conditional
+    assert RECIPES["condgen64-folder"].conditional
 
 
 @pytest.mark.parametrize("name", FOLDER_RECIPES)
@@ -60,7 +62,7 @@ def test_networks_map_z_and_labels_to_64px_images_and_scores(name: str) -> None:
     assert disc is not None
     label = torch.tensor([0, 3, 7]) if recipe.conditional else None
     with torch.no_grad():
-        out = gen.eval()(torch.randn(3, 100), label)
+        out = gen.eval()(torch.randn(3, recipe.z_dim), label)
         assert out.shape == (3, 3, 64, 64)
         assert float(out.abs().max()) <= 1.0  # tanh
         assert disc.eval()(out, label).shape == (3,)
@@ -181,7 +183,7 @@ def test_a_short_run_trains_and_exports_a_valid_card(exported: Exported, folder:
     card = exported.card
     assert card.name == exported.name
     assert (card.image.channels, card.image.height, card.image.width) == (3, 64, 64)
-    assert card.latent.dim == 100
+    assert card.latent.dim == recipe.z_dim
     assert card.dataset == folder.name  # the folder's own name: it has no manifest.json
     assert card.training is not None
     assert card.training.hyperparameters["real_target"] == recipe.real_target
@@ -222,3 +224,41 @@ async def test_the_service_serves_the_exported_model(
         else:
             refused = await client.post("/generate", json={**body, "label": 1})
             assert refused.status_code == 422
+
+
+def test_the_zoo_64_recipes_are_the_folder_recipes_at_half_width() -> None:
+    lego = ("dcgan64-lego", "cdcgan64-lego")
+    faces = ("wgangp64-faces", "cgan64-faces")
+    for name in (*lego, *faces):
+        recipe = RECIPES[name]
+        assert recipe.dataset == "folder"
+        assert recipe.image_size == 64
+        assert recipe.channels == (1 if name in lego else 3)
+        assert recipe.net.channels == recipe.channels  # type: ignore[union-attr]
+    assert RECIPES["cdcgan64-lego"].num_classes == 50
+    assert RECIPES["cdcgan64-lego"].loss == "hinge"
+    assert RECIPES["cdcgan64-lego"].ema_decay > 0
+    assert RECIPES["wgangp64-faces"].loss == "wgan-gp"
+    assert RECIPES["wgangp64-faces"].critic_steps == 5
+    for name in ("dcgan64-lego", *faces):
+        net = RECIPES[name].net
+        assert (net.g_width, net.d_width) == (32, 32)  # type: ignore[union-attr]
+
+
+def test_the_64px_flagship_conditions_every_block_and_projects_the_label() -> None:
+    recipe = RECIPES["cdcgan64-lego"]
+    gen, disc = recipe.build()
+    assert disc is not None
+    gen.eval()
+    disc.eval()
+    z = torch.randn(1, recipe.z_dim).repeat(2, 1)
+    with torch.no_grad():
+        for block in gen.blocks:  # type: ignore[union-attr]
+            nn.init.normal_(block.norm.gain.weight, 0.0, 0.5)  # trained gains differ per class
+        out = gen(z, torch.tensor([0, 49]))
+        assert out.shape == (2, 1, 64, 64)
+        assert not torch.equal(out[0], out[1])  # same z, another part: another image
+        same = out[:1].repeat(2, 1, 1, 1)
+        scores = disc(same, torch.tensor([0, 49]))
+        assert scores.shape == (2,)
+        assert scores[0] != scores[1]  # the projection reads the label

@@ -16,6 +16,7 @@ from .cdcgan import CDCGANConfig, CDCGANDiscriminator, CDCGANGenerator
 from .cgan64 import CGAN64Config, CGAN64Discriminator, CGAN64Generator
 from .cgan_fashion import CGANFashionConfig, CGANFashionDiscriminator, CGANFashionGenerator
 from .condgen import CondGenConfig, CondGenDiscriminator, CondGenGenerator
+from .condgen64 import CondGen64Config, CondGen64Discriminator, CondGen64Generator
 from .cvae import CVAE, CVAEConfig
 from .dcgan32 import DCGAN32Config, DCGAN32Discriminator, DCGAN32Generator
 from .dcgan64 import DCGAN64Config, DCGAN64Discriminator, DCGAN64Generator
@@ -26,6 +27,7 @@ NetConfig = (
     | CGAN64Config
     | CGANFashionConfig
     | CondGenConfig
+    | CondGen64Config
     | CVAEConfig
     | DCGAN32Config
     | DCGAN64Config
@@ -40,6 +42,7 @@ _NETWORKS: dict[type, tuple[Builder, Builder | None]] = {
     CGAN64Config: (CGAN64Generator, CGAN64Discriminator),
     CGANFashionConfig: (CGANFashionGenerator, CGANFashionDiscriminator),
     CondGenConfig: (CondGenGenerator, CondGenDiscriminator),
+    CondGen64Config: (CondGen64Generator, CondGen64Discriminator),
     CVAEConfig: (CVAE, None),
     DCGAN32Config: (DCGAN32Generator, DCGAN32Discriminator),
     DCGAN64Config: (DCGAN64Generator, DCGAN64Discriminator),

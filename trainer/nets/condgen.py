@@ -46,7 +46,7 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.bn(x) * g + b
 
 
-class _UpBlock(nn.Module):
+class UpBlock(nn.Module):
     def __init__(self, cin: int, cout: int, num_classes: int) -> None:
         super().__init__()
         self.norm = ConditionalBatchNorm2d(cin, num_classes)
@@ -64,8 +64,8 @@ class CondGenGenerator(nn.Module):
         c = cfg.g_channels
         self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
         self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, c * 7 * 7)
-        self.block1 = _UpBlock(c, c // 2, cfg.num_classes)  # 7 → 14
-        self.block2 = _UpBlock(c // 2, c // 4, cfg.num_classes)  # 14 → 28
+        self.block1 = UpBlock(c, c // 2, cfg.num_classes)  # 7 → 14
+        self.block2 = UpBlock(c // 2, c // 4, cfg.num_classes)  # 14 → 28
         self.out_norm = nn.BatchNorm2d(c // 4)
         self.out = nn.Conv2d(c // 4, 1, 3, 1, 1)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import fashion, flagship, folder64, mnist
+from . import fashion, flagship, folder64, mnist, zoo64
 from .recipe import Recipe
 
 
@@ -15,8 +15,10 @@ def _index(recipes: list[Recipe]) -> dict[str, Recipe]:
     return index
 
 
-# In `python -m trainer list` order: MNIST families, FashionMNIST, flagships, 64×64 folders.
-RECIPES: dict[str, Recipe] = _index([*mnist.RECIPES, *fashion.RECIPES, *flagship.RECIPES, *folder64.RECIPES])
+# In `python -m trainer list` order: MNIST families, FashionMNIST, flagships, 64×64 folders, the zoo's 64×64.
+RECIPES: dict[str, Recipe] = _index(
+    [*mnist.RECIPES, *fashion.RECIPES, *flagship.RECIPES, *folder64.RECIPES, *zoo64.RECIPES]
+)
 
 
 def get_recipe(name: str) -> Recipe:
