@@ -7,6 +7,7 @@ four up-blocks instead of 7×7 and two, and ``channels`` output planes (gray ren
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,7 @@ class CondGen64Generator(nn.Module):
         self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, c * BASE * BASE)
         widths = [c, c // 2, c // 4, c // 8, c // 16]  # 4, 8, 16, 32, 64
         self.blocks = nn.ModuleList(
-            UpBlock(cin, cout, cfg.num_classes) for cin, cout in zip(widths, widths[1:], strict=False)
+            UpBlock(cin, cout, cfg.num_classes) for cin, cout in itertools.pairwise(widths)
         )
         self.out_norm = nn.BatchNorm2d(widths[-1])
         self.out = nn.Conv2d(widths[-1], cfg.channels, 3, 1, 1)
