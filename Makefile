@@ -93,9 +93,9 @@ data/faces-test/manifest.json: | $(VENV)/.dev-installed
 train-64: data-lego data-faces
 	$(BIN)/python -m trainer train cdcgan64-lego --data-dir data/lego --threads 1 --export-to exported & lego=$$!; \
 	$(BIN)/python -m trainer train dcgan64-lego --data-dir data/lego --threads 1 --export-to exported && \
-	$(BIN)/python -m trainer train cgan64-faces --data-dir data/faces --attributes Blond_Hair --limit 100000 \
+	$(BIN)/python -m trainer train cgan64-faces --data-dir data/faces --attributes Blond_Hair --limit 60000 \
 	  --threads 1 --export-to exported && \
-	$(BIN)/python -m trainer train wgangp64-faces --data-dir data/faces --limit 64000 --threads 1 --export-to exported; \
+	$(BIN)/python -m trainer train wgangp64-faces --data-dir data/faces --limit 40000 --threads 1 --export-to exported; \
 	chain=$$?; wait $$lego && [ $$chain = 0 ] && \
 	for m in cdcgan64-lego dcgan64-lego cgan64-faces wgangp64-faces; do \
 	  $(BIN)/python -m trainer optimize $$m --float16-weights || exit 1; done
