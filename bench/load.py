@@ -44,6 +44,7 @@ JSON_MARKER = "BENCH_JSON "
 DEFAULT_TIMEOUT_S = 30.0
 # Hard cap on requests of one python-client run, so latency storage stays bounded (8 B each).
 MAX_REQUESTS = 2_000_000
+NO_LABEL = -1  # --label value for "send no label" (an unconditional model), as bench.app_cost takes it
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class LoadSpec:
     port: int
     model: str
     n: int = 1
-    label: int = 3
+    label: int | None = 3  # None for an unconditional model: condgen refuses a label there (422)
     concurrency: int = 1
     duration_s: float = 5.0
     host: str = "127.0.0.1"
@@ -60,7 +61,8 @@ class LoadSpec:
     seed0: int = 1
 
     def body(self, seed: int) -> bytes:
-        return f'{{"model":"{self.model}","label":{self.label},"seed":{seed},"n":{self.n}}}'.encode()
+        label = "" if self.label is None else f'"label":{self.label},'
+        return f'{{"model":"{self.model}",{label}"seed":{seed},"n":{self.n}}}'.encode()
 
 
 @dataclass
@@ -162,7 +164,7 @@ def run_wrk(spec: LoadSpec, cpus: str | None = None) -> LoadResult:
     env = {
         **os.environ,
         "BENCH_MODEL": spec.model,
-        "BENCH_LABEL": str(spec.label),
+        "BENCH_LABEL": "" if spec.label is None else str(spec.label),  # empty: the script sends none
         "BENCH_N": str(spec.n),
         "BENCH_PATH": spec.path,
         "BENCH_SEED0": str(spec.seed0),
@@ -344,7 +346,7 @@ def spec_args(spec: LoadSpec) -> list[str]:
         f"--port={spec.port}",
         f"--path={spec.path}",
         f"--model={spec.model}",
-        f"--label={spec.label}",
+        f"--label={NO_LABEL if spec.label is None else spec.label}",
         f"--n={spec.n}",
         f"--concurrency={spec.concurrency}",
         f"--duration={spec.duration_s}",
@@ -359,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/generate")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--label", type=int, default=3)
+    parser.add_argument("--label", type=int, default=3, help=f"{NO_LABEL}: none (unconditional models)")
     parser.add_argument("--n", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds")
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         model=args.model,
         n=args.n,
-        label=args.label,
+        label=None if args.label == NO_LABEL else args.label,
         concurrency=args.concurrency,
         duration_s=args.duration,
         host=args.host,

@@ -87,6 +87,22 @@ def models_of(results: dict[str, Any]) -> list[str]:
     return seen
 
 
+def model64(results: dict[str, Any]) -> str | None:
+    """The 64×64 slot's model, when the run measured one."""
+    name = results.get("meta", {}).get("model64")
+    return str(name) if name else None
+
+
+def goal_models(results: dict[str, Any]) -> list[str]:
+    """The models the issue's goals are stated for: every model but the 64×64 slot's."""
+    return [m for m in models_of(results) if m != model64(results)]
+
+
+def _goal_ns(results: dict[str, Any]) -> list[int]:
+    models = set(goal_models(results))
+    return sorted({c["n"] for c in _cells(results) if c["model"] in models})
+
+
 # A cell counts for latency comparisons only when at most this share of its answers were errors:
 # the latency of fast failures says nothing about serving.
 MAX_ERROR_SHARE = 0.01
@@ -137,8 +153,8 @@ def _worst(values: list[float | None], lowest: bool) -> float | None:
 
 
 def goals(results: dict[str, Any]) -> list[Goal]:
-    models = models_of(results)
-    ns = sorted({c["n"] for c in _cells(results)})
+    models = goal_models(results)
+    ns = _goal_ns(results)
     out: list[Goal] = []
 
     for n, least in RAW_GOALS:
@@ -236,7 +252,7 @@ def _verdict(passes: bool | None) -> str:
 
 
 def goals_table(results: dict[str, Any]) -> str:
-    models = models_of(results)
+    models = goal_models(results)
     header = "| goal | target | " + " | ".join(f"`{m}`" for m in models) + " | verdict |"
     lines = [header, "| --- | --- | " + " | ".join("---:" for _ in models) + " | --- |"]
     for g in goals(results):
@@ -252,8 +268,8 @@ def goals_table(results: dict[str, Any]) -> str:
 def ceilings_table(results: dict[str, Any]) -> str:
     """Raw best ÷ each peer at c=GOAL_C, per n: the most ``condgen ÷ peer`` can be, since condgen
     cannot serve faster than the raw limit; a goal is out of reach where this is below it."""
-    models = models_of(results)
-    ns = sorted({c["n"] for c in _cells(results)})
+    models = goal_models(results)
+    ns = _goal_ns(results)
     lines = [
         f"| raw best ÷ peer at c={GOAL_C} | n | " + " | ".join(f"`{m}`" for m in models) + " | goal |",
         "| --- | ---: | " + " | ".join("---:" for _ in models) + " | ---: |",
@@ -302,7 +318,7 @@ class Gap:
 
 def gaps(results: dict[str, Any]) -> list[Gap]:
     out: list[Gap] = []
-    for model in models_of(results):
+    for model in goal_models(results):
         raw = raw_best(results, model)
         for n, target in RAW_GOALS:
             cell = raw_goal_cell(results, model, n)
@@ -436,6 +452,54 @@ def peers_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SESSION_TEXT = (
+    "The 64×64 slot: one cell set, outside the goals above. Session time per image at each raw "
+    "limit's best batch, µs: {costs}. The dearer the session per image, the less each request's "
+    "fixed serving cost (HTTP, Python, latents) weighs; PNG and float→uint8 grow with the pixels. "
+    "HTTP ÷ raw is each server's images/s ÷ the raw limit; *session share* is the raw limit's time "
+    "per image ÷ condgen's CPU per image in the cell: about the part of the server's CPU the "
+    "session itself takes (wall time over CPU time: past 100% only where other work slowed the raw "
+    "limit). The 28×28 models' condgen ÷ raw at the same cells are for comparison."
+)
+
+
+def _session_share(raw: float | None, cell: dict[str, Any] | None) -> float | None:
+    """Raw time per image ÷ the cell's server CPU per image (both µs)."""
+    if not raw or not cell or not cell.get("server_cpu_ms_per_image"):
+        return None
+    return (1e6 / raw) / (float(cell["server_cpu_ms_per_image"]) * 1000.0)
+
+
+def session_section(results: dict[str, Any]) -> list[str]:
+    """Markdown lines for the 64×64 slot (heading-less): its text and HTTP ÷ raw per cell; none
+    when the run measured no 64×64 model."""
+    big = model64(results)
+    if big is None:
+        return []
+    others = goal_models(results)
+    raw = raw_best(results, big)
+    costs = "; ".join(
+        f"`{m}` {_fmt(_ratio(1e6, raw_best(results, m)))}" for m in [big, *others] if raw_best(results, m)
+    )
+    lines = [
+        "| n | c | condgen ÷ raw | BentoML ÷ raw | torch eager ÷ raw | condgen session share | "
+        + " | ".join(f"`{m}` condgen ÷ raw" for m in others)
+        + " |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in others) + " |",
+    ]
+    for n, c in sorted({(x["n"], x["concurrency"]) for x in _cells(results) if x["model"] == big}):
+        by_server = [_ratio(_img(find(results, s, big, n, c)), raw) for s in ("condgen", "bentoml", "torch")]
+        share = _session_share(raw, find(results, "condgen", big, n, c))
+        theirs = [_ratio(_img(find(results, "condgen", m, n, c)), raw_best(results, m)) for m in others]
+        cells = [
+            *(_fmt(v, "{:.2f}") for v in by_server),
+            _fmt(share, "{:.0%}"),
+            *(_fmt(v, "{:.2f}") for v in theirs),
+        ]
+        lines.append(f"| {n} | {c} | " + " | ".join(cells) + " |")
+    return [SESSION_TEXT.format(costs=costs or "not measured"), "", *lines]
+
+
 def raw_table(results: dict[str, Any]) -> str:
     raws = results.get("raw", {})
     if not raws:
@@ -523,6 +587,14 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         peers_table(results),
         "",
     ]
+    big = model64(results)
+    if big is not None:
+        parts += [
+            f"## `{big}` (64×64 slot): HTTP ÷ raw",
+            "",
+            *session_section(results),
+            "",
+        ]
     for model in models_of(results):
         parts += [f"## `{model}`: every cell", "", cells_table(results, model), ""]
     cold = results.get("cold_start", {})
@@ -539,11 +611,14 @@ def render_markdown_report(results: dict[str, Any]) -> str:
     checks = results.get("checks", {})
     if checks:
         parts += ["", "## Same bytes", ""]
+        labels = results.get("meta", {}).get("labels", {})
         for model in models_of(results):
             hashes = {s: h.get(model) for s, h in checks.items() if h.get(model)}
             same = sorted(s for s, h in hashes.items() if h == hashes.get("condgen"))
+            label = labels.get(model, 3)  # results written before labels were recorded used 3
+            asked = "no label" if label is None else f"label {label}"
             parts.append(
-                f"- `{model}` (label 3, seed 7, n 4): identical PNG bytes from {', '.join(same) or 'none'}"
+                f"- `{model}` ({asked}, seed 7, n 4): identical PNG bytes from {', '.join(same) or 'none'}"
                 + (
                     f"; different: {', '.join(sorted(set(hashes) - set(same)))}"
                     if set(hashes) - set(same)
@@ -607,6 +682,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for i, model in enumerate(models):
         for j, n in enumerate(ns):
             ax = axes[i][j]
+            if not any(c["model"] == model and c["n"] == n for c in _cells(results)):
+                ax.axis("off")  # an n this model is not measured at (the 64×64 slot's cell set)
+                continue
             for server, label in SERVER_LABELS.items():
                 pts = sorted(
                     (
@@ -674,6 +752,8 @@ def readme_block(results: dict[str, Any], results_dir: str) -> str:
             "",
             ceilings_table(results),
             "",
+            *session_section(results),
+            *([""] if model64(results) else []),
             f"![throughput vs p99 latency]({results_dir}/{PLOT_FILE})",
             "",
             "Every cell, the raw limit per batch size, memory and the profile: "

@@ -6,11 +6,13 @@ Steps, each bounded in time:
 2. Cold start: spawn condgen on the whole model directory ``--cold-starts`` times; seconds from
    spawn to ``/readyz`` 200 and resident memory at that moment.
 3. Load: for each server and model, one warm-up, then a closed loop for every (n, concurrency)
-   cell, with a drain probe after each cell so no cell inherits the previous one's backlog. A
+   cell, with a drain probe after each cell so no cell inherits the previous one's backlog. The
+   64×64 slot (``--model64``, skipped with a note when that model is not exported) gets its own,
+   smaller cell set: there a session run costs more per image, so serving's share is smaller. A
    cell whose expected latency is long gets a longer window (at least ``latency_windows`` times
    the latency the previous cell implies, at most ``--max-cell-seconds``), so closed-loop counts
    are not dominated by the requests still in flight at the end.
-4. Profile: ``py-spy`` on condgen under n=1 and n=64 load at c=32.
+4. Profile: ``py-spy`` on condgen under n=1 and n=64 load at c=32 (the small and large models).
 5. ``results.json``, then ``bench.report`` renders ``RESULTS.md`` and the plot.
 
 Pinning: on a machine with C CPUs the servers get ``--server-cpus`` (default: all but the last)
@@ -64,6 +66,11 @@ SERVERS = ("condgen", "bentoml", "torch")
 SMALL_MODEL = "cdcgan-mnist"
 LARGE_PREFIX = "cgan-fashion-"
 PREFERRED_LARGE = "cgan-fashion-bce-10"
+MODEL64 = "cdcgan64-lego"  # 64×64 gray, 50 classes
+# The 64×64 slot's one cell set: n=1 (a request's serving cost against a dearer session) and n=16
+# (full batches) at c=8 and c=32 (the goals' concurrency); about 2 min for the three servers.
+NS64 = (1, 16)
+CONCURRENCY64 = (8, 32)
 
 
 @dataclass
@@ -95,6 +102,24 @@ class Config:
     readme: Path | None = None
     condgen_env: dict[str, str] = field(default_factory=dict)
     goal_rounds: int = 3
+    model64: str | None = None  # the 64×64 slot; measured only when exported
+    ns64: tuple[int, ...] = NS64
+    concurrency64: tuple[int, ...] = CONCURRENCY64
+
+
+@dataclass(frozen=True)
+class CellSet:
+    """The (n, concurrency) cells one model is measured at, and whether the raw-limit goals read them."""
+
+    ns: tuple[int, ...]
+    concurrency: tuple[int, ...]
+    goals: bool
+
+
+def cell_set(cfg: Config, model: str) -> CellSet:
+    if model == cfg.model64:
+        return CellSet(cfg.ns64, cfg.concurrency64, goals=False)
+    return CellSet(cfg.ns, cfg.concurrency, goals=True)
 
 
 @dataclass
@@ -264,10 +289,11 @@ def torch_source(cfg: Config, model: str) -> tuple[Path | None, str | None]:
     return None, card.training.recipe if card.training is not None else model
 
 
-def label_for(cfg: Config, model: str) -> int:
-    """Label 3 (a class every MNIST-like model has), or the last class of a smaller model."""
+def label_for(cfg: Config, model: str) -> int | None:
+    """Label 3 (a class every MNIST-like model has), or the last class of a smaller model; None
+    (no label in the body) for an unconditional model, which refuses one."""
     card = load_card(cfg.models_dir / model)
-    return min(3, card.num_classes - 1) if card.conditional else 0
+    return min(3, card.num_classes - 1) if card.conditional else None
 
 
 def run_json(cmd: list[str], timeout_s: float) -> dict[str, Any]:
@@ -284,13 +310,15 @@ def run_json(cmd: list[str], timeout_s: float) -> dict[str, Any]:
     return data
 
 
-def drain(base_url: str, model: str, timeout_s: float = 60.0) -> None:
+def drain(base_url: str, model: str, label: int | None, timeout_s: float = 60.0) -> None:
     """One n=1 request: it queues behind whatever the last cell left, so when it returns the
-    server is idle again (true for all three servers: batcher queue, dispatcher, thread pool)."""
+    server is idle again (true for all three servers: batcher queue, dispatcher, thread pool).
+    It carries the cells' label: a refused body (422) would return without waiting."""
+    body: dict[str, Any] = {"model": model, "seed": 0, "n": 1}
+    if label is not None:
+        body["label"] = label
     with contextlib.suppress(httpx.HTTPError):
-        httpx.post(
-            base_url + "/generate", json={"model": model, "label": 0, "seed": 0, "n": 1}, timeout=timeout_s
-        )
+        httpx.post(base_url + "/generate", json=body, timeout=timeout_s)
 
 
 # ------------------------------------------------------------------------------------ stages
@@ -386,9 +414,9 @@ def cell_duration(cfg: Config, prev: LoadResult | None, concurrency: int) -> flo
     return min(cfg.max_cell_s, max(cfg.duration_s, cfg.latency_windows * expected_latency_s))
 
 
-def is_goal_cell(cfg: Config, server: str, n: int, concurrency: int) -> bool:
+def is_goal_cell(cells: CellSet, server: str, n: int, concurrency: int) -> bool:
     """condgen's cells that the raw-limit goals are read from: n=1 at c=32, the largest n at every c."""
-    return server == "condgen" and ((n == 1 and concurrency == 32) or n == max(cfg.ns))
+    return cells.goals and server == "condgen" and ((n == 1 and concurrency == 32) or n == max(cells.ns))
 
 
 def _measure_cell(cfg: Config, server: ServerProcess, spec: LoadSpec) -> tuple[LoadResult, float]:
@@ -398,7 +426,7 @@ def _measure_cell(cfg: Config, server: ServerProcess, spec: LoadSpec) -> tuple[L
     if result.requests < spec.concurrency and spec.duration_s < cfg.max_cell_s:
         # Fewer answers than connections: the window was shorter than one latency (first cell of
         # a slow server). Once more with the longest window.
-        drain(server.spec.base_url, spec.model)
+        drain(server.spec.base_url, spec.model, spec.label)
         spec = LoadSpec(**{**spec.__dict__, "duration_s": cfg.max_cell_s})
         cpu0 = server.cpu_seconds()
         result = run_load(spec, cfg.loadgen, cfg.client_cpus)
@@ -408,17 +436,18 @@ def _measure_cell(cfg: Config, server: ServerProcess, spec: LoadSpec) -> tuple[L
 def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, seed0: int) -> None:
     url = server.spec.base_url
     label = label_for(cfg, model)
-    spec0 = LoadSpec(port=server.spec.port, model=model, label=label, n=min(16, max(cfg.ns)), concurrency=8)
+    cells = cell_set(cfg, model)
+    spec0 = LoadSpec(port=server.spec.port, model=model, label=label, n=min(16, max(cells.ns)), concurrency=8)
     if cfg.warmup_s > 0:
         run_load(
             LoadSpec(**{**spec0.__dict__, "duration_s": cfg.warmup_s, "seed0": seed0}),
             cfg.loadgen,
             cfg.client_cpus,
         )
-        drain(url, model)
-    for n in cfg.ns:
+        drain(url, model, label)
+    for n in cells.ns:
         prev: LoadResult | None = None
-        for c in sorted(cfg.concurrency):
+        for c in sorted(cells.concurrency):
             expected = c / prev.requests_per_s if prev is not None and prev.requests_per_s > 0 else 0.0
             if expected > cfg.max_latency_s:
                 # Closed loop: latency = c / throughput. Past this bound a cell only measures a
@@ -431,7 +460,7 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
                 logger.info("%s", note)
                 break
             duration = cell_duration(cfg, prev, c)
-            rounds = cfg.goal_rounds if is_goal_cell(cfg, server.spec.name, n, c) else 1
+            rounds = cfg.goal_rounds if is_goal_cell(cells, server.spec.name, n, c) else 1
             measured: list[tuple[LoadResult, float]] = []
             try:
                 for _ in range(rounds):
@@ -447,11 +476,11 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
                     seed0 += 10_000_000
                     measured.append(_measure_cell(cfg, server, spec))
                     if len(measured) < rounds:
-                        drain(url, model)
+                        drain(url, model, label)
             except Exception as exc:
                 res.problems.append(f"{server.spec.name} {model} n={n} c={c}: {exc}")
                 logger.error("%s %s n=%d c=%d failed: %s", server.spec.name, model, n, c, exc)
-                drain(url, model)
+                drain(url, model, label)
                 continue
             # The round with the median images/s stands for the cell (a lone round's noise, ±5%
             # here, is as large as the margins the goals are judged by).
@@ -479,7 +508,7 @@ def stage_cells(cfg: Config, server: ServerProcess, model: str, res: Results, se
                 result.error_count,
                 result.duration_s,
             )
-            drain(url, model)
+            drain(url, model, label)
 
 
 def _profiled_cell(
@@ -487,10 +516,11 @@ def _profiled_cell(
 ) -> tuple[LoadResult, int, str]:
     """One c=32 load cell while ``recorder`` samples the server: (load, its exit code, its stderr)."""
     time.sleep(0.3)  # let the profiler attach before the load starts
+    label = label_for(cfg, model)
     spec = LoadSpec(
         port=server.spec.port,
         model=model,
-        label=label_for(cfg, model),
+        label=label,
         n=n,
         concurrency=32,
         duration_s=cfg.profile_s + 1,
@@ -501,7 +531,7 @@ def _profiled_cell(
     except subprocess.TimeoutExpired:
         recorder.kill()
         _, err = recorder.communicate()
-    drain(server.spec.base_url, model)
+    drain(server.spec.base_url, model, label)
     return load, recorder.returncode, err.decode(errors="replace").strip()[-500:]
 
 
@@ -579,22 +609,90 @@ def begin(cfg: Config) -> Results:
     return res
 
 
-def run(cfg: Config) -> Results:
-    res = begin(cfg)
-    # The queue bounds (in images and requests) sized for the largest offered load, so that a
-    # closed loop of c clients x n images measures serving, not load shedding (429); the
-    # defaults (1024 images) would shed from c=32 x n=64 on. --condgen-env overrides.
-    offered = max(cfg.concurrency) * max(cfg.ns)
-    cfg.condgen_env = {
-        "CONDGEN_MAX_QUEUE_IMAGES": str(max(1024, offered)),
-        "CONDGEN_MAX_QUEUE_REQUESTS": str(max(512, max(cfg.concurrency))),
-        **cfg.condgen_env,
-    }
-    res.meta["condgen_env"] = cfg.condgen_env
+def resolve_models(cfg: Config, res: Results) -> list[str]:
+    """The models to measure. The small and large ones must be exported; the 64×64 slot is
+    skipped, with a log line and a note in the results, while its model is not (still training)."""
     models = [m for m in (cfg.small, cfg.large) if m]
     missing = [m for m in models if not (cfg.models_dir / m / "model.json").is_file()]
     if missing:
         raise SystemExit(f"models not found in {cfg.models_dir}: {', '.join(missing)}")
+    if cfg.model64 and (cfg.models_dir / cfg.model64 / "model.json").is_file():
+        models.append(cfg.model64)
+    elif cfg.model64:
+        note = (
+            f"64×64 slot skipped: {cfg.model64} is not in {cfg.models_dir} "
+            "(export it, or name another with --model64; --model64 '' turns the slot off)"
+        )
+        logger.warning("%s", note)
+        res.notes.append(note)
+    res.meta["model64"] = cfg.model64 if cfg.model64 in models else None
+    res.meta["labels"] = {m: label_for(cfg, m) for m in models}
+    return models
+
+
+def stage_condgen(cfg: Config, models: list[str], log_dir: Path, res: Results, seed0: int) -> None:
+    """One condgen on the whole model directory: every model's cells, then the profiles."""
+    with running(condgen_spec(cfg.models_dir, cfg.threads, env=cfg.condgen_env), cfg, log_dir, res) as server:
+        if server is None:
+            return
+        res.memory["condgen_rss_mb_ready"] = server.rss_mb()
+        for model in models:
+            res.checks.setdefault("condgen", {})[model] = check_png(
+                server.spec.base_url, model, label_for(cfg, model)
+            )
+            stage_cells(cfg, server, model, res, seed0)
+        res.memory["condgen_rss_mb_after_load"] = server.rss_mb()
+        res.memory["condgen_peak_rss_mb"] = peak_rss_mb(server.pid)
+        # Every goal model: a goal missed on one is explained by that model's own profile. The
+        # 64×64 slot has no goals (and its n=64 profile would measure a cell it does not run).
+        for model in models:
+            if cell_set(cfg, model).goals:
+                stage_profile(cfg, server, model, res)
+
+
+def peer_spec(cfg: Config, name: str, model: str, res: Results) -> ServerSpec:
+    if name == "bentoml":
+        return bentoml_spec(cfg.models_dir / model, cfg.threads, cfg.max_batch_size)
+    if name == "torch":
+        ckpt, recipe = torch_source(cfg, model)
+        rel = ckpt.relative_to(REPO_ROOT) if ckpt is not None and ckpt.is_relative_to(REPO_ROOT) else ckpt
+        spec = torch_spec(model, rel, recipe, cfg.threads)
+        res.notes.append(f"torch peer, {model}: {spec.note}")
+        return spec
+    raise SystemExit(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
+
+
+def stage_peer(cfg: Config, name: str, model: str, log_dir: Path, res: Results, seed0: int) -> None:
+    """One peer server for one model (each peer serves a single model): its cells."""
+    with running(peer_spec(cfg, name, model, res), cfg, log_dir, res) as server:
+        if server is None:
+            return
+        res.memory[f"{name}_rss_mb_ready:{model}"] = server.rss_mb()
+        try:
+            res.checks.setdefault(name, {})[model] = check_png(
+                server.spec.base_url, model, label_for(cfg, model)
+            )
+        except Exception as exc:
+            res.problems.append(f"{name} {model}: {exc}")
+            return
+        stage_cells(cfg, server, model, res, seed0)
+        res.memory[f"{name}_rss_mb_after_load:{model}"] = server.rss_mb()
+
+
+def run(cfg: Config) -> Results:
+    res = begin(cfg)
+    models = resolve_models(cfg, res)
+    # The queue bounds (in images and requests) sized for the largest offered load, so that a
+    # closed loop of c clients x n images measures serving, not load shedding (429); the
+    # defaults (1024 images) would shed from c=32 x n=64 on. --condgen-env overrides.
+    sets = [cell_set(cfg, m) for m in models]
+    offered = max(max(s.concurrency) * max(s.ns) for s in sets)
+    cfg.condgen_env = {
+        "CONDGEN_MAX_QUEUE_IMAGES": str(max(1024, offered)),
+        "CONDGEN_MAX_QUEUE_REQUESTS": str(max(512, *(max(s.concurrency) for s in sets))),
+        **cfg.condgen_env,
+    }
+    res.meta["condgen_env"] = cfg.condgen_env
     cfg.out.mkdir(parents=True, exist_ok=True)
     log_dir = cfg.out / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -609,50 +707,10 @@ def run(cfg: Config) -> Results:
     seed0 = 1
     for name in cfg.servers:
         if name == "condgen":
-            with running(
-                condgen_spec(cfg.models_dir, cfg.threads, env=cfg.condgen_env), cfg, log_dir, res
-            ) as server:
-                if server is None:
-                    continue
-                res.memory["condgen_rss_mb_ready"] = server.rss_mb()
-                for model in models:
-                    res.checks.setdefault(name, {})[model] = check_png(
-                        server.spec.base_url, model, label_for(cfg, model)
-                    )
-                    stage_cells(cfg, server, model, res, seed0)
-                res.memory["condgen_rss_mb_after_load"] = server.rss_mb()
-                res.memory["condgen_peak_rss_mb"] = peak_rss_mb(server.pid)
-                # Every model: a goal missed on one is explained by that model's own profile.
-                for model in models:
-                    stage_profile(cfg, server, model, res)
+            stage_condgen(cfg, models, log_dir, res, seed0)
             continue
         for model in models:
-            if name == "bentoml":
-                spec = bentoml_spec(cfg.models_dir / model, cfg.threads, cfg.max_batch_size)
-            elif name == "torch":
-                ckpt, recipe = torch_source(cfg, model)
-                rel = (
-                    ckpt.relative_to(REPO_ROOT)
-                    if ckpt is not None and ckpt.is_relative_to(REPO_ROOT)
-                    else ckpt
-                )
-                spec = torch_spec(model, rel, recipe, cfg.threads)
-                res.notes.append(f"torch peer, {model}: {spec.note}")
-            else:
-                raise SystemExit(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
-            with running(spec, cfg, log_dir, res) as server:
-                if server is None:
-                    continue
-                res.memory[f"{name}_rss_mb_ready:{model}"] = server.rss_mb()
-                try:
-                    res.checks.setdefault(name, {})[model] = check_png(
-                        server.spec.base_url, model, label_for(cfg, model)
-                    )
-                except Exception as exc:
-                    res.problems.append(f"{name} {model}: {exc}")
-                    continue
-                stage_cells(cfg, server, model, res, seed0)
-                res.memory[f"{name}_rss_mb_after_load:{model}"] = server.rss_mb()
+            stage_peer(cfg, name, model, log_dir, res, seed0)
     res.meta["wall_s"] = round(time.perf_counter() - started, 1)
     return res
 
@@ -666,6 +724,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--small", default=SMALL_MODEL, help="the small-latent model")
     p.add_argument(
         "--large", help=f"the large-latent model (default: {PREFERRED_LARGE} or any {LARGE_PREFIX}*)"
+    )
+    p.add_argument(
+        "--model64",
+        default=MODEL64,
+        help=f"the 64×64 model, skipped when not exported (default {MODEL64}; '' turns the slot off)",
+    )
+    p.add_argument("--n64", default=",".join(map(str, NS64)), help="the 64×64 slot's n values")
+    p.add_argument(
+        "--concurrency64", default=",".join(map(str, CONCURRENCY64)), help="the 64×64 slot's concurrencies"
     )
     p.add_argument("--servers", default=",".join(SERVERS), help="subset of condgen,bentoml,torch")
     p.add_argument("--concurrency", default="1,8,32,128")
@@ -743,7 +810,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         readme=a.readme,
         condgen_env=dict(kv.split("=", 1) for kv in a.condgen_env),
         goal_rounds=a.goal_rounds,
+        model64=a.model64 or None,
+        ns64=parse_ints(a.n64),
+        concurrency64=parse_ints(a.concurrency64),
     )
+    if cfg.model64 is not None and cfg.model64 in (cfg.small, cfg.large):
+        p.error(f"--model64 {cfg.model64} is already the small or large model")
     return cfg
 
 
@@ -757,7 +829,7 @@ def main(argv: list[str] | None = None) -> None:
             os.sched_setaffinity(0, cpu_set(cfg.client_cpus))
     logger.info(
         "models %s; servers %s on CPUs %s, load on CPUs %s, %d thread(s)",
-        ", ".join(m for m in (cfg.small, cfg.large) if m),
+        ", ".join(m for m in (cfg.small, cfg.large, cfg.model64) if m),
         ",".join(cfg.servers),
         cfg.server_cpus,
         cfg.client_cpus,

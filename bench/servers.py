@@ -209,9 +209,12 @@ class ServerProcess:
         self.stop()
 
 
-def check_png(base_url: str, model: str, label: int = 3, seed: int = 7, n: int = 4) -> str:
-    """One request; raises unless it is a 200 PNG. Returns the body's sha256 (to compare servers)."""
-    body = {"model": model, "label": label, "seed": seed, "n": n}
+def check_png(base_url: str, model: str, label: int | None = 3, seed: int = 7, n: int = 4) -> str:
+    """One request (no label: an unconditional model); raises unless it is a 200 PNG. Returns the
+    body's sha256 (to compare servers)."""
+    body: dict[str, Any] = {"model": model, "seed": seed, "n": n}
+    if label is not None:
+        body["label"] = label
     response = httpx.post(base_url + "/generate", json=body, headers={"Accept": "image/png"}, timeout=30.0)
     if response.status_code != 200:
         raise RuntimeError(f"{base_url}: /generate answered {response.status_code}: {response.text[:300]}")

@@ -2,7 +2,9 @@
 -- requests of a run are alike, and a machine-readable summary on stdout at the end.
 -- Configured by environment: BENCH_MODEL, BENCH_LABEL, BENCH_N, BENCH_PATH, BENCH_SEED0.
 local model = os.getenv("BENCH_MODEL") or "cdcgan-mnist"
+-- An empty BENCH_LABEL sends no label: an unconditional model refuses one.
 local label = tonumber(os.getenv("BENCH_LABEL") or "3")
+local label_field = label and string.format('"label":%d,', label) or ""
 local n = tonumber(os.getenv("BENCH_N") or "1")
 local path = os.getenv("BENCH_PATH") or "/generate"
 local seed = tonumber(os.getenv("BENCH_SEED0") or "1")
@@ -13,7 +15,7 @@ wrk.headers["Accept"] = "image/png"
 
 function request()
   seed = seed + 1
-  local body = string.format('{"model":"%s","label":%d,"seed":%d,"n":%d}', model, label, seed, n)
+  local body = string.format('{"model":"%s",%s"seed":%d,"n":%d}', model, label_field, seed, n)
   return wrk.format("POST", path, nil, body)
 end
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bench.servers import ServerProcess, condgen_spec
-from tests.service.onnx_fixtures import GRAY, RGB, write_zoo
+from tests.service.onnx_fixtures import GRAY, RGB, UNCOND, write_zoo
 
-__all__ = ["GRAY", "RGB"]
+__all__ = ["GRAY", "RGB", "UNCOND"]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import pytest
 
 from bench.load import LoadSpec, parse_wrk_output, run_python, run_wrk, wrk_available
 from bench.servers import ServerProcess
-from tests.bench.conftest import GRAY
+from tests.bench.conftest import GRAY, UNCOND
 
 
 def _spec(server: ServerProcess, **kw: object) -> LoadSpec:
@@ -38,6 +38,21 @@ def test_python_client_counts_error_statuses(condgen: ServerProcess) -> None:
     assert result.errors["status"] == result.requests
     assert result.ok_requests == 0
     assert result.images_per_s == 0
+
+
+def test_an_unconditional_model_is_loaded_without_a_label(condgen: ServerProcess) -> None:
+    assert LoadSpec(port=1, model="m", label=None).body(5) == b'{"model":"m","seed":5,"n":1}'
+    result = run_python(_spec(condgen, model=UNCOND, label=None))
+    _check(result.requests, result.error_count, result.latency_ms)
+    # With a label every answer is a refusal: the unconditional model takes none.
+    refused = run_python(_spec(condgen, model=UNCOND, label=0, duration_s=0.3))
+    assert refused.errors["status"] == refused.requests > 0
+
+
+@pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (apt-get install wrk)")
+def test_wrk_sends_no_label_to_an_unconditional_model(condgen: ServerProcess) -> None:
+    result = run_wrk(_spec(condgen, model=UNCOND, label=None, duration_s=1.0))
+    _check(result.requests, result.error_count, result.latency_ms)
 
 
 @pytest.mark.skipif(not wrk_available(), reason="wrk is not installed (apt-get install wrk)")

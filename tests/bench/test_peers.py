@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bench.servers import ServerProcess, bentoml_spec, check_png
-from tests.bench.conftest import GRAY
+from tests.bench.conftest import GRAY, UNCOND
 
 
 async def test_torch_peer_answers_a_png_grid() -> None:
@@ -43,6 +43,31 @@ async def test_torch_peer_answers_a_png_grid() -> None:
         assert other.status_code == 404
         too_many = await client.post("/generate", json={"model": "tiny", "label": 3, "n": 65})
         assert too_many.status_code == 422
+
+
+async def test_torch_peer_serves_an_unconditional_model_without_a_label() -> None:
+    torch = pytest.importorskip("torch")
+
+    from bench.peers.torch_server import create_app
+
+    generator = torch.nn.Sequential(torch.nn.Linear(5, 64), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 8, 8)))
+    app = create_app(generator.eval(), "plain", z_dim=5, num_classes=0, value_range=(-1.0, 1.0))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://peer") as client:
+        answer = await client.post("/generate", json={"model": "plain", "seed": 7, "n": 4})
+        assert answer.status_code == 200
+        assert np.asarray(Image.open(io.BytesIO(answer.content))).shape == (22, 22)
+
+
+@pytest.mark.slow
+def test_bentoml_peer_serves_an_unconditional_model_without_a_label(
+    condgen: ServerProcess, tiny_zoo: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("bentoml")
+    peer = ServerProcess(bentoml_spec(tiny_zoo / UNCOND, threads=1), cpus=None, log_dir=tmp_path)
+    with peer:
+        peer.wait_ready(timeout_s=120.0)
+        assert check_png(peer.spec.base_url, UNCOND, None) == check_png(condgen.spec.base_url, UNCOND, None)
 
 
 @pytest.mark.slow

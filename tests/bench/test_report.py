@@ -11,7 +11,10 @@ from bench.report import (
     gaps,
     gaps_table,
     goals,
+    goals_table,
+    readme_block,
     render_markdown_report,
+    session_section,
     update_readme,
     write_all,
 )
@@ -190,3 +193,64 @@ def test_gaps_need_the_cells_cpu_and_the_raw_limit() -> None:
     res = _with_cpu_and_perf(results())
     del res["raw"]
     assert gaps(res) == []
+
+
+def _with_64x64_slot(res: dict[str, Any]) -> dict[str, Any]:
+    """A "big" model in the 64×64 slot: raw best 500 images/s (2000 µs each), n ∈ {1, 16} × c ∈ {8, 32}."""
+    res["meta"]["model64"] = "big"
+    res["meta"]["labels"] = {"small": 3, "big": None}
+    res["raw"]["big"] = {
+        "model": "big",
+        "threads": 1,
+        "points": [{"batch": 16, "runs": 5, "seconds": 1.0, "ms_per_run": 32.0, "images_per_s": 500.0}],
+        "best_batch": 16,
+        "best_images_per_s": 500.0,
+    }
+    for n in (1, 16):
+        for c in (8, 32):
+            cell = _cell("condgen", "big", n, c, 400.0 if n == 1 else 450.0, 60.0)
+            cell["server_cpu_ms_per_image"] = 2.5 if n == 1 else 2.2
+            res["cells"] += [
+                cell,
+                _cell("bentoml", "big", n, c, 250.0, 90.0),
+                _cell("torch", "big", n, c, 100.0, 300.0),
+            ]
+    res["checks"]["condgen"]["big"] = "cc"
+    return res
+
+
+def test_the_64x64_slot_is_outside_the_goals() -> None:
+    res = _with_64x64_slot(results())
+    assert all("big" not in g.values for g in goals(res))
+    assert [g.passes for g in goals(res)] == [g.passes for g in goals(results())]
+    assert "`big`" not in goals_table(res)
+    assert "`big`" not in ceilings_table(res)
+    assert "`big`" not in gaps_table(_with_cpu_and_perf(res))
+
+
+def test_the_64x64_slot_gets_its_http_over_raw_table() -> None:
+    res = _with_64x64_slot(results())
+    lines = session_section(res)
+    assert "µs: `big` 2000; `small` 1000." in lines[0]
+    rows = {
+        tuple(x.strip() for x in line.strip("|").split("|")[:2]): line
+        for line in lines[2:]
+        if line[2:3].isdigit()
+    }
+    assert set(rows) == {("1", "8"), ("1", "32"), ("16", "8"), ("16", "32")}
+    # condgen 400 ÷ 500, BentoML 250 ÷ 500, torch 100 ÷ 500; the session's 2000 µs of 2500 µs CPU;
+    # small's condgen at the same cell 700 ÷ 1000, and nothing where small has no such cell.
+    assert rows[("1", "32")] == "| 1 | 32 | 0.80 | 0.50 | 0.20 | 80% | 0.70 |"
+    assert rows[("16", "8")] == "| 16 | 8 | 0.90 | 0.50 | 0.20 | 91% | – |"
+    text = render_markdown_report(res)
+    assert "## `big` (64×64 slot): HTTP ÷ raw" in text
+    assert "\n".join(lines) in text
+    assert "## `big`: every cell" in text
+    assert "- `big` (no label, seed 7, n 4): identical PNG bytes from condgen" in text
+    assert "\n".join(lines) in readme_block(res, "bench/results")
+
+
+def test_no_64x64_slot_no_section() -> None:
+    assert session_section(results()) == []
+    assert "64×64" not in render_markdown_report(results())
+    assert "- `small` (label 3, seed 7, n 4)" in render_markdown_report(results())

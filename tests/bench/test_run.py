@@ -14,7 +14,21 @@ from pathlib import Path
 import pytest
 
 from bench.native_profile import perf_problem
-from bench.run import DEV_LOCK, lock_drift, locked_versions, main, other_load
+from bench.run import (
+    DEV_LOCK,
+    MODEL64,
+    Results,
+    cell_set,
+    label_for,
+    lock_drift,
+    locked_versions,
+    main,
+    other_load,
+    parse_args,
+    resolve_models,
+)
+from tests.bench.conftest import GRAY, RGB, UNCOND
+from tests.service.onnx_fixtures import write_model
 
 
 @pytest.mark.slow
@@ -56,11 +70,24 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
             "",
             "--client-cpus",
             "",
+            # The 64×64 slot's place taken by the unconditional model: its own cell set, no label.
+            "--model64",
+            "uncond",
+            "--n64",
+            "2",
+            "--concurrency64",
+            "3",
         ]
     )
     results = json.loads((out / "results.json").read_text())
     assert not results["problems"]
-    assert set(results["raw"]) == {"cond-gray", "cond-rgb"}
+    assert set(results["raw"]) == {"cond-gray", "cond-rgb", "uncond"}
+    assert results["meta"]["model64"] == "uncond"
+    assert results["meta"]["labels"] == {"cond-gray": 3, "cond-rgb": 2, "uncond": None}
+    slot = [c for c in results["cells"] if c["model"] == "uncond"]
+    assert [(c["n"], c["concurrency"], c["error_count"]) for c in slot] == [(2, 3, 0)]
+    assert "round_images_per_s" not in slot[0]  # no goal reads the slot: one round
+    results["cells"] = [c for c in results["cells"] if c["model"] != "uncond"]
     assert len(results["cells"]) == 2 * 2 * 2
     assert all(c["error_count"] == 0 and c["requests"] > 0 for c in results["cells"])
     assert all(c["server_cpu_ms_per_request"] > 0 for c in results["cells"])
@@ -78,7 +105,8 @@ def test_run_writes_results_and_report(tiny_zoo: Path, tmp_path: Path) -> None:
     assert results["memory"]["condgen_rss_mb_after_load"] > 0
     assert (out / "RESULTS.md").is_file()
     assert (out / "throughput_latency.png").is_file()
-    # Both profilers at n=1 and n=64 on each model; perf only where it may record.
+    assert "## `uncond` (64×64 slot): HTTP ÷ raw" in (out / "RESULTS.md").read_text()
+    # Both profilers at n=1 and n=64 on each goal model (not the slot); perf only where it may record.
     assert set(results["profile"]) == {f"{m} n={n} c=32" for m in ("cond-gray", "cond-rgb") for n in (1, 64)}
     report = (out / "RESULTS.md").read_text()
     if perf_problem() is None:
@@ -140,3 +168,52 @@ def test_reported_versions_are_the_locks_and_drift_is_a_problem(tmp_path: Path) 
     drift = lock_drift(locked_versions(stale))
     assert [d.split()[0] for d in drift] == ["onnxruntime", "numpy"]
     assert drift[0].endswith("the lock has 0.0.1 (make install-dev)")
+
+
+def test_label_for_a_50_class_a_2_class_and_an_unconditional_model(tmp_path: Path) -> None:
+    bricks = [f"{3001 + i} Brick {i}" for i in range(50)]
+    write_model(tmp_path, "lego64", height=64, width=64, labels=bricks)
+    write_model(tmp_path, "faces64", channels=3, height=64, width=64, labels=["a", "b"])
+    write_model(tmp_path, "uncond64", height=64, width=64)
+    cfg = parse_args(["--models-dir", str(tmp_path), "--small", "lego64", "--large", "faces64"])
+    assert label_for(cfg, "lego64") == 3
+    assert label_for(cfg, "faces64") == 1  # the last class of a smaller model
+    assert label_for(cfg, "uncond64") is None  # no label in the body: it would be refused
+
+
+def _zoo_args(tiny_zoo: Path, *more: str) -> list[str]:
+    return ["--models-dir", str(tiny_zoo), "--small", GRAY, "--large", RGB, *more]
+
+
+def test_a_64x64_slot_not_exported_is_skipped_with_a_note(
+    tiny_zoo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    res = Results()
+    with caplog.at_level("WARNING", logger="bench"):
+        models = resolve_models(parse_args(_zoo_args(tiny_zoo)), res)
+    assert models == [GRAY, RGB]
+    assert res.meta["model64"] is None
+    assert f"64×64 slot skipped: {MODEL64} is not in {tiny_zoo}" in caplog.text
+    assert any(note.startswith("64×64 slot skipped") for note in res.notes)
+    # Turned off: no slot, nothing to note.
+    res = Results()
+    assert resolve_models(parse_args(_zoo_args(tiny_zoo, "--model64", "")), res) == [GRAY, RGB]
+    assert res.notes == []
+
+
+def test_the_64x64_slot_has_its_own_cell_set_outside_the_goals(tiny_zoo: Path) -> None:
+    cfg = parse_args(_zoo_args(tiny_zoo, "--model64", UNCOND))
+    res = Results()
+    assert resolve_models(cfg, res) == [GRAY, RGB, UNCOND]
+    assert res.meta["model64"] == UNCOND
+    slot, small = cell_set(cfg, UNCOND), cell_set(cfg, GRAY)
+    assert (slot.ns, slot.concurrency, slot.goals) == ((1, 16), (8, 32), False)
+    assert (small.ns, small.concurrency, small.goals) == ((1, 16, 64), (1, 8, 32, 128), True)
+
+
+def test_the_64x64_slot_cannot_be_the_small_or_large_model(
+    tiny_zoo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(_zoo_args(tiny_zoo, "--model64", GRAY))
+    assert "is already the small or large model" in capsys.readouterr().err

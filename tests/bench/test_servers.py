@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from bench.servers import ServerProcess, check_png, condgen_spec, free_port, process_tree, rss_mb
-from tests.bench.conftest import GRAY, RGB
+from tests.bench.conftest import GRAY, RGB, UNCOND
 
 
 def test_check_png_and_same_bytes_for_the_same_request(condgen: ServerProcess) -> None:
@@ -16,6 +16,13 @@ def test_check_png_and_same_bytes_for_the_same_request(condgen: ServerProcess) -
     assert a != check_png(condgen.spec.base_url, GRAY, label=3, seed=8, n=4)
     with pytest.raises(RuntimeError, match="422"):
         check_png(condgen.spec.base_url, RGB, label=5)  # cond-rgb has three classes
+
+
+def test_check_png_asks_an_unconditional_model_without_a_label(condgen: ServerProcess) -> None:
+    a = check_png(condgen.spec.base_url, UNCOND, label=None)
+    assert a == check_png(condgen.spec.base_url, UNCOND, label=None)
+    with pytest.raises(RuntimeError, match="422"):
+        check_png(condgen.spec.base_url, UNCOND, label=0)
 
 
 def test_memory_is_read_from_proc(condgen: ServerProcess) -> None:
