@@ -100,7 +100,7 @@ train-64: data-lego data-faces
 	for m in cdcgan64-lego dcgan64-lego cgan64-faces wgangp64-faces; do \
 	  $(BIN)/python -m trainer optimize $$m --float16-weights || exit 1; done
 
-## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 14 min on 2 cores)
+## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 16 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
 BENCH_ARGS ?=
 bench: install-dev
