@@ -34,7 +34,7 @@ RECIPES: list[Recipe] = [
         name="cdcgan64-lego",
         channels=1,
         net=CondGen64Config(channels=1, num_classes=50, g_channels=192, d_channels=32),
-        epochs=5,
+        epochs=3,
         aux_start_epoch=1,
         lr_decay_epochs=1,
     ),
