@@ -101,7 +101,7 @@ def peak_rss_mb(pid: int) -> float:
 class ServerSpec:
     """How to start one server: argv (without pinning), environment additions, readiness path."""
 
-    name: str  # condgen | bentoml | torch
+    name: str  # condgen | bentoml | torch | ray
     argv: list[str]
     port: int
     ready_path: str
@@ -310,4 +310,38 @@ def torch_spec(
         port=port,
         ready_path="/healthz",
         note=note,
+    )
+
+
+def ray_spec(
+    model_dir: Path, threads: int, max_batch_size: int = 64, max_wait_ms: float = 0.0, port: int | None = None
+) -> ServerSpec:
+    """Ray Serve (bench/peers/ray_serve.py) under its driver (bench/peers/ray_driver.py): a private
+    Ray whose processes all stay in the driver's process group, so stop() reaches every one."""
+    port = port or free_port()
+    # Under /tmp, not a test's tmp_path: Ray's Unix sockets live below it (108-byte path limit).
+    temp_dir = Path(tempfile.gettempdir()) / f"condgen-bench-ray-{port}"
+    return ServerSpec(
+        name="ray",
+        argv=[
+            sys.executable,
+            "-m",
+            "bench.peers.ray_driver",
+            "--model-dir",
+            str(model_dir.resolve()),
+            "--threads",
+            str(threads),
+            "--max-batch-size",
+            str(max_batch_size),
+            "--max-wait-ms",
+            str(max_wait_ms),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--temp-dir",
+            str(temp_dir),
+        ],
+        port=port,
+        ready_path="/readyz",
     )

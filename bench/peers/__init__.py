@@ -1,1 +1,2 @@
-"""Peer servers for the benchmark: BentoML with adaptive batching, and naive FastAPI + PyTorch eager."""
+"""Peer servers for the benchmark: BentoML with adaptive batching, Ray Serve with ``@serve.batch``, and
+naive FastAPI + PyTorch eager."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.servers import ServerProcess, bentoml_spec, check_png
+from bench.servers import ServerProcess, bentoml_spec, check_png, process_tree, ray_spec
 from tests.bench.conftest import GRAY, UNCOND
 
 
@@ -86,3 +88,72 @@ def test_bentoml_peer_returns_condgen_bytes(condgen: ServerProcess, tiny_zoo: Pa
         ):
             statuses = list(pool.map(lambda _: client.post("/generate", json=body).status_code, range(400)))
         assert statuses.count(200) == len(statuses), sorted(set(statuses))
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child that init has yet to reap)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _left_running(pids: list[int], within_s: float = 2.0) -> list[int]:
+    """Those of ``pids`` still running ``within_s`` seconds from now (a SIGKILLed process takes a
+    moment to finish exiting on a busy machine)."""
+    deadline = time.monotonic() + within_s
+    while (left := [pid for pid in pids if _running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _in_session(sid: int) -> list[int]:
+    """Running processes of session ``sid``: a server started in its own session, and anything
+    it started, wherever in the process tree it ended up."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid and _running(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_ray_serve_peer_returns_condgen_bytes_batches_and_leaves_nothing(
+    condgen: ServerProcess, tiny_zoo: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("ray.serve")
+    # A batch window: with none, requests for a model this small may each find the replica idle.
+    spec = ray_spec(tiny_zoo / GRAY, threads=1, max_wait_ms=100.0)
+    peer = ServerProcess(spec, cpus=None, log_dir=tmp_path)
+    with peer:
+        peer.wait_ready(timeout_s=120.0)
+        ray_pids = process_tree(peer.pid)
+        assert len(ray_pids) > 5, peer.log_tail()  # GCS, raylet, agents, controller, proxy, replica
+        for n in (1, 4):
+            expected = check_png(condgen.spec.base_url, GRAY, 3, 7, n)
+            assert check_png(peer.spec.base_url, GRAY, 3, 7, n) == expected
+        with (
+            httpx.Client(base_url=peer.spec.base_url, timeout=30.0) as client,
+            httpx.Client(base_url=condgen.spec.base_url, timeout=30.0) as reference,
+            ThreadPoolExecutor(32) as pool,
+        ):
+            assert client.post("/generate", json={"model": "other"}).status_code == 404
+            assert client.post("/generate", json={"model": GRAY, "n": 65}).status_code == 422
+            before = client.get("/stats").json()
+            counts = [1 + i % 2 for i in range(32)]
+            bodies = [{"model": GRAY, "label": i % 10, "seed": i, "n": n} for i, n in enumerate(counts)]
+            answers = list(pool.map(lambda body: client.post("/generate", json=body), bodies))
+            after = client.get("/stats").json()
+            # Each request's own rows come back out of the shared runs: condgen's bytes, one by one.
+            expected_bodies = [reference.post("/generate", json=body).content for body in bodies]
+            assert [answer.content for answer in answers] == expected_bodies
+        assert after["rows"] - before["rows"] == sum(counts)
+        assert after["runs"] - before["runs"] < len(bodies)  # concurrent requests share session runs
+    assert not _left_running(ray_pids)
+    assert not _in_session(peer.pid)
+    assert not Path(spec.argv[-1]).exists()  # Ray's temp dir, removed by the driver
