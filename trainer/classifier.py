@@ -21,7 +21,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -95,13 +95,16 @@ class DomainClassifier(nn.Module):
         out: Tensor = self.body(x)
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.head(self.body(x))
+    def class_logits(self, features: Tensor) -> Tensor:
+        out: Tensor = self.head(features)
         return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.class_logits(self.body(x))
 
 
 def to_input(images: np.ndarray | Tensor) -> Tensor:
-    """uint8 (or 0..255 float) N×1×28×28 → the network's input, float in [−1, 1]."""
+    """uint8 (or 0..255 float) N×C×H×W (N×H×W: one channel) → the network's input, in [−1, 1]."""
     if isinstance(images, np.ndarray):
         # np.asarray(..., float32) copies, so read-only IDX buffers never reach torch.from_numpy.
         x = torch.from_numpy(np.asarray(images, dtype=np.float32))
@@ -115,19 +118,20 @@ def to_input(images: np.ndarray | Tensor) -> Tensor:
 IMAGE_SIZE = 28  # the classifiers see MNIST-sized images
 
 
-def to_classifier_size(images: np.ndarray) -> np.ndarray:
-    """uint8 N×1×S×S → N×1×28×28 (antialiased bilinear; e.g. the 32×32 DCGAN recipes, which
-    trained on MNIST upsampled 28→32). Images already 28×28 are returned as they are."""
-    if images.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
+def to_classifier_size(images: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 N×C×S×S → N×C×size×size (antialiased bilinear; e.g. the 32×32 DCGAN recipes, which
+    trained on MNIST upsampled 28→32). Images already at ``size`` are returned as they are."""
+    if images.shape[-2:] == (size, size):
         return images
     x = torch.from_numpy(np.asarray(images, dtype=np.float32))
-    x = nn.functional.interpolate(x, size=IMAGE_SIZE, mode="bilinear", align_corners=False, antialias=True)
+    x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     return x.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 def augment(x: Tensor, shift: int, hflip: bool, gen: torch.Generator) -> Tensor:
-    """Random per-image translation by up to ``shift`` pixels (zero fill) and optional h-flips."""
-    n, _, h, w = x.shape
+    """Random per-image translation by up to ``shift`` pixels (fill −1, black) and optional
+    h-flips, for N×C×H×W in [−1, 1]; every channel of an image moves together."""
+    n, c, h, w = x.shape
     if hflip:
         flip = torch.rand(n, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -135,23 +139,35 @@ def augment(x: Tensor, shift: int, hflip: bool, gen: torch.Generator) -> Tensor:
         padded = nn.functional.pad(x, (shift, shift, shift, shift), value=-1.0)
         oy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
         ox = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
-        rows = (oy[:, None] + torch.arange(h))[:, :, None]
-        cols = (ox[:, None] + torch.arange(w))[:, None, :]
-        x = padded[torch.arange(n)[:, None, None], 0, rows, cols][:, None]
+        rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+        x = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
     return x
 
 
+class Classifier(Protocol):
+    """What :func:`predict` needs of a classifier: its features and the class logits on them."""
+
+    @property
+    def config(self) -> Any: ...  # with num_classes and feature_dim
+
+    def eval(self) -> Any: ...
+
+    def features(self, x: Tensor) -> Tensor: ...
+
+    def class_logits(self, features: Tensor) -> Tensor: ...
+
+
 @torch.inference_mode()
-def predict(
-    model: DomainClassifier, images: np.ndarray, batch_size: int = 500
-) -> tuple[np.ndarray, np.ndarray]:
-    """(logits float64 N×classes, penultimate features float64 N×feature_dim) for uint8 images."""
+def predict(model: Classifier, images: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(class logits float64 N×classes, penultimate features float64 N×feature_dim) for uint8
+    N×C×H×W images (N×H×W: one channel)."""
     model.eval()
     logits, feats = [], []
     for i in range(0, len(images), batch_size):
         f = model.features(to_input(images[i : i + batch_size]))
         feats.append(f.double().numpy())
-        logits.append(model.head(f).double().numpy())
+        logits.append(model.class_logits(f).double().numpy())
     dim = model.config.feature_dim
     if not feats:
         return np.empty((0, model.config.num_classes)), np.empty((0, dim))
@@ -252,8 +268,10 @@ def load_classifier(dataset: str, root: Path | None = None) -> DomainClassifier:
     return model.eval()
 
 
-def classifier_name(dataset: str, root: Path | None = None) -> str:
+def classifier_name(dataset: str, root: Path | None = None, feature_dim: int = 128) -> str:
     """How a metric names this feature extractor: file and the first 12 hex of its digest."""
     path = weights_path(dataset, root)
     digest = sha256_file(path)[:12]
-    return f"condgen {dataset} classifier, penultimate 128-d (classifiers/{path.name} sha256 {digest})"
+    return (
+        f"condgen {dataset} classifier, penultimate {feature_dim}-d (classifiers/{path.name} sha256 {digest})"
+    )

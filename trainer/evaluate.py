@@ -3,11 +3,14 @@
 ``python -m trainer evaluate score <model|all>`` loads ``exported/<name>/model.onnx`` in ONNX Runtime,
 draws z with :func:`service.latents.latents_for` (seed ``EVAL_SEED``, indices 0..N−1) and, for
 conditional models, labels ``i mod classes`` (balanced), maps the output to uint8 with the
-service's own :func:`service.runtime.to_uint8`, and measures against the dataset's test split:
+service's own :func:`service.runtime.to_uint8`, and measures against the dataset's test split
+(:mod:`trainer.eval_data`: MNIST's and FashionMNIST's IDX test split, or the held-out folder of a
+64×64 image-folder dataset, ``data/lego-test`` or ``data/faces-test``):
 
 * ``fid_inception``: FID in Inception-v3 pool3 space (:mod:`trainer.fid`), N generated images
   vs the first ``real_n`` test images, whose statistics are cached;
-* with the domain classifier (:mod:`trainer.classifier`) and its penultimate features:
+* with the domain classifier (:mod:`trainer.classifier`, :mod:`trainer.folder_classifier`) and
+  its penultimate features:
   ``label_accuracy`` (conditional models), ``fid_classifier``, ``intra_fid_classifier`` (mean of
   per-class FIDs), ``precision`` and ``recall`` (k-NN manifolds, k = 5) and ``z_diversity``.
 
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from service.card import (
+    CARD_FILE,
     Metric,
     ModelCard,
     card_dirs,
@@ -43,7 +47,8 @@ from service.latents import latents_for
 from service.runtime import to_uint8
 
 from .card_graph import CardGraph
-from .data import CLASS_NAMES, LabeledImages, load_split, resize_images
+from .data import LabeledImages, resize_images
+from .eval_data import EVALUATED_DATASETS, Judge, held_out, is_folder, load_judge, training_sample
 
 if TYPE_CHECKING:
     from .fid import FeatureExtractor
@@ -60,7 +65,6 @@ CLASSIFIER_METRICS = (
     "recall",
     "z_diversity",
 )
-EVALUATED_DATASETS = tuple(CLASS_NAMES)  # the datasets with a test split and a classifier
 
 
 @dataclass(frozen=True)
@@ -111,10 +115,6 @@ class OnnxGenerator:
 # The measurements
 
 
-def _test_split(dataset: str, cfg: EvalConfig) -> LabeledImages:
-    return load_split(dataset, "test", cfg.data_dir)  # type: ignore[arg-type]
-
-
 # A 32×32 recipe trains on MNIST resized 28 → 32 (trainer.data.resize_images), so its best
 # possible output is that resized image. Scoring it against the sharp 28×28 originals would charge
 # the resampling to the model: 1,000 real *training* images resized to 32 score Inception FID 20.2
@@ -145,20 +145,19 @@ def inception_fid(
         InceptionFeatures(progress=cfg.progress, device=resolve_device(cfg.device))
     )
     key = feats.key
-    real = _test_split(dataset, cfg)
+    real, reference = held_out(dataset, cfg.data_dir, cfg.real_n, first=True)
     if cfg.real_n > len(real):
         raise EvaluationError(f"--real-n {cfg.real_n} exceeds the {len(real)} {dataset} test images")
     size, native = images.shape[-1], real.images.shape[-1]
     stats_key = real_stats_key(dataset, "test", cfg.real_n, key, size=None if size == native else size)
     real_stats = cached_stats(
-        stats_key,
-        lambda: feats(resize_images(real.images[: cfg.real_n, None], size), desc=f"{dataset} test"),
+        stats_key, lambda: feats(resize_images(real.images, size), desc=f"{dataset} test")
     )
     gen_stats = GaussianStats.of(feats(images, desc="generated"))
     value = fid_from_stats(gen_stats, real_stats)
+    colour = "gray tiled to RGB" if images.shape[1] == 1 else "RGB"
     notes = (
-        f"{len(images)} generated vs {cfg.real_n} real; gray tiled to RGB, TF1 bilinear resize "
-        f"{size}→299, (x−128)/128"
+        f"{len(images)} generated vs {cfg.real_n} real; {colour}, TF1 bilinear resize {size}→299, (x−128)/128"
     )
     if resampled := _resampling_note(size, native):
         notes = f"{notes}; {resampled}"
@@ -167,7 +166,7 @@ def inception_fid(
         value=round(value, 3),
         n_samples=len(images),
         feature_extractor=feats.name,
-        reference=f"{dataset} test split, first {cfg.real_n} images",
+        reference=reference,
         notes=notes,
     )
 
@@ -175,38 +174,47 @@ def inception_fid(
 _REAL_FEATURES: dict[tuple[str, str, int, int, int], np.ndarray] = {}
 
 
+def _real_features(judge: Judge, real: LabeledImages, size: int) -> np.ndarray:
+    """The judge's features of the real set seen through a ``size``-pixel model's resampling."""
+    from .classifier import predict, to_classifier_size
+
+    # The same for every model of one size scored in one process (`all`); a model of another
+    # size sees the real images through its own resampling.
+    memo_key = (judge.name, real.source, len(real), int(real.labels[:64].sum()), size)
+    if memo_key not in _REAL_FEATURES:
+        _REAL_FEATURES.clear()
+        real_images = to_classifier_size(resize_images(real.images, size), judge.size)
+        _REAL_FEATURES[memo_key] = predict(judge.model, real_images)[1]
+    return _REAL_FEATURES[memo_key]
+
+
+def _per_class(names: list[str], per: dict[int, float], most: int = 10) -> str:
+    """Per-class figures by name; past ``most`` classes, the ``most`` worst (highest)."""
+    if len(per) <= most:
+        return ", ".join(f"{names[c]}: {v:.2f}" for c, v in per.items())
+    worst = sorted(per.items(), key=lambda cv: -cv[1])[:most]
+    return f"the {most} highest of {len(per)}: " + ", ".join(f"{names[c]}: {v:.2f}" for c, v in worst)
+
+
 def classifier_metrics(
     images: np.ndarray,
     labels: np.ndarray | None,
     dataset: str,
     cfg: EvalConfig,
-    real: LabeledImages | None = None,
     what: str = "generated",
 ) -> list[Metric]:
-    """Label accuracy, classifier-space FID / intra-FID, precision, recall and z-diversity."""
-    from .classifier import classifier_name, load_classifier, predict, to_classifier_size
+    """Label accuracy, classifier-space FID / intra-FID, precision, recall and z-diversity of uint8
+    N×C×H×W ``images`` against the held-out split, in the dataset's classifier's feature space."""
+    from .classifier import predict, to_classifier_size
+    from .fid import fid_from_features
     from .quality import PR_K, diversity_ratio, intra_fid, label_accuracy, precision_recall
 
-    if real is None:
-        real = _test_split(dataset, cfg)
-        if cfg.classifier_real_n is not None:
-            real = LabeledImages(
-                real.images[: cfg.classifier_real_n], real.labels[: cfg.classifier_real_n], real.source
-            )
-    model = load_classifier(dataset, cfg.classifier_root)
-    extractor = classifier_name(dataset, cfg.classifier_root)
+    real, ref = held_out(dataset, cfg.data_dir, cfg.classifier_real_n)
+    judge = load_judge(dataset, cfg.classifier_root)
     size, native = images.shape[-1], real.images.shape[-1]
-    logits, feats = predict(model, to_classifier_size(images))
-    # The real set's features are the same for every model of one size scored in one process
-    # (`all`); a model of another size sees the real images through its own resampling.
-    memo_key = (extractor, real.source, len(real), int(real.labels[:64].sum()), size)
-    if memo_key not in _REAL_FEATURES:
-        _REAL_FEATURES.clear()
-        real_images = to_classifier_size(resize_images(real.images[:, None], size))
-        _REAL_FEATURES[memo_key] = predict(model, real_images)[1]
-    real_feats = _REAL_FEATURES[memo_key]
-    n, ref = len(images), f"{dataset} test split, {len(real)} images"
-    names = CLASS_NAMES[dataset]
+    logits, feats = predict(judge.model, to_classifier_size(images, judge.size))
+    real_feats = _real_features(judge, real, size)
+    n = len(images)
 
     def metric(name: str, value: float, notes: str | None = None) -> Metric:
         if size != native:
@@ -219,26 +227,19 @@ def classifier_metrics(
             name=name,
             value=round(value, 4),
             n_samples=n,
-            feature_extractor=extractor,
+            feature_extractor=judge.name,
             reference=ref,
             notes=notes,
         )
 
-    from .fid import fid_from_features
-
     out: list[Metric] = []
     if labels is not None:
-        out.append(
-            metric(
-                "label_accuracy",
-                label_accuracy(logits, labels),
-                f"share of {what} images the classifier assigns to the label they were {what} for",
-            )
-        )
+        share = f"share of {what} images the classifier assigns to the label they were {what} for"
+        out.append(metric("label_accuracy", label_accuracy(logits, labels), share))
     out.append(metric("fid_classifier", fid_from_features(feats, real_feats)))
     if labels is not None:
         mean, per = intra_fid(feats, labels, real_feats, real.labels)
-        detail = ", ".join(f"{names[c]}: {v:.2f}" for c, v in per.items())
+        detail = _per_class(judge.class_names, per)
         out.append(metric("intra_fid_classifier", mean, f"mean of per-class FIDs ({detail})"))
     precision, recall = precision_recall(feats, real_feats, k=PR_K)
     pr_note = f"k-NN manifolds, k={PR_K} (Kynkäänniemi et al. 2019), {n} vs {len(real)}"
@@ -270,6 +271,28 @@ def evaluate_images(
     return metrics
 
 
+def check_labels(card: ModelCard, cfg: EvalConfig) -> None:
+    """A conditional model is judged only by a classifier of as many classes and, for an image
+    folder (class ids from sorted folder names or attribute bits), the same ones in the same order."""
+    if not card.conditional or not cfg.n_classifier:
+        return
+    names = load_judge(card.dataset, cfg.classifier_root).class_names
+    labels = list(card.labels or [])
+    by_name = is_folder(card.dataset)
+    if len(labels) == len(names) and (labels == names or not by_name):
+        return
+    differ = next((i for i, (a, b) in enumerate(zip(labels, names, strict=False)) if a != b), None)
+    where = (
+        f": label {differ} is {labels[differ]!r}, not {names[differ]!r}"
+        if by_name and differ is not None
+        else ""
+    )
+    raise EvaluationError(
+        f"{card.name}: its {len(labels)} labels are not the {len(names)} classes of the "
+        f"{card.dataset} classifier{where}"
+    )
+
+
 def evaluate_model(model_dir: Path, cfg: EvalConfig) -> list[Metric]:
     """Score one exported model; returns the metrics (use :func:`write_metrics` to store them)."""
     card = load_card(model_dir)
@@ -281,6 +304,7 @@ def evaluate_model(model_dir: Path, cfg: EvalConfig) -> list[Metric]:
     digest = sha256_file(model_dir / card.onnx.file)
     if digest != card.onnx.sha256:
         raise EvaluationError(f"{card.name}: {card.onnx.file} does not match the sha256 in its card")
+    check_labels(card, cfg)
     n = max(cfg.n_inception, cfg.n_classifier)
     start = time.monotonic()
     images, labels = OnnxGenerator(model_dir, card).generate(n, cfg.seed)
@@ -308,8 +332,11 @@ def write_metrics(model_dir: Path, metrics: list[Metric]) -> ModelCard:
 
 
 def model_dirs(root: Path, which: str) -> list[Path]:
-    """``all`` → every exported model with a test split to score against; else the named one."""
+    """``all`` → every exported model with a test split to score against; else the one named, under
+    ``root`` or, where ``which`` is itself a model directory (``runs/export64/cdcgan64-lego``), that."""
     if which != "all":
+        if (Path(which) / CARD_FILE).is_file() and not (root / which / CARD_FILE).is_file():
+            return [Path(which)]
         return card_dirs(root, which)
     found = []
     for model_dir in card_dirs(root):
@@ -330,16 +357,13 @@ def model_dirs(root: Path, which: str) -> list[Path]:
 
 
 def reference_metrics(dataset: str, cfg: EvalConfig) -> list[Metric]:
-    """Every metric for the first N real *training* images (their own labels) vs the test split.
+    """Every metric for a fixed random N real *training* images (their own labels) vs the test split.
 
     What a perfect generator would score at the same N: FIDs that are not zero (two finite
     samples), accuracy = the classifier's on training data, diversity ≈ 1.
     """
-    train = load_split(dataset, "train", cfg.data_dir)  # type: ignore[arg-type]
-    n = max(cfg.n_inception, cfg.n_classifier)
-    # A fixed random subset in class-balanced proportions of the training split's own.
-    idx = np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False))
-    metrics = evaluate_images(train.images[idx, None], train.labels[idx], dataset, cfg, what="drawn")
+    train = training_sample(dataset, max(cfg.n_inception, cfg.n_classifier), cfg.seed, cfg.data_dir)
+    metrics = evaluate_images(train.images, train.labels, dataset, cfg, what="drawn")
     return [
         m.model_copy(
             update={"notes": f"real train images as the 'generated' set; {m.notes or ''}".rstrip("; ")}

@@ -29,9 +29,11 @@ DEFAULT_SEED = 20250  # trainer.evaluate.EVAL_SEED; a literal keeps parsing free
 DEFAULT_DOC = Path("docs/quality.md")
 DEFAULT_MODELS = Path("exported")
 DESCRIPTION = """\
-  score MODEL...|all [--reference] [--no-doc]   score models into their cards (and, with --reference,
-                                                their datasets' reference rows); rewrite the doc
+  score MODEL...|all [--reference] [--no-doc]   score models (names under --models, or model directories)
+                                                into their cards (and, with --reference, their
+                                                datasets' reference rows); rewrite the doc
   reference DATASET...|all [--no-doc]           score real train vs test images: the reference rows
+                                                (mnist, fashion-mnist, lego-bricks, synthetic-faces)
   doc                                           re-render the doc from the cards and <doc>.json
   curve MODEL [--checkpoints DIR] [--append]    score every kept epoch (default DIR: runs/MODEL/epochs)
 
@@ -87,7 +89,11 @@ def _scoring_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--classifier-real-n", type=int, help="real test images for the classifier metrics (default: all)"
     )
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="IDX directory, or the root holding the image folders (<root>/lego, <root>/lego-test)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help=f"where the Inception network runs: {DEVICE_CHOICES}")
     return p
@@ -135,7 +141,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "score", parents=[scoring, _doc_options()], help="score models into their cards, then rewrite the doc"
     )
-    p.add_argument("targets", nargs="+", metavar="MODEL", help="model name(s), or `all`")
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="MODEL",
+        help="model name(s) under --models, model directories, or `all`",
+    )
     p.add_argument(
         "--reference",
         action="store_true",
@@ -148,7 +159,12 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         parents=[scoring, _doc_options()],
         help="score real train vs test images (the reference rows)",
     )
-    p.add_argument("targets", nargs="+", metavar="DATASET", help="mnist, fashion-mnist, or `all`")
+    p.add_argument(
+        "targets",
+        nargs="+",
+        metavar="DATASET",
+        help="mnist, fashion-mnist, lego-bricks (lego), synthetic-faces (faces), or `all`",
+    )
     _no_doc(p)
 
     actions.add_parser("doc", parents=[_doc_options()], help="re-render the quality document from the cards")
@@ -304,17 +320,25 @@ def run_score(plan: EvaluatePlan) -> int:
     return 1 if failed else 0
 
 
-def run_reference(plan: EvaluatePlan) -> int:
-    from .evaluate import EVALUATED_DATASETS
+def reference_datasets(targets: tuple[str, ...]) -> list[str]:
+    """Datasets by their cards' names, a folder dataset's classifier key (lego, faces), or ``all``."""
+    from .eval_data import EVALUATED_DATASETS
+    from .folder_datasets import FOLDER_KEYS
 
-    datasets = set(EVALUATED_DATASETS) if "all" in plan.targets else set(plan.targets)
+    if "all" in targets:
+        return sorted(EVALUATED_DATASETS)
+    datasets = {FOLDER_KEYS[t].name if t in FOLDER_KEYS else t for t in targets}
     unknown = datasets - set(EVALUATED_DATASETS)
     if unknown:
         raise ValueError(
             f"reference takes datasets ({', '.join(EVALUATED_DATASETS)}) or all, "
             f"not {', '.join(sorted(unknown))}"
         )
-    _score_references(plan, sorted(datasets))
+    return sorted(datasets)
+
+
+def run_reference(plan: EvaluatePlan) -> int:
+    _score_references(plan, reference_datasets(plan.targets))
     return _write_doc(plan)
 
 

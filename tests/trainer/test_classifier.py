@@ -63,6 +63,21 @@ def test_augment_shifts_within_bounds_and_flips_only_when_asked() -> None:
         assert torch.equal(img, asym[0]) or torch.equal(img, asym[0].flip(2))
 
 
+def test_augment_moves_every_channel_of_an_image_together() -> None:
+    gen = torch.Generator().manual_seed(2)
+    x = torch.full((6, 3, 16, 16), -1.0)
+    x[:, :, 6:10, 5:9] = torch.tensor([1.0, 0.5, 0.0])[:, None, None]  # one coloured square
+    out = augment(x, shift=3, hflip=True, gen=gen)
+    assert out.shape == x.shape
+    for img in out:
+        where = [torch.nonzero(img[c] > -1.0).tolist() for c in range(3)]
+        assert where[0] == where[1] == where[2]  # the channels were not shifted apart
+        assert len(where[0]) == 16  # the whole square stayed inside
+    # One channel: the same draws give the same images as a 3-channel batch's first channel.
+    one = augment(x[:, :1], shift=3, hflip=True, gen=torch.Generator().manual_seed(2))
+    assert torch.equal(one, out[:, :1])
+
+
 def test_features_are_the_penultimate_layer() -> None:
     model = DomainClassifier(ClassifierConfig()).eval()
     images = np.random.default_rng(0).integers(0, 256, (5, 1, 28, 28), dtype=np.uint8)
@@ -104,3 +119,5 @@ def test_other_sizes_are_resized_to_28() -> None:
     assert (out == 200).all()
     same = images[:, :, :28, :28]
     assert to_classifier_size(same) is same
+    rgb = np.full((2, 3, 48, 48), 90, dtype=np.uint8)
+    assert to_classifier_size(rgb, 64).shape == (2, 3, 64, 64)

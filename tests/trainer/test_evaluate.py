@@ -406,3 +406,240 @@ def test_the_reference_keeps_an_inception_fid_per_sample_size() -> None:
     assert "| 1.3 | 10000 / 10000 |" in rows[0]
     assert "| 10.05 | 1000 / 4000 |" in rows[1]
     assert all("| 0.12 |" in r for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The 64×64 image-folder datasets: tiny held-out folders and tiny classifiers
+
+
+@pytest.fixture(scope="module")
+def folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.trainer.heldout_fixtures import write_data_root
+
+    return write_data_root(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def folder_judges(folder_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.trainer.heldout_fixtures import train_tiny_classifiers
+
+    return train_tiny_classifiers(folder_root, tmp_path_factory.mktemp("classifiers"))
+
+
+def _folder_cfg(root: Path, judges: Path, n: int, real_n: int | None = None) -> EvalConfig:
+    return EvalConfig(
+        n_inception=0,
+        n_classifier=n,
+        classifier_real_n=real_n,
+        data_dir=root,
+        classifier_root=judges,
+        progress=False,
+    )
+
+
+def test_held_out_renders_scored_as_generated_match_themselves(
+    folder_root: Path, folder_judges: Path
+) -> None:
+    from trainer.eval_data import held_out, load_judge
+
+    real, _ = held_out("lego-bricks", folder_root)
+    metrics = evaluate_images(
+        real.images, real.labels, "lego-bricks", _folder_cfg(folder_root, folder_judges, 36)
+    )
+    by_name = {m.name: m for m in metrics}
+    assert set(by_name) == {
+        "label_accuracy",
+        "fid_classifier",
+        "intra_fid_classifier",
+        "precision",
+        "recall",
+        "z_diversity",
+    }
+    assert by_name["fid_classifier"].value == pytest.approx(0.0, abs=1e-3)
+    assert by_name["precision"].value == by_name["recall"].value == 1.0
+    assert by_name["z_diversity"].value == pytest.approx(1.0, abs=1e-6)
+    judge = load_judge("lego-bricks", folder_judges)
+    direct = float((predict(judge.model, real.images)[0].argmax(1) == real.labels).mean())
+    assert by_name["label_accuracy"].value == pytest.approx(direct, abs=1e-4)
+    for m in metrics:
+        assert m.n_samples == 36
+        assert m.feature_extractor == judge.name
+        assert m.reference == "lego-bricks held-out folder lego-test, 36 images"
+
+
+def _folder_model(root: Path, name: str, dataset: str, channels: int, labels: list[str] | None) -> Path:
+    model_dir = write_model(root, name, dim=8, channels=channels, height=64, width=64, labels=labels, seed=5)
+    edit_card(model_dir, dataset=dataset)
+    return model_dir
+
+
+def test_a_conditional_lego_model_is_scored_against_the_held_out_folder(
+    tmp_path: Path, folder_root: Path, folder_judges: Path
+) -> None:
+    from tests.trainer.heldout_fixtures import LEGO_CLASSES
+    from trainer.eval_data import held_out
+
+    model_dir = _folder_model(tmp_path, "tiny-lego", "lego-bricks", 1, LEGO_CLASSES)
+    onnx_before = (model_dir / "model.onnx").read_bytes()
+    cfg = _folder_cfg(folder_root, folder_judges, 30, real_n=24)
+    card = write_metrics(model_dir, evaluate_model(model_dir, cfg))
+    assert (model_dir / "model.onnx").read_bytes() == onnx_before
+    by_name = {m.name: m for m in card.metrics}
+    assert set(by_name) >= {"label_accuracy", "fid_classifier", "precision", "recall", "z_diversity"}
+    assert all(m.n_samples == 30 for m in card.metrics)
+    reference = "lego-bricks held-out folder lego-test, 24 images (a fixed random subset of 36)"
+    assert all(m.reference == reference for m in card.metrics)
+    # A random linear "generator" draws noise, nothing like the held-out renders.
+    real, _ = held_out("lego-bricks", folder_root, 30)
+    floor = {m.name: m for m in evaluate_images(real.images, real.labels, "lego-bricks", cfg)}
+    assert by_name["fid_classifier"].value > floor["fid_classifier"].value
+
+
+def test_labels_other_than_the_classifiers_are_refused(
+    tmp_path: Path, folder_root: Path, folder_judges: Path
+) -> None:
+    from tests.trainer.heldout_fixtures import LEGO_CLASSES
+    from trainer.evaluate import EvaluationError
+
+    model_dir = _folder_model(tmp_path, "reordered", "lego-bricks", 1, LEGO_CLASSES[::-1])
+    with pytest.raises(EvaluationError, match="label 0 is '3 Disc', not '1 Bar'"):
+        evaluate_model(model_dir, _folder_cfg(folder_root, folder_judges, 12))
+    fewer = _folder_model(tmp_path, "fewer", "lego-bricks", 1, LEGO_CLASSES[:2])
+    with pytest.raises(EvaluationError, match="its 2 labels are not the 3 classes"):
+        evaluate_model(fewer, _folder_cfg(folder_root, folder_judges, 12))
+    # Without classifier metrics there is no judge to disagree with.
+    assert evaluate_model(fewer, EvalConfig(n_inception=0, n_classifier=0, data_dir=folder_root)) == []
+
+
+def test_an_idx_models_labels_need_only_be_as_many_as_the_classes(tmp_path: Path, mnist_dir: Path) -> None:
+    from trainer.evaluate import EvaluationError, check_labels
+
+    model_dir = _tiny_mnist_model(tmp_path)
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    card = load_card(model_dir).model_copy(update={"labels": words})
+    cfg = EvalConfig(n_inception=0, n_classifier=10, data_dir=mnist_dir)
+    check_labels(card, cfg)  # digits by any name are still the classifier's ten classes
+    with pytest.raises(EvaluationError, match="its 9 labels are not the 10 classes of the mnist classifier$"):
+        check_labels(card.model_copy(update={"labels": words[:9]}), cfg)
+
+
+def test_a_faces_model_is_judged_on_blond_hair_and_its_reference_on_real_faces(
+    tmp_path: Path, folder_root: Path, folder_judges: Path
+) -> None:
+    from trainer.evaluate import reference_metrics
+
+    cgan = _folder_model(tmp_path, "tiny-cgan", "synthetic-faces", 3, ["no Blond_Hair", "Blond_Hair"])
+    cfg = _folder_cfg(folder_root, folder_judges, 20)
+    metrics = {m.name: m for m in evaluate_model(cgan, cfg)}
+    assert "label_accuracy" in metrics
+    assert "(no Blond_Hair: " in (metrics["intra_fid_classifier"].notes or "")
+    assert metrics["fid_classifier"].reference == "synthetic-faces held-out folder faces-test, 24 images"
+    wgan = _folder_model(tmp_path, "tiny-wgan", "synthetic-faces", 3, None)
+    assert "label_accuracy" not in {m.name for m in evaluate_model(wgan, cfg)}
+    reference = {m.name: m for m in reference_metrics("synthetic-faces", cfg)}
+    assert (reference["label_accuracy"].notes or "").startswith("real train images as the 'generated' set")
+    assert reference["fid_classifier"].value < metrics["fid_classifier"].value
+    assert reference["precision"].value >= metrics["precision"].value
+
+
+def test_folder_inception_fid_sees_gray_tiled_and_rgb_as_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder_root: Path
+) -> None:
+    from trainer.eval_data import held_out
+
+    monkeypatch.setenv("CONDGEN_CACHE_DIR", str(tmp_path))
+    cfg = EvalConfig(n_inception=12, real_n=12, data_dir=folder_root, progress=False)
+    extractor = PooledMeans()
+    lego, _ = held_out("lego-bricks", folder_root, 12)
+    gray = inception_fid(lego.images, "lego-bricks", cfg, extractor=extractor)
+    assert gray.value == pytest.approx(0.0, abs=1e-6)  # the same fixed subset as the statistics
+    assert gray.reference == "lego-bricks held-out folder lego-test, 12 images (a fixed random subset of 36)"
+    assert "gray tiled to RGB, TF1 bilinear resize 64→299" in (gray.notes or "")
+    assert (tmp_path / "fid" / "lego-bricks-test-n12-pooled-7.npz").is_file()
+    faces, _ = held_out("synthetic-faces", folder_root, 12)
+    rgb = inception_fid(faces.images[::-1].copy(), "synthetic-faces", cfg, extractor=extractor)
+    assert rgb.value == pytest.approx(0.0, abs=1e-6)  # the same images in another order
+    assert "; RGB, TF1 bilinear resize 64→299" in (rgb.notes or "")
+    assert extractor.sizes[-1] == (12, 3, 64, 64)
+    with pytest.raises(Exception, match="exceeds the 36 lego-bricks test images"):
+        inception_fid(
+            lego.images, "lego-bricks", EvalConfig(real_n=37, data_dir=folder_root), extractor=extractor
+        )
+
+
+def test_folder_inception_fid_with_the_real_network_at_a_tiny_n(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder_root: Path
+) -> None:
+    from trainer.fid import INCEPTION_NAME, InceptionUnavailableError, inception_weights_path
+
+    try:
+        inception_weights_path()
+    except InceptionUnavailableError as exc:
+        pytest.skip(str(exc))
+    monkeypatch.setenv("CONDGEN_CACHE_DIR", str(tmp_path))
+    model_dir = _folder_model(tmp_path, "tiny-rgb", "synthetic-faces", 3, None)
+    cfg = EvalConfig(n_inception=4, real_n=6, n_classifier=0, data_dir=folder_root, progress=False)
+    (metric,) = evaluate_model(model_dir, cfg)
+    assert metric.name == "fid_inception"
+    assert metric.feature_extractor == INCEPTION_NAME
+    assert metric.n_samples == 4
+    assert metric.value > 0.0
+    assert (
+        metric.reference
+        == "synthetic-faces held-out folder faces-test, 6 images (a fixed random subset of 24)"
+    )
+    assert (tmp_path / "fid" / "synthetic-faces-test-n6-inception-fidhelper-default1.npz").is_file()
+
+
+def test_a_model_directory_is_scored_by_its_path(
+    tmp_path: Path, folder_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainer.classifier import weights_path
+
+    if not weights_path("lego").is_file():
+        pytest.fail("the committed lego classifier is missing: python -m trainer classifier lego")
+    model_dir = _folder_model(tmp_path / "elsewhere", "dcgan-tiny", "lego-bricks", 1, None)
+    argv = ["evaluate", "score", str(model_dir), "--models", str(tmp_path / "none"), "--n", "0"]
+    argv += ["--classifier-n", "20", "--data-dir", str(folder_root), "--no-doc"]
+    assert cli.main(argv) == 0
+    assert "dcgan-tiny: fid_classifier=" in capsys.readouterr().out
+    card = load_card(model_dir)
+    assert {m.name for m in card.metrics} == {"fid_classifier", "precision", "recall", "z_diversity"}
+    assert all("condgen lego classifier" in (m.feature_extractor or "") for m in card.metrics)
+
+
+def test_the_doc_has_rows_for_the_folder_datasets(tmp_path: Path) -> None:
+    from tests.trainer.heldout_fixtures import LEGO_CLASSES
+
+    model_dir = _folder_model(tmp_path / "models", "cdcgan64-tiny", "lego-bricks", 1, LEGO_CLASSES)
+    edit_card(model_dir, family="condgen64")
+    ref = "lego-bricks held-out folder lego-test, 10000 images"
+    write_metrics(
+        model_dir,
+        [
+            Metric(name="label_accuracy", value=0.61, n_samples=10000, reference=ref),
+            Metric(name="fid_classifier", value=3.25, n_samples=10000, reference=ref),
+        ],
+    )
+    refs = {"lego-bricks": [Metric(name="fid_classifier", value=0.4, n_samples=10000, reference=ref)]}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "quality.json").write_text(
+        json.dumps({k: [m.model_dump() for m in v] for k, v in refs.items()})
+    )
+    write_quality_doc(
+        tmp_path / "models", tmp_path / "docs" / "quality.md", tmp_path / "docs" / "quality.json"
+    )
+    text = (tmp_path / "docs" / "quality.md").read_text()
+    row = next(line for line in text.splitlines() if "`cdcgan64-tiny`" in line)
+    assert row.startswith("| `cdcgan64-tiny` | lego-bricks | ")
+    assert "| cond. BN + projection D |" in row
+    assert "| 61.0% |" in row
+    assert "| 3.25 |" in row
+    assert "| 10000 / 10000 |" in row
+    assert "| *real train (reference)* | lego-bricks |" in text
+    assert text.index("*real train (reference)* | lego-bricks") < text.index("`cdcgan64-tiny`")
+    # The committed classifiers are listed with their held-out accuracy and where their labels come from.
+    assert "- `lego.pt`: " in text
+    assert "lego-bricks test images" in text
+    assert "labels from class subfolders)" in text
+    assert "labels from attribute Blond_Hair)" in text

@@ -119,3 +119,21 @@ def test_nonsense_is_refused_before_anything_is_scored(
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "score"])  # a model is required
     assert "MODEL" in capsys.readouterr().err
+
+
+def test_reference_takes_folder_datasets_by_name_or_classifier_key() -> None:
+    from trainer.evaluate_cli import reference_datasets
+
+    assert reference_datasets(("lego", "synthetic-faces")) == ["lego-bricks", "synthetic-faces"]
+    assert reference_datasets(("faces", "faces")) == ["synthetic-faces"]
+    assert reference_datasets(("all",)) == sorted(
+        ["mnist", "fashion-mnist", "lego-bricks", "synthetic-faces"]
+    )
+    with pytest.raises(ValueError, match="not celeba"):
+        reference_datasets(("lego", "celeba"))
+
+
+def test_score_takes_model_directories_beside_names() -> None:
+    plan = _plan(["evaluate", "score", "runs/export64/cdcgan64-lego", "m", "--n", "0", "--data-dir", "data"])
+    assert plan.targets == ("runs/export64/cdcgan64-lego", "m")
+    assert plan.scoring == Scoring(n=0, data_dir=Path("data"))

@@ -171,3 +171,12 @@ def test_features_come_from_the_device_asked_for_and_match_the_cpus(
         gpu = fid.InceptionFeatures(progress=False, device=torch.device("cuda"))
         assert gpu.batch_size == 500
         np.testing.assert_allclose(gpu(images), inception(images), rtol=1e-3, atol=1e-3)
+
+
+def test_preprocess_keeps_rgb_and_resizes_64_to_299() -> None:
+    images = np.zeros((2, 3, 64, 64), dtype=np.uint8)
+    images[:, 0] = 255  # red
+    x = fid.InceptionFeatures.preprocess(images)
+    assert x.shape == (2, 3, 299, 299)
+    assert x[:, 0].min().item() == pytest.approx(127 / 128)
+    assert x[:, 1:].max().item() == pytest.approx(-1.0)
