@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .classifier import Classifier
 from .data import CLASS_NAMES, LabeledImages, load_split
 from .folder_datasets import FOLDER_DATASETS, load_folder_split
+
+if TYPE_CHECKING:  # torch loads only when a judge does
+    from .classifier import Classifier
 
 EVALUATED_DATASETS = (*CLASS_NAMES, *FOLDER_DATASETS)  # each has a held-out split and a classifier
 SUBSET_SEED = 0  # which fixed random subset of a held-out folder stands for it at a smaller N
