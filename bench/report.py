@@ -26,6 +26,7 @@ README_END = "<!-- bench:summary:end -->"
 SERVER_LABELS = {
     "condgen": "condgen",
     "bentoml": "BentoML (adaptive batching)",
+    "ray": "Ray Serve (@serve.batch)",
     "torch": "FastAPI + torch eager",
 }
 GOAL_C = 32  # the concurrency the goals are stated at
@@ -431,22 +432,25 @@ def cells_table(results: dict[str, Any], model: str) -> str:
 
 def peers_table(results: dict[str, Any]) -> str:
     lines = [
-        "| model | n | condgen images/s | BentoML | condgen ÷ BentoML | torch eager | condgen ÷ torch | "
-        "condgen p99 ms | BentoML p99 ms | p99 ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | n | condgen images/s | BentoML | condgen ÷ BentoML | Ray Serve | condgen ÷ Ray Serve | "
+        "torch eager | condgen ÷ torch | condgen p99 ms | BentoML p99 ms | p99 ratio | Ray Serve p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in models_of(results):
         for n in sorted({c["n"] for c in _cells(results) if c["model"] == m}):
-            cg, bm, tc = (find(results, s, m, n, GOAL_C) for s in ("condgen", "bentoml", "torch"))
+            cg, bm, ry, tc = (find(results, s, m, n, GOAL_C) for s in ("condgen", "bentoml", "ray", "torch"))
             cells = [
                 _fmt(_img(cg)),
                 _fmt(_img(bm)),
                 _fmt(_ratio(_img(cg), _img(bm)), "{:.2f}×"),
+                _fmt(_img(ry)),
+                _fmt(_ratio(_img(cg), _img(ry)), "{:.2f}×"),
                 _fmt(_img(tc)),
                 _fmt(_ratio(_img(cg), _img(tc)), "{:.2f}×"),
                 _fmt(_p99(cg), "{:.1f}"),
                 _fmt(_p99(bm), "{:.1f}"),
                 _fmt(_p99_ratio(cg, bm), "{:.2f}"),
+                _fmt(_p99(ry), "{:.1f}"),
             ]
             lines.append(f"| `{m}` | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -482,13 +486,16 @@ def session_section(results: dict[str, Any]) -> list[str]:
         f"`{m}` {_fmt(_ratio(1e6, raw_best(results, m)))}" for m in [big, *others] if raw_best(results, m)
     )
     lines = [
-        "| n | c | condgen ÷ raw | BentoML ÷ raw | torch eager ÷ raw | condgen session share | "
+        "| n | c | condgen ÷ raw | BentoML ÷ raw | Ray Serve ÷ raw | torch eager ÷ raw | "
+        "condgen session share | "
         + " | ".join(f"`{m}` condgen ÷ raw" for m in others)
         + " |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in others) + " |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in others) + " |",
     ]
     for n, c in sorted({(x["n"], x["concurrency"]) for x in _cells(results) if x["model"] == big}):
-        by_server = [_ratio(_img(find(results, s, big, n, c)), raw) for s in ("condgen", "bentoml", "torch")]
+        by_server = [
+            _ratio(_img(find(results, s, big, n, c)), raw) for s in ("condgen", "bentoml", "ray", "torch")
+        ]
         share = _session_share(raw, find(results, "condgen", big, n, c))
         theirs = [_ratio(_img(find(results, "condgen", m, n, c)), raw_best(results, m)) for m in others]
         cells = [
@@ -523,7 +530,7 @@ def raw_table(results: dict[str, Any]) -> str:
 def meta_lines(results: dict[str, Any]) -> list[str]:
     m = results.get("meta", {})
     v = m.get("versions", {})
-    libs = ", ".join(f"{k} {v.get(k, '?')}" for k in ("onnxruntime", "torch", "bentoml", "uvicorn"))
+    libs = ", ".join(f"{k} {v.get(k, '?')}" for k in ("onnxruntime", "torch", "bentoml", "ray", "uvicorn"))
     lines = [
         f"- Measured {m.get('date', '?')} at commit `{m.get('commit', '?')}` on "
         f"{m.get('cpus_online', '?')} × {m.get('cpu', '?')}; Python {m.get('python', '?')}, {libs}.",
@@ -678,7 +685,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(
         max(1, len(models)), len(ns), figsize=(4.2 * len(ns), 3.4 * max(1, len(models))), squeeze=False
     )
-    colors = {"condgen": "tab:blue", "bentoml": "tab:orange", "torch": "tab:green"}
+    colors = {"condgen": "tab:blue", "bentoml": "tab:orange", "ray": "tab:red", "torch": "tab:green"}
     for i, model in enumerate(models):
         for j, n in enumerate(ns):
             ax = axes[i][j]

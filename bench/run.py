@@ -1,4 +1,5 @@
-"""The whole benchmark in one run: raw ONNX Runtime limit, condgen, BentoML and naive torch, same load.
+"""The whole benchmark in one run: raw ONNX Runtime limit, condgen, BentoML, Ray Serve and naive torch,
+same load.
 
 Steps, each bounded in time:
 
@@ -56,13 +57,14 @@ from bench.servers import (
     check_png,
     condgen_spec,
     peak_rss_mb,
+    ray_spec,
     torch_spec,
 )
 from service.card import load_card
 
 logger = logging.getLogger("bench")
 
-SERVERS = ("condgen", "bentoml", "torch")
+SERVERS = ("condgen", "bentoml", "ray", "torch")
 SMALL_MODEL = "cdcgan-mnist"
 LARGE_PREFIX = "cgan-fashion-"
 PREFERRED_LARGE = "cgan-fashion-bce-10"
@@ -200,6 +202,7 @@ REPORTED_PACKAGES = (
     "pydantic",
     "torch",
     "bentoml",
+    "ray",
 )
 DEV_LOCK = REPO_ROOT / "requirements" / "dev.txt"
 
@@ -653,6 +656,8 @@ def stage_condgen(cfg: Config, models: list[str], log_dir: Path, res: Results, s
 def peer_spec(cfg: Config, name: str, model: str, res: Results) -> ServerSpec:
     if name == "bentoml":
         return bentoml_spec(cfg.models_dir / model, cfg.threads, cfg.max_batch_size)
+    if name == "ray":
+        return ray_spec(cfg.models_dir / model, cfg.threads, cfg.max_batch_size)
     if name == "torch":
         ckpt, recipe = torch_source(cfg, model)
         rel = ckpt.relative_to(REPO_ROOT) if ckpt is not None and ckpt.is_relative_to(REPO_ROOT) else ckpt
@@ -734,7 +739,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--concurrency64", default=",".join(map(str, CONCURRENCY64)), help="the 64×64 slot's concurrencies"
     )
-    p.add_argument("--servers", default=",".join(SERVERS), help="subset of condgen,bentoml,torch")
+    p.add_argument("--servers", default=",".join(SERVERS), help="subset of condgen,bentoml,ray,torch")
     p.add_argument("--concurrency", default="1,8,32,128")
     p.add_argument("--n", default="1,16,64")
     p.add_argument("--duration", type=float, default=4.0, help="seconds per cell (the base window)")
