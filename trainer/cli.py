@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .classifier_cli import add_classifier_parser
 from .datasets.cli import add_data_parser
 from .device import DEVICE_CHOICES
 from .evaluate_cli import add_evaluate_parser, with_action
@@ -161,19 +162,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_classifier(args: argparse.Namespace) -> int:
-    import torch
-
-    from .classifier import train_classifier
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    record = train_classifier(args.dataset, data_dir=args.data_dir, out_dir=args.out)
-    acc, n = record["test_accuracy"], record["test_images"]
-    print(f"{args.dataset} classifier: test accuracy {acc:.4f} on {n} test images")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -236,13 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("classifier", help="train the domain classifier the evaluator judges with")
-    p.add_argument("dataset", choices=["mnist", "fashion-mnist"])
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("--out", type=Path, help="default: trainer/classifiers/")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.set_defaults(func=_cmd_classifier)
-
+    add_classifier_parser(sub)
     add_evaluate_parser(sub)
     add_import_parser(sub)
     add_quantize_parser(sub)
