@@ -34,7 +34,8 @@ RECIPES: list[Recipe] = [
         name="cdcgan64-lego",
         channels=1,
         net=CondGen64Config(channels=1, num_classes=50, g_channels=192, d_channels=32),
-        epochs=3,
+        # The zoo's model: 3 epochs, then continued to 6 (`--epochs 6`), each leg ending in its decay.
+        epochs=6,
         aux_start_epoch=1,
         lr_decay_epochs=1,
     ),
