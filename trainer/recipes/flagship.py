@@ -47,3 +47,4 @@ RECIPES = [
     # FashionMNIST's textures ask more of the discriminator: width 64 (docs/recipes.md).
     _flagship("fashion-mnist", CondGenConfig(g_channels=128, d_channels=64), epochs=30),
 ]
+FLAGSHIP = RECIPES[1]  # the flagship's training, without MNIST's tone curve, for other networks

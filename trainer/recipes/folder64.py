@@ -11,9 +11,12 @@ Epoch counts are sized for CelebA (202,599 images: about 3,200 steps of 64 per e
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..nets.cgan64 import CGAN64Config
 from ..nets.condgen64 import CondGen64Config
 from ..nets.dcgan64 import DCGAN64Config
+from .flagship import FLAGSHIP
 from .recipe import CardField, Recipe
 
 _KERAS_DCGAN = (CardField("bn_momentum"), CardField("dropout"))
@@ -91,10 +94,12 @@ CGAN64 = Recipe(
     epochs=5,
     card_fields=_KERAS_DCGAN,
 )
-CONDGEN64 = Recipe(
+# The flagship's training (two time-scale rates, hinge, EMA, mode seeking, auxiliary class loss:
+# trainer/recipes/flagship.py) on the 64×64 networks; shorter class-loss lead-in and decay.
+CONDGEN64 = replace(
+    FLAGSHIP,
     name="condgen64-folder",
     family="condgen64",
-    kind="gan",
     dataset="folder",
     description=(
         "64×64 flagship on an image folder's class subfolders: conditional-BatchNorm generator, "
@@ -104,17 +109,9 @@ CONDGEN64 = Recipe(
     net=CondGen64Config(channels=3),  # num_classes: a placeholder, replaced by the data's class count
     image_size=64,
     channels=3,
-    loss="hinge",
-    batch_size=64,
-    # The flagship's settings (trainer/recipes/flagship.py): two time-scale rates, EMA, mode seeking.
-    lr_g=1e-4,
-    lr_d=4e-4,
-    betas=(0.0, 0.9),
-    ms_weight=0.5,
-    aux_weight=1.0,
     aux_start_epoch=2,
-    ema_decay=0.999,
     lr_decay_epochs=2,
+    tone_curve=False,
     epochs=8,
     card_fields=(CardField("g_channels"), CardField("d_channels")),
 )
