@@ -6,7 +6,7 @@ dynamic. The exact rewrites of :mod:`trainer.graph_passes` run on the exported g
 gate, so the gate checks what is served. An export whose ONNX Runtime output differs from torch's
 by more than ``PARITY_TOL`` on a fixed batch is refused: nothing is written to the destination.
 :func:`optimize_exported` applies the rewrites to a model exported before them, against the same
-tolerance.
+tolerance; :func:`store_float16` halves an exported model's file (:mod:`trainer.weight_storage`).
 """
 
 from __future__ import annotations
@@ -173,8 +173,9 @@ def optimize_exported(model_dir: Path) -> list[str]:
 def store_float16(model_dir: Path) -> float | None:
     """Store an exported model's weights as float16 (:mod:`trainer.weight_storage`), in place.
 
-    Returns the share of uint8 pixels within one level of the float32 graph's, or None when the
-    weights were stored that way already. Refused (nothing written) below ``AGREEMENT``.
+    Returns the share of uint8 pixels within one level of the float32 graph's, or None when nothing
+    was stored (stored that way already, or no tensor large enough). Refused (nothing written)
+    below ``AGREEMENT``.
     """
     card = verify_export(model_dir)
     onnx_path = model_dir / card.onnx.file
