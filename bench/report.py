@@ -487,9 +487,7 @@ def session_section(results: dict[str, Any]) -> list[str]:
     )
     lines = [
         "| n | c | condgen ÷ raw | BentoML ÷ raw | Ray Serve ÷ raw | torch eager ÷ raw | "
-        "condgen session share | "
-        + " | ".join(f"`{m}` condgen ÷ raw" for m in others)
-        + " |",
+        "condgen session share | " + " | ".join(f"`{m}` condgen ÷ raw" for m in others) + " |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in others) + " |",
     ]
     for n, c in sorted({(x["n"], x["concurrency"]) for x in _cells(results) if x["model"] == big}):
