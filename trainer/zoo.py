@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .device import resolve_device
-from .recipes import get_recipe
+from .recipes import get_recipe, zoo64
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ ZOO_ORDER = (
 )
 # recipe → epochs: each recipe's own count, the one source.
 ZOO_PLAN: dict[str, int] = {name: get_recipe(name).epochs for name in ZOO_ORDER}
+# The 64×64 models train on folders with per-model options (attributes, image limits), so
+# `make train-64` trains them, not `python -m trainer zoo`; `exported/` holds both sets.
+ZOO64_PLAN: dict[str, int] = {recipe.name: recipe.epochs for recipe in zoo64.RECIPES}
+EXPORTED_MODELS: dict[str, int] = {**ZOO_PLAN, **ZOO64_PLAN}
 
 
 @dataclass(frozen=True)
