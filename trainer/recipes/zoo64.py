@@ -3,10 +3,11 @@
 ``dcgan64-lego`` and ``cdcgan64-lego`` train on ``condgen data lego`` (50 LDraw parts, gray
 renders); ``wgangp64-faces`` and ``cgan64-faces`` on ``condgen data faces`` (synthetic faces with
 a CelebA-format attribute table; ``cgan64-faces`` is conditioned with ``--attributes Blond_Hair``).
-The generators are half the seed's width (512 → 256 channels at 4×4): a quarter of the compute,
-which is what lets each train in about an hour or less here, and a quarter of the bytes in
-``exported/``. The faces models train on the first 60,000 (CGAN) and 40,000 (WGAN-GP) faces, the
-steps this machine could give them. ``make train-64`` runs all four with the zoo's options.
+The seed recipes' networks are half the seed's width (512 → 256 channels at 4×4), and the
+flagship's generator starts at 192: a quarter of the compute (36–95 min each on one thread of a
+shared 2-core CPU) and of the bytes in ``exported/``. The faces models train on the first 60,000
+(CGAN) and 40,000 (WGAN-GP) faces, the steps this machine could give them. ``make train-64`` runs
+all four with the zoo's options.
 """
 
 from __future__ import annotations
