@@ -25,6 +25,7 @@ import numpy as np
 
 from .attributes import find_attribute_table, read_attributes
 from .data import LabeledImages
+from .datasets.faces import ATTRIBUTES as FACE_ATTRIBUTES
 from .imagefolder import load_image_folder
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,7 @@ FOLDER_DATASETS: dict[str, FolderDataset] = {
         "faces-test",
         channels=3,
         attributes=("Blond_Hair",),
-        aux_attributes=(
-            "Black_Hair",
-            "Brown_Hair",
-            "Eyeglasses",
-            "Gray_Hair",
-            "Male",
-            "No_Beard",
-            "Smiling",
-        ),
+        aux_attributes=tuple(a for a in FACE_ATTRIBUTES if a != "Blond_Hair"),
         train_pool=40_000,
     ),
 }

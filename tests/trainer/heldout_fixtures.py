@@ -13,17 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from trainer.datasets.faces import ATTRIBUTES
+
 LEGO_CLASSES = ["1 Bar", "2 Post", "3 Disc"]  # sorted folder names = class ids 0, 1, 2
-FACE_ATTRIBUTES = (
-    "Black_Hair",
-    "Blond_Hair",
-    "Brown_Hair",
-    "Eyeglasses",
-    "Gray_Hair",
-    "Male",
-    "No_Beard",
-    "Smiling",
-)
+FACE_ATTRIBUTES = ATTRIBUTES  # the generator's table columns, as `condgen data faces` writes them
 SIZE = 64
 
 
