@@ -106,6 +106,7 @@ def test_preprocess_tiles_gray_and_maps_to_the_tf_range() -> None:
     images = np.array([[[[0, 255], [128, 64]]]], dtype=np.uint8)
     x = fid.InceptionFeatures.preprocess(images)
     assert x.shape == (1, 3, 299, 299)
+    assert x.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(x[:, 0], x[:, 1])
     assert x.min().item() == pytest.approx(-1.0)
     assert x.max().item() == pytest.approx(127 / 128)
