@@ -3,7 +3,9 @@ same load.
 
 Steps, each bounded in time:
 
-1. Raw limit: ``bench.raw_ort`` per model, in its own process on the server's CPUs.
+1. Raw limit: ``bench.raw_ort`` per model, in its own process on the server's CPUs; and every
+   int8 variant exported beside its float32 model against that model (``bench.graph_ratio``, one
+   thread, alternated, in thread CPU time), with both cards' quality figures.
 2. Cold start: spawn condgen on the whole model directory ``--cold-starts`` times; seconds from
    spawn to ``/readyz`` 200 and resident memory at that moment.
 3. Load: for each server and model, one warm-up, then a closed loop for every (n, concurrency)
@@ -135,6 +137,7 @@ class Results:
     profile: dict[str, Any] = field(default_factory=dict)
     native_profile: dict[str, Any] = field(default_factory=dict)
     costs: dict[str, Any] = field(default_factory=dict)
+    int8: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -350,6 +353,51 @@ def stage_raw(cfg: Config, models: list[str], res: Results) -> None:
         res.raw[model] = data
         best = RawResult.from_json(data).best
         logger.info("raw %s: best %.0f images/s at batch %d", model, best.images_per_s, best.batch)
+
+
+def int8_pairs(models_dir: Path) -> list[tuple[str, str]]:
+    """(float32 model, int8 variant) for every variant exported beside the model it was made from."""
+    pairs = []
+    for card_file in sorted(models_dir.glob("*/model.json")):
+        quantization = load_card(card_file.parent).quantization
+        if quantization is not None and (models_dir / quantization.source / "model.json").is_file():
+            pairs.append((quantization.source, card_file.parent.name))
+    return pairs
+
+
+def _quality(model_dir: Path) -> dict[str, Any]:
+    return {m.name: {"value": m.value, "n": m.n_samples} for m in load_card(model_dir).metrics}
+
+
+def stage_int8(cfg: Config, res: Results) -> None:
+    """Each int8 variant's raw limit against its float32 model's: one thread, the two graphs
+    alternated in one process and timed in thread CPU time, as the quantizer's acceptance reads it."""
+    for source, variant in int8_pairs(cfg.models_dir):
+        cmd = [
+            *pin_prefix(cfg.server_cpus),
+            sys.executable,
+            "-m",
+            "bench.graph_ratio",
+            str(cfg.models_dir / source),
+            str(cfg.models_dir / variant),
+            "--threads",
+            "1",
+        ]
+        try:
+            data = run_json(cmd, timeout_s=300)
+        except Exception as exc:
+            res.problems.append(f"int8 {variant}: {exc}")
+            logger.error("int8 %s failed: %s", variant, exc)
+            continue
+        res.int8[variant] = {
+            "source": source,
+            "graphs": data,
+            "quality": {
+                source: _quality(cfg.models_dir / source),
+                variant: _quality(cfg.models_dir / variant),
+            },
+        }
+        logger.info("int8 %s: %.2f× %s's raw limit", variant, data["graphs"][1]["ratio"], source)
 
 
 def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
@@ -704,6 +752,7 @@ def run(cfg: Config) -> Results:
     started = time.perf_counter()
 
     stage_raw(cfg, models, res)
+    stage_int8(cfg, res)
     if cfg.costs_seconds > 0:
         stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:

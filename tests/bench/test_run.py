@@ -19,6 +19,7 @@ from bench.run import (
     MODEL64,
     Results,
     cell_set,
+    int8_pairs,
     label_for,
     lock_drift,
     locked_versions,
@@ -26,9 +27,10 @@ from bench.run import (
     other_load,
     parse_args,
     resolve_models,
+    stage_int8,
 )
 from tests.bench.conftest import GRAY, RGB, UNCOND
-from tests.service.onnx_fixtures import write_model
+from tests.service.onnx_fixtures import DIGITS, edit_card, write_model
 
 
 @pytest.mark.slow
@@ -217,3 +219,30 @@ def test_the_64x64_slot_cannot_be_the_small_or_large_model(
     with pytest.raises(SystemExit):
         parse_args(_zoo_args(tiny_zoo, "--model64", GRAY))
     assert "is already the small or large model" in capsys.readouterr().err
+
+
+def _as_int8_of(variant: Path, source: str, fid: float) -> None:
+    quantization = {"source": source, "source_sha256": "0" * 64, "scheme": "static QDQ", "calibrated_on": "z"}
+    metric = {"name": "fid_inception", "value": fid, "n_samples": 10_000}
+    edit_card(variant, quantization=quantization, metrics=[metric])
+
+
+def test_every_int8_variant_is_measured_against_its_float32_model(tmp_path: Path) -> None:
+    write_model(tmp_path, "cond-a", labels=DIGITS)
+    edit_card(tmp_path / "cond-a", metrics=[{"name": "fid_inception", "value": 5.0, "n_samples": 10_000}])
+    _as_int8_of(write_model(tmp_path, "cond-a-int8", labels=DIGITS, seed=1), "cond-a", 5.25)
+    _as_int8_of(write_model(tmp_path, "orphan-int8", labels=DIGITS, seed=2), "gone", 1.0)
+    assert int8_pairs(tmp_path) == [("cond-a", "cond-a-int8")]  # a variant without its source is left out
+    cfg = parse_args(
+        ["--models-dir", str(tmp_path), "--small", "cond-a", "--large", "cond-a", "--server-cpus", ""]
+    )
+    res = Results()
+    stage_int8(cfg, res)
+    assert res.problems == []
+    row = res.int8["cond-a-int8"]
+    assert row["source"] == "cond-a"
+    assert [g["model"] for g in row["graphs"]["graphs"]] == ["cond-a", "cond-a-int8"]
+    assert row["graphs"]["threads"] == 1
+    assert row["graphs"]["clock"] == "cpu"
+    assert row["quality"]["cond-a-int8"]["fid_inception"] == {"value": 5.25, "n": 10_000}
+    assert row["quality"]["cond-a"]["fid_inception"]["value"] == 5.0
