@@ -14,7 +14,9 @@ def add_quantize_parser(sub: argparse._SubParsersAction) -> None:
         "quantize",
         help="write <model>-int8 (static int8) beside each float32 model whose quality holds",
     )
-    p.add_argument("model", help="a model directory name under --models, or 'all'")
+    p.add_argument(
+        "model", help="a model directory name under --models, 'all', or 'zoo' (the zoo's int8 sources)"
+    )
     p.add_argument("--models", type=Path, default=Path("exported"))
     p.add_argument("--n-inception", type=int, default=10_000, help="images for Inception FID (0 skips)")
     p.add_argument("--n-classifier", type=int, default=10_000, help="images for label accuracy (0 skips)")
@@ -35,9 +37,11 @@ def run_quantize(args: argparse.Namespace) -> int:
 
     from .evaluate import EvaluationError
     from .quantize import QualityRefusedError, QuantizeConfig, QuantizeError, quantize_exported
+    from .zoo import INT8_SOURCES
 
     try:
-        dirs = card_dirs(args.models, args.model)
+        names = INT8_SOURCES if args.model == "zoo" else (args.model,)
+        dirs = [d for name in names for d in card_dirs(args.models, name)]
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -48,6 +48,9 @@ ZOO_PLAN: dict[str, int] = {name: get_recipe(name).epochs for name in ZOO_ORDER}
 # `make train-64` trains them, not `python -m trainer zoo`; `exported/` holds both sets.
 ZOO64_PLAN: dict[str, int] = {recipe.name: recipe.epochs for recipe in zoo64.RECIPES}
 EXPORTED_MODELS: dict[str, int] = {**ZOO_PLAN, **ZOO64_PLAN}
+# The models `exported/` also holds as `<model>-int8` (`python -m trainer quantize zoo`): the
+# flagships and the benchmark's two, each variant behind the quantizer's quality gate.
+INT8_SOURCES = ("condgen-mnist", "condgen-fashion", "cdcgan-mnist", "cgan-fashion-bce-10")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from trainer.quantize import (
     quality_failures,
     quantize_exported,
 )
+from trainer.zoo import INT8_SOURCES
 
 
 class TinyGenerator(nn.Module):
@@ -217,6 +218,15 @@ def test_the_cli_refuses_an_unknown_model_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("no model card at")
     assert "\n" not in err
+
+
+def test_zoo_names_the_zoo_sources_and_a_missing_one_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_model(tmp_path, INT8_SOURCES[0], labels=DIGITS)  # the others are not there
+    assert cli.main(["quantize", "zoo", "--models", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"no model card at {tmp_path / INT8_SOURCES[1] / 'model.json'}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [INT8_SOURCES[0]]
 
 
 def test_a_model_without_an_evaluator_is_refused_before_quantizing(tmp_path: Path) -> None:
