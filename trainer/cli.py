@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", type=Path, help="IDX directory, or the image folder for 64×64 recipes")
     p.add_argument("--download", action="store_true", help="fetch the standard files when online")
-    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="use N training images: the first N; with class folders, N spread over every class by its share",
+    )
     p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: CUDA when torch sees one)")

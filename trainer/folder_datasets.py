@@ -124,7 +124,7 @@ def load_folder_split(
 ) -> FolderSplit:
     """``split`` ("train" or "test") of ``ds`` at its image size, labelled as its classifier judges.
 
-    ``limit`` keeps the first N images in sorted file order; ``aux`` also reads the auxiliary
+    ``limit`` keeps N images as :func:`load_image_folder` does; ``aux`` also reads the auxiliary
     attribute targets (training the classifier needs them, scoring does not).
     """
     root = split_dir(ds, split, data_dir)

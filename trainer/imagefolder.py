@@ -163,6 +163,16 @@ def _warn_skipped(what: str, names: list[str], root: Path) -> None:
         log.warning("%s: skipped %d %s (e.g. %s)", root, len(names), what, examples)
 
 
+def _spread(files: list[str], ids: list[int], limit: int | None) -> tuple[list[str], list[int]]:
+    """``files`` (with their ``ids``) reordered so an evenly spaced ``limit`` of them come first,
+    in their order, then the rest in theirs."""
+    if limit is None or limit >= len(files) or limit < 1:
+        return files, ids
+    picked = set(np.linspace(0, len(files) - 1, limit).astype(np.int64).tolist())
+    order = sorted(range(len(files)), key=lambda i: i not in picked)  # stable: each part keeps its order
+    return [files[i] for i in order], [ids[i] for i in order]
+
+
 def load_image_folder(
     root: Path,
     image_size: int,
@@ -176,7 +186,9 @@ def load_image_folder(
     """Load ``root`` as uint8 N×C×S×S (S = ``image_size``), labelled when ``attributes`` are given
     or ``class_folders`` is set (``attributes`` win when both are).
 
-    ``limit`` keeps the first N usable images (in sorted order). ``attr_csv`` defaults to a
+    ``limit`` keeps the first N usable images in sorted order; with class folders, whose sorted
+    order runs class by class, it keeps N evenly spaced over that order instead, so every class
+    keeps its share (an unreadable pick is made up from the files left). ``attr_csv`` defaults to a
     CelebA attribute table found in the folder or its parent. ``workers`` threads decode in
     parallel (1: in the calling thread).
     """
@@ -211,7 +223,7 @@ def load_image_folder(
         found = class_folder_labels(files, root)
         class_names, ids, unlabelled = found.class_names, found.ids, found.unlabelled
         _warn_skipped("images outside the class subfolders", unlabelled, root)
-        files = found.files
+        files, ids = _spread(found.files, found.ids, limit)
 
     capacity = len(files) if limit is None else min(limit, len(files))
     images = np.empty((capacity, channels, image_size, image_size), dtype=np.uint8)

@@ -227,6 +227,20 @@ def test_class_subfolders_are_labels_in_sorted_order(folder: Path) -> None:
     assert both.class_names == ["no Round", "Round"]
 
 
+def test_a_limit_on_class_folders_keeps_every_class_share(tmp_path: Path) -> None:
+    for cls, count in (("a", 6), ("b", 3), ("c", 3)):
+        (tmp_path / cls).mkdir()
+        for i in range(count):
+            Image.new("L", (8, 8), 10 * i).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "a" / "2.png").write_bytes(b"not an image")
+    data = load_image_folder(tmp_path, SIZE, 1, limit=6, class_folders=True)
+    # Six evenly spaced over a0..a5 b0..b2 c0..c2 are a0 a2 a4 b0 b2 c2; a2 cannot be read, and
+    # the first file left, a1, makes up for it. The first six would have been class a alone.
+    assert data.files == ["a/0.png", "a/4.png", "b/0.png", "b/2.png", "c/2.png", "a/1.png"]
+    assert data.labels is not None
+    assert data.labels.tolist() == [0, 0, 1, 1, 2, 0]
+
+
 def test_images_outside_the_class_folders_are_skipped_and_one_class_is_refused(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
