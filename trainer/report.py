@@ -47,8 +47,9 @@ def zoo_table(cards: list[ModelCard], image_prefix: str) -> str:
         t = c.training
         labels = f"{len(c.labels)} classes" if c.labels else "none"
         grid = f"![{c.name}]({image_prefix}{c.name}/{SAMPLES_FILE})"
+        name = f"`{c.name}`" + (f" (int8 of `{c.quantization.source}`)" if c.quantization else "")
         lines.append(
-            f"| `{c.name}` | {c.dataset} | {t.loss if t else '–'} | {c.latent.dim} | {labels} "
+            f"| {name} | {c.dataset} | {t.loss if t else '–'} | {c.latent.dim} | {labels} "
             f"| {t.epochs if t else '–'} | {_minutes(c)} | {_metric(c, 'fid_inception')} | {grid} |"
         )
     return "\n".join(lines) + "\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.service.onnx_fixtures import DIGITS, write_model
+from tests.service.onnx_fixtures import DIGITS, edit_card, write_model
 from trainer.report import END, START, write_reports
 
 
@@ -10,6 +10,9 @@ def test_report_lists_every_valid_card_and_rewrites_only_the_marked_block(tmp_pa
     zoo = tmp_path / "exported"
     write_model(zoo, "cond-gray", dim=16, labels=DIGITS, seed=1, samples=True)
     write_model(zoo, "uncond", dim=12, value_range=(0.0, 1.0), seed=3)
+    variant = write_model(zoo, "cond-gray-int8", dim=16, labels=DIGITS, seed=2)
+    quantization = {"source": "cond-gray", "source_sha256": "0" * 64, "scheme": "QDQ", "calibrated_on": "z"}
+    edit_card(variant, quantization=quantization)
     broken = zoo / "broken"
     broken.mkdir()
     (broken / "model.json").write_text("{not json")
@@ -18,9 +21,10 @@ def test_report_lists_every_valid_card_and_rewrites_only_the_marked_block(tmp_pa
 
     cards = write_reports(zoo, readme)
 
-    assert [c.name for c in cards] == ["cond-gray", "uncond"]
+    assert [c.name for c in cards] == ["cond-gray", "cond-gray-int8", "uncond"]
     page = (zoo / "README.md").read_text()
     assert "| `cond-gray` |" in page
+    assert "| `cond-gray-int8` (int8 of `cond-gray`) |" in page
     assert "![cond-gray](cond-gray/samples.png)" in page
     assert "broken" not in page
     text = readme.read_text()
