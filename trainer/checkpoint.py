@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
 from .nets.build import config_from_dict, config_to_dict
 from .nets.cvae import CVAE
@@ -36,7 +37,7 @@ def library_versions() -> dict[str, str]:
 
     versions = {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
@@ -76,7 +77,10 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    """Tensors and plain data only (``weights_only``): reading a checkpoint from elsewhere runs no
+    code of its. ``TorchVersion``, a ``str``, is how earlier checkpoints stored torch's version."""
+    with torch.serialization.safe_globals([TorchVersion]):
+        ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return ckpt
 
 
@@ -117,7 +121,12 @@ def load_condgen_checkpoint(path: Path) -> dict[str, Any]:
             ckpt: object = load_checkpoint(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(NOT_CONDGEN.format(path=path, found=f"no torch.save file ({first[:80]})")) from None
+        found = f"no torch.save file ({first[:80]})"
+        if first.startswith("Weights only load failed"):
+            found = (
+                "a torch.save file holding more than tensors and plain data, left unread (it could run code)"
+            )
+        raise ValueError(NOT_CONDGEN.format(path=path, found=found)) from None
     if not isinstance(ckpt, dict) or "recipe" not in ckpt or "model" not in ckpt:
         raise ValueError(NOT_CONDGEN.format(path=path, found=_describe(ckpt)))
     return ckpt

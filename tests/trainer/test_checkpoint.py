@@ -110,3 +110,26 @@ def test_export_of_a_foreign_file_says_what_it_expected_and_points_to_import(
     assert len(message.splitlines()) == 2
     assert "Traceback" not in message
     assert not list(tmp_path.iterdir())
+
+
+class _Planted:
+    """Unpickled, this would create ``path``: what a hostile checkpoint's payload could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Path.touch, (self.path,))
+
+
+def test_a_checkpoint_is_read_weights_only_and_runs_no_code_of_its(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "ran"
+    path = tmp_path / "hostile.pt"
+    torch.save({"recipe": "cdcgan-mnist", "model": {}, "payload": _Planted(marker)}, path)
+    assert main(["export", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert not marker.exists()
+    assert "holding more than tensors and plain data, left unread (it could run code)" in caplog.text
+    # A checkpoint of this trainer is plain data, and an older one's torch version (TorchVersion) reads too.
+    assert load_checkpoint(OLD_CHECKPOINT)["recipe"] == "cdcgan-mnist-tiny"
