@@ -63,9 +63,29 @@ def test_a_failed_import_keeps_the_model_it_would_replace(tmp_path: Path) -> Non
     assert main(["import", str(KERAS), "--name", "m", "--out", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
     noisy = write_linear(tmp_path / "noisy.onnx", noise=True)
-    assert main(["import", str(noisy), "--name", "m", "--out", str(tmp_path), "--value-range=-2,2"]) == 2
+    args = ["import", str(noisy), "--name", "m", "--out", str(tmp_path), "--value-range=-2,2", "--replace"]
+    assert main(args) == 2  # the parity check fails
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "noisy.onnx"]
+
+
+def test_a_name_already_taken_is_refused_unless_replace_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["import", str(KERAS), "--name", "m", "--out", str(tmp_path)]) == 0
+    card = tmp_path / "m" / "model.json"
+    before = card.read_bytes()
+    assert main(["import", str(KERAS), "--name", "m", "--out", str(tmp_path), "--license", "MIT"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"import refused: {tmp_path / 'm'} already exists: " + (
+        "choose another --name, or pass --replace to replace that model"
+    )
+    assert card.read_bytes() == before
+    assert (
+        main(["import", str(KERAS), "--name", "m", "--out", str(tmp_path), "--license", "MIT", "--replace"])
+        == 0
+    )
+    assert json.loads(card.read_text())["license"] == "MIT"
 
 
 def test_the_command_line_as_a_user_runs_it(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def options_from_args(args: argparse.Namespace) -> ImportOptions:
         dataset=args.dataset,
         description=args.description,
         license=args.license,
+        replace=args.replace,
     )
 
 
@@ -109,4 +110,5 @@ def add_import_parser(sub: Any) -> None:
     p.add_argument("--dataset", default="unknown", help="what it was trained on, for the card")
     p.add_argument("--description", default="", help="one line for the card")
     p.add_argument("--license", help="the weights' licence, for the card")
+    p.add_argument("--replace", action="store_true", help="replace a model of this name already in --out")
     p.set_defaults(func=_cmd_import)

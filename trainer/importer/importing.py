@@ -112,6 +112,11 @@ def import_model(options: ImportOptions, announce: Callable[[str], None] = log.i
     started = time.perf_counter()
     if not is_valid_name(options.name):
         raise ImportRefused(f"--name {options.name!r}: use lower-case a-z, 0-9, '.', '_', '-' (at most 64)")
+    if (options.out / options.name).exists() and not options.replace:
+        raise ImportRefused(
+            f"{options.out / options.name} already exists: choose another --name, or pass --replace to "
+            "replace that model"
+        )
     source = load_source(options)
     sig = infer_signature(source.model, source.run, source.options)
     inferred = [*source.inferred, *sig.inferred]

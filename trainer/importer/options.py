@@ -37,6 +37,7 @@ class ImportOptions:
     dataset: str = "unknown"
     description: str = ""
     license: str | None = None
+    replace: bool = False  # an existing model of this name in ``out`` is replaced, not refused
 
     @property
     def num_classes(self) -> int | None:
