@@ -56,7 +56,6 @@ def run_quantize(args: argparse.Namespace) -> int:
             n_inception=args.n_inception,
             n_classifier=args.n_classifier,
             data_dir=args.data_dir,
-            progress=False,
         ),
     )
     failed = 0
