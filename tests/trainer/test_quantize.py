@@ -29,6 +29,7 @@ from trainer.quantize import (
     QuantizeError,
     calibration_inputs,
     float_tail,
+    int8_graph,
     quality_failures,
     quantize_exported,
 )
@@ -113,6 +114,21 @@ def _cfg(mnist_dir: Path, accuracy_bound: float = 0.005) -> QuantizeConfig:
     return QuantizeConfig(
         calibration_rows=128, agreement_rows=250, evaluation=evaluation, accuracy_bound=accuracy_bound
     )
+
+
+def test_only_the_convolutions_and_matrix_products_compute_in_int8(tiny_source: Path) -> None:
+    graph, _ = int8_graph((tiny_source / "model.onnx").read_bytes(), load_card(tiny_source), QuantizeConfig())
+    model = onnx.load_from_string(graph)
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    fed_int8 = {
+        node.op_type
+        for node in model.graph.node
+        if any(producers.get(value) == "DequantizeLinear" for value in node.input)
+    }
+    assert {"Conv", "Gemm"} <= fed_int8
+    # Element-wise arithmetic (ReLU here; class-conditional scales and shifts in the zoo) reads
+    # float32 only: no 8-bit rounding between the convolutions beyond their own inputs'.
+    assert not fed_int8 & {"Relu", "Mul", "Add", "Tanh"}, fed_int8
 
 
 def test_calibration_draws_latents_like_the_service_with_balanced_labels(tiny_source: Path) -> None:
