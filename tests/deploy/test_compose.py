@@ -56,6 +56,10 @@ def test_load_balancer_proxies_to_the_service_by_its_dns_name(compose: dict) -> 
 def test_prometheus_and_grafana_services(compose: dict) -> None:
     prom = compose["services"]["prometheus"]
     assert any(a == "--config.file=/etc/prometheus/prometheus.yml" for a in prom["command"])
+    # Nobody who can reach its port may stop it (POST /-/quit) or delete its series.
+    stack = load_yaml(DOCKER / "stack.yaml")["services"]["prometheus"]
+    for command in (prom["command"], stack["command"]):
+        assert not {"--web.enable-lifecycle", "--web.enable-admin-api"} & set(command)
     grafana = compose["services"]["grafana"]
     assert grafana["profiles"] == ["grafana"], "Grafana is optional (its image is not buildable offline)"
     for volume in grafana["volumes"] + prom["volumes"]:
