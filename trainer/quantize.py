@@ -44,7 +44,7 @@ from .card_graph import pixel_agreement
 from .evaluate import EVALUATED_DATASETS, INCEPTION_METRIC, EvalConfig, evaluate_model
 from .graph_passes import avgpool_as_conv, optimize_model, split_conv_transpose
 from .model_dir import write_model_dir
-from .weight_storage import unpack_float16
+from .weight_storage import FLOAT16_WEIGHTS, unpack_float16
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +275,10 @@ def _scored(cfg: QuantizeConfig) -> bool:
 
 
 def _int8_card(card: ModelCard, cfg: QuantizeConfig, graph: bytes, rewrites: list[str]) -> ModelCard:
+    # The int8 graph is built from the widened float32 weights: the source's float16 storage is not its.
+    kept = [r for r in card.onnx.rewrites if not r.startswith(FLOAT16_WEIGHTS)]
     onnx_spec = card.onnx.model_copy(
-        update={"sha256": hashlib.sha256(graph).hexdigest(), "rewrites": [*card.onnx.rewrites, *rewrites]}
+        update={"sha256": hashlib.sha256(graph).hexdigest(), "rewrites": [*kept, *rewrites]}
     )
     return card.model_copy(
         update={

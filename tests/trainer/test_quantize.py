@@ -20,6 +20,7 @@ from service.registry import default_runner_factory, load_entry
 from tests.service.onnx_fixtures import DIGITS, card_dict, write_model
 from trainer import cli
 from trainer.evaluate import EVAL_SEED, EvalConfig
+from trainer.export import store_float16
 from trainer.graph_passes import optimize_model
 from trainer.quantize import (
     AGREEMENT_METRIC,
@@ -33,6 +34,7 @@ from trainer.quantize import (
     quality_failures,
     quantize_exported,
 )
+from trainer.weight_storage import FLOAT16_WEIGHTS
 from trainer.zoo import INT8_SOURCES
 
 
@@ -156,6 +158,7 @@ def test_the_output_layer_and_what_follows_it_stay_float(tiny_source: Path) -> N
 
 
 def test_an_int8_variant_is_written_with_its_card_and_serves(tiny: Path, mnist_dir: Path) -> None:
+    assert store_float16(tiny) is not None  # stored as the zoo's models are
     result = quantize_exported(tiny, _cfg(mnist_dir, accuracy_bound=1.0))
     dest = tiny.parent / "tiny-mnist-int8"
     assert result.model_dir == dest
@@ -177,6 +180,9 @@ def test_an_int8_variant_is_written_with_its_card_and_serves(tiny: Path, mnist_d
     assert ops.count("Conv") == 8
     assert any("BatchNormalization" in r for r in card.onnx.rewrites)
     assert any("interleaved channels-last ×2" in r for r in card.onnx.rewrites)
+    # The source's float16 storage is not the variant's: its graph holds int8 and float32 weights.
+    assert any(r.startswith(FLOAT16_WEIGHTS) for r in load_card(tiny).onnx.rewrites)
+    assert not any(r.startswith(FLOAT16_WEIGHTS) for r in card.onnx.rewrites)
     metrics = {m.name: m for m in card.metrics}
     assert {"label_accuracy", AGREEMENT_METRIC} <= set(metrics)
     assert metrics["label_accuracy"].n_samples == 200
