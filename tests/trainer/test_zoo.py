@@ -1,7 +1,8 @@
-"""The bundled zoo is what ``python -m trainer zoo`` and ``make train-64`` rebuild: every committed
-model's card names a recipe of ``EXPORTED_MODELS``, trained for the planned epochs with the
-recipe's current settings, so each quality figure in ``docs/quality.md`` is reproduced by the
-documented command."""
+"""The bundled zoo is what ``python -m trainer zoo``, ``make train-64`` and ``python -m trainer
+quantize zoo`` rebuild: every committed float32 model's card names a recipe of
+``EXPORTED_MODELS``, trained for the planned epochs with the recipe's current settings, and every
+int8 variant was made from the committed graph of one of ``INT8_SOURCES``, so each quality figure
+in ``docs/quality.md`` is reproduced by the documented command."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pytest
 
 from service.card import load_card
 from trainer.recipes import RECIPES, Recipe
-from trainer.zoo import EXPORTED_MODELS
+from trainer.zoo import EXPORTED_MODELS, INT8_SOURCES
 
 EXPORTED = Path(__file__).resolve().parents[2] / "exported"
-CARDS = sorted(EXPORTED.glob("*/model.json"))
+VARIANTS = sorted(EXPORTED.glob("*-int8/model.json"))
+CARDS = sorted(set(EXPORTED.glob("*/model.json")) - set(VARIANTS))
 # A knob added to the trainer after a model was trained is absent from its card; the model was
 # then trained without it, which is the field's default (off) and must still be the recipe's value.
 FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Recipe)}
@@ -23,6 +25,23 @@ FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Recipe)}
 
 def test_the_zoo_holds_exactly_the_planned_models() -> None:
     assert sorted(p.parent.name for p in CARDS) == sorted(EXPORTED_MODELS)
+    assert sorted(p.parent.name for p in VARIANTS) == sorted(f"{m}-int8" for m in INT8_SOURCES)
+
+
+@pytest.mark.parametrize("card_path", VARIANTS, ids=lambda p: p.parent.name)
+def test_each_int8_variant_is_of_the_committed_graph_and_passed_the_gate(card_path: Path) -> None:
+    card = load_card(card_path.parent)
+    assert card.quantization is not None
+    source = load_card(EXPORTED / card.quantization.source)
+    assert card.name == f"{source.name}-int8"
+    assert card.quantization.source_sha256 == source.onnx.sha256, "re-quantize: the float32 graph changed"
+    ours = {m.name: m for m in card.metrics}
+    theirs = {m.name: m for m in source.metrics}
+    # Scored like its source, at the same sample counts, within the quantizer's bounds.
+    assert ours["fid_inception"].n_samples == theirs["fid_inception"].n_samples == 10_000
+    assert ours["fid_inception"].value <= theirs["fid_inception"].value + 0.5
+    assert ours["label_accuracy"].n_samples == theirs["label_accuracy"].n_samples == 10_000
+    assert ours["label_accuracy"].value >= theirs["label_accuracy"].value - 0.005
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=lambda p: p.parent.name)
