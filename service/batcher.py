@@ -66,6 +66,9 @@ logger = logging.getLogger(__name__)
 
 State = Literal["created", "ready", "recovering", "stopping", "stopped", "dead"]
 
+# uvloop's clock counts milliseconds and a timer may fire within one of its due time: a request
+# due that soon is expired now, so the queue-deadline timer never re-arms for the same instant.
+_CLOCK_SLACK_S = 0.001
 # Smoothing for the run-time estimate behind Retry-After: about the last 10 runs dominate.
 _EWMA_ALPHA = 0.2
 # Longest wait between two attempts to re-create a broken session, seconds.
@@ -84,7 +87,6 @@ class _Job:
     parts: list[np.ndarray] = field(default_factory=list)
     wait_observed: bool = False
     dropped: bool = False
-    expiry: asyncio.TimerHandle | None = None  # queue deadline, cancelled once rows are taken
 
     @property
     def n(self) -> int:
@@ -145,6 +147,7 @@ class DynamicBatcher:
         # Without metrics the series are detached ones nobody exports, so updates need no guard.
         self._series = metrics.for_model(name) if metrics is not None else detached_series(name)
         self.queue_timeout_s = queue_timeout_s
+        self._expiry: asyncio.TimerHandle | None = None  # the queue deadline of the oldest request
         self.run_timeout_s = run_timeout_s
         self.failure_threshold = failure_threshold
         self.recovery_backoff_s = recovery_backoff_s
@@ -322,8 +325,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(z=z, labels=labels, future=loop.create_future(), enqueued_at=loop.time())
         job.future.add_done_callback(lambda fut: self._withdraw(job) if fut.cancelled() else None)
-        if self.queue_timeout_s is not None:
-            job.expiry = loop.call_later(self.queue_timeout_s, self._expire, job)
+        if self.queue_timeout_s is not None and self._expiry is None:
+            self._expiry = loop.call_at(job.enqueued_at + self.queue_timeout_s, self._expire_due)
         self._queue.append(job)
         self._queued_images += n
         self._idle.clear()
@@ -372,15 +375,29 @@ class DynamicBatcher:
             self.dropped_requests += 1
             self._series.dropped_cancelled.inc()
 
+    def _expire_due(self) -> None:
+        """Drop the queued requests past their queue deadline; arm the timer for the next one.
+
+        One timer per batcher rather than one per request, started and cancelled by each: the
+        queue is in arrival order, so its first request that has not started expires next."""
+        self._expiry = None
+        assert self.queue_timeout_s is not None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() + _CLOCK_SLACK_S - self.queue_timeout_s
+        due: list[_Job] = []
+        for job in self._queue:
+            if job.taken > 0 or job.future.done():
+                continue  # started (never expired), or answered and about to leave the queue
+            if job.enqueued_at > cutoff:
+                self._expiry = loop.call_at(job.enqueued_at + self.queue_timeout_s, self._expire_due)
+                break
+            due.append(job)
+        for job in due:
+            self._expire(job)
+
     def _expire(self, job: _Job) -> None:
         """The queue deadline of a request none of whose rows has started: drop it, answer 503."""
-        job.expiry = None
-        if job.future.done() or job.taken > 0:
-            return
-        try:
-            self._queue.remove(job)
-        except ValueError:
-            return
+        self._queue.remove(job)
         self._queued_images -= job.n
         job.dropped = True
         self.expired_requests += 1
@@ -460,9 +477,6 @@ class DynamicBatcher:
                 self._count_dropped(job)
                 continue
             take = min(job.n - job.taken, self.max_batch_size - count)
-            if job.expiry is not None:  # its first rows go to a run: past the queue deadline
-                job.expiry.cancel()
-                job.expiry = None
             batch.append((job, job.taken, job.taken + take))
             job.taken += take
             count += take
@@ -761,10 +775,10 @@ class DynamicBatcher:
         self._inflight = []
         self._queue.clear()
         self._queued_images = 0
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         for job in pending:
-            if job.expiry is not None:
-                job.expiry.cancel()
-                job.expiry = None
             if not job.future.done():
                 job.future.set_exception(error)
         self._gauge_depth()

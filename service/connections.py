@@ -38,7 +38,8 @@ from typing import Any, ClassVar
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 from service.config import Settings
 from service.errors import ERROR_MEDIA_TYPE, error_payload
@@ -52,6 +53,9 @@ FD_RESERVE = 128
 # How often the deadlines are checked, at most and at least (a tenth of the shortest timeout).
 _SWEEP_MAX_S = 1.0
 _SWEEP_MIN_S = 0.05
+# A response head waits for its body and goes out with it in one write when the body is at most
+# this long; a longer body is not copied to join it (the head is written first, as uvicorn does).
+JOINED_BODY_MAX_BYTES = 64 * 1024
 # uvicorn's callbacks, called directly: half the cost of super() on the per-request path.
 _message_begin = HttpToolsProtocol.on_message_begin
 _headers_complete = HttpToolsProtocol.on_headers_complete
@@ -94,6 +98,77 @@ def connection_cap(wanted: int, fd_limit: int) -> int:
     if fd_limit < 0:
         return wanted
     return max(1, min(wanted, fd_limit - FD_RESERVE))
+
+
+class _HeadCapture:
+    """Stands in for the transport while uvicorn writes a response head: keeps it, sends nothing."""
+
+    __slots__ = ("head",)
+
+    def __init__(self) -> None:
+        self.head = b""
+
+    def write(self, data: bytes) -> None:
+        self.head += data
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn writes a body: puts the held head before it."""
+
+    __slots__ = ("head", "transport")
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(self.head + data)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request cycle, sending a response with a Content-Length in one socket write.
+
+    uvicorn writes the status line and headers on ``http.response.start`` and the body on
+    ``http.response.body``: two writes, and on loopback two passes through the TCP stack on the
+    server's core, for every response. Here the head is held until the body's first message and
+    written with it (``JOINED_BODY_MAX_BYTES``); uvicorn's own ``send`` still does all the
+    checks and the bookkeeping, writing to a stand-in transport for the two messages.
+    """
+
+    held: bytes | None = None  # a response head not written yet
+
+    async def send(self, message: ASGISendEvent) -> None:
+        transport = self.transport
+        if self.held is not None:
+            head, self.held = self.held, None
+            body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+            if not 0 < len(body) <= JOINED_BODY_MAX_BYTES:
+                transport.write(head)
+                await super().send(message)
+                return
+            self.transport = _HeadFirst(transport, head)  # type: ignore[assignment]
+        elif message["type"] == "http.response.start" and not self.response_started:
+            capture = _HeadCapture()
+            self.transport = capture  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            if self.chunked_encoding is False and self.expected_content_length > 0 and not self._head_only():
+                self.held = capture.head  # a body follows: it takes the head along
+            elif capture.head:
+                transport.write(capture.head)
+            return
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+
+    def _head_only(self) -> bool:
+        return bool(self.scope["method"] == "HEAD")
 
 
 class _Refused(Exception):
@@ -196,6 +271,9 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if len(self.url) > self.max_url or self.head_bytes + self.chunk > self.max_head:
             self.check_head(complete=True)
         _headers_complete(self)
+        if type(self.cycle) is RequestResponseCycle:
+            # uvicorn builds the cycle inside its callback, with no hook for the class.
+            self.cycle.__class__ = OneWriteCycle
 
     # --- limits ---------------------------------------------------------------------------------
     def head_size(self) -> int:

@@ -554,6 +554,33 @@ async def test_request_expired_in_the_queue_is_dropped_before_compute(gate: thre
     await b.stop()
 
 
+async def test_queued_requests_expire_each_at_its_own_deadline(gate: threading.Event) -> None:
+    """One timer per batcher: it re-arms for the next queued request after each expiry."""
+    runner = FakeRunner(gate)
+    b = make(runner, queue_timeout_s=0.2, max_batch_size=1)
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(TIMEOUT_S):
+        running = b.submit(rows([1]), None)
+        await wait_started(runner)
+        first = b.submit(rows([2]), None)
+        first_at = loop.time()
+        await asyncio.sleep(0.1)
+        second = b.submit(rows([3]), None)
+        second_at = loop.time()
+        with pytest.raises(QueueTimeout):
+            await first
+        assert not second.done()  # its deadline is 0.1 s later
+        assert 0.15 <= loop.time() - first_at < 1.0
+        with pytest.raises(QueueTimeout):
+            await second
+        assert 0.15 <= loop.time() - second_at < 1.0
+        gate.set()
+        await running
+    assert len(runner.calls) == 1
+    assert b.expired_requests == 2
+    await b.stop()
+
+
 async def test_a_request_whose_rows_started_is_not_expired(gate: threading.Event) -> None:
     """A request sliced across runs keeps going once its first slice ran."""
     runner = FakeRunner(gate)

@@ -7,7 +7,9 @@ Every exchange is raw bytes on a socket to 127.0.0.1, bounded in time; the serve
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import select
 import socket
 import time
@@ -19,9 +21,11 @@ import httpx
 import psutil
 import pytest
 from pydantic import ValidationError
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from service.config import Settings
-from service.connections import FD_RESERVE, connection_cap
+from service.connections import FD_RESERVE, JOINED_BODY_MAX_BYTES, OneWriteCycle, connection_cap
 from tests.service.conftest import UNCOND
 from tests.service.process import ServiceProcess, run_service
 
@@ -303,3 +307,115 @@ def test_the_connection_cap_stays_below_the_file_limit() -> None:
     assert connection_cap(1024, 1024) == 1024 - FD_RESERVE
     assert connection_cap(1024, -1) == 1024
     assert connection_cap(1024, 10) == 1
+
+
+# ------------------------------------------------------------------------ one write per response
+class RecordingTransport(asyncio.Transport):
+    """The socket's side of a cycle: what was written, in how many writes, and whether it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if data:  # an empty write sends nothing (uvloop and asyncio return at once)
+            self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def _cycle(
+    cls: type[RequestResponseCycle], method: str = "POST", keep_alive: bool = True
+) -> RequestResponseCycle:
+    transport = RecordingTransport()
+    scope: Any = {"type": "http", "method": method, "path": "/generate", "http_version": "1.1"}
+    return cls(
+        scope=scope,
+        transport=transport,
+        flow=FlowControl(transport),
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[(b"server", b"condgen")],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
+
+
+async def _exchange(cycle: RequestResponseCycle, messages: list[dict[str, Any]]) -> RecordingTransport:
+    for message in messages:
+        await cycle.send(message)  # type: ignore[arg-type]
+    assert isinstance(cycle.transport, RecordingTransport)  # the stand-ins are gone
+    return cycle.transport
+
+
+def _response(body: bytes, length: bool = True) -> list[dict[str, Any]]:
+    headers = [(b"content-type", b"image/png")]
+    if length:
+        headers.append((b"content-length", str(len(body)).encode()))
+    return [
+        {"type": "http.response.start", "status": 200, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "length", "keep_alive", "writes"),
+    [
+        ("POST", b"\x89PNG" + b"x" * 300, True, True, 1),  # the common case: one write
+        ("POST", b"x" * 300, True, False, 1),  # Connection: close, then closed
+        ("POST", b"x" * (JOINED_BODY_MAX_BYTES + 1), True, True, 2),  # not copied to join
+        ("POST", b"x" * 300, False, True, 2),  # chunked: the head goes at once
+        ("HEAD", b"x" * 300, True, True, 1),  # the head alone
+        ("POST", b"", True, True, 1),  # an empty body
+    ],
+)
+async def test_a_response_leaves_in_one_write_with_the_bytes_uvicorn_would_send(
+    method: str, body: bytes, length: bool, keep_alive: bool, writes: int
+) -> None:
+    plain = await _exchange(_cycle(RequestResponseCycle, method, keep_alive), _response(body, length))
+    joined = await _exchange(_cycle(OneWriteCycle, method, keep_alive), _response(body, length))
+    assert b"".join(joined.writes) == b"".join(plain.writes)
+    assert len(joined.writes) == writes
+    assert joined.closed == plain.closed == (not keep_alive)
+
+
+async def test_a_streamed_body_gets_its_head_before_the_first_part() -> None:
+    cycle = _cycle(OneWriteCycle)
+    start, _ = _response(b"", length=False)
+    transport = await _exchange(cycle, [start])
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+    await cycle.send({"type": "http.response.body", "body": b"part", "more_body": True})
+    assert len(transport.writes) == 2
+
+
+async def test_a_head_held_for_a_client_that_left_is_dropped() -> None:
+    cycle = _cycle(OneWriteCycle)
+    start, body = _response(b"x" * 10)
+    transport = await _exchange(cycle, [start])
+    assert transport.writes == []  # held for the body
+    cycle.disconnected = True
+    await cycle.send(body)  # type: ignore[arg-type]
+    assert transport.writes == []
+
+
+def test_the_server_serves_through_the_one_write_cycle(service: ServiceProcess) -> None:
+    """End to end: every request of a keep-alive connection answered whole, in order."""
+    with httpx.Client(base_url=service.url, timeout=10.0) as client:
+        for seed in range(3):
+            response = client.post("/generate", json={"model": UNCOND, "seed": seed})
+            assert response.status_code == 200
+            assert response.content.startswith(b"\x89PNG")
+            assert int(response.headers["content-length"]) == len(response.content)
+        refused = client.post("/generate", json={"model": "no-such-model"})
+        assert refused.status_code == 404
+        assert refused.json()["error"]["type"] == "unknown_model"
+        assert client.head("/healthz").status_code == 405  # a head alone: no body to wait for
