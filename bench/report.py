@@ -40,6 +40,7 @@ PEER_N_TARGETS = {"ray": ((1, 3.0), (64, 1.5))}  # condgen ÷ peer images/s at c
 # condgen p99 ÷ the peer's at c=GOAL_C, worst n without errors: (target, test).
 P99_PEER_TARGETS = {"bentoml": ("≤ 0.5", lambda x: x <= 0.5), "ray": ("< 1", lambda x: x < 1.0)}
 INT8_GOAL = 2.0  # an int8 variant's raw limit ÷ its float32 model's, at least
+REWRITE_AGREEMENT_GOAL = 0.999  # a rewritten graph's pixels within one level of the graph before it
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,40 @@ def int8_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+REWRITES_TEXT = (
+    "The float32 graphs against the graphs committed before their rewrites (`trainer/graph_passes.py`, "
+    "listed in each card): raw limit at each graph's best batch, timed like the int8 variants "
+    "(`python -m bench.rewrites`), and the share of uint8 pixels within one level of the earlier "
+    "graph's on the same latents and labels."
+)
+
+
+def rewrites_table(results: dict[str, Any]) -> str:
+    rewrites = results.get("rewrites") or {}
+    rows = rewrites.get("models", [])
+    if not rows:
+        return "(the rewrites were not measured)"
+    lines = [
+        f"| model | raw limit at {rewrites['commit']} (batch) | raw limit now (batch) | now ÷ before "
+        f"| pixels within one level (images) | goal | rewrites |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in rows:
+        if row["baseline"] != "ok":
+            lines.append(f"| `{row['model']}` | – | – | – | – | {row['baseline']} | |")
+            continue
+        before, now = row["graphs"]
+        agreement = row["agreement"]
+        share = agreement["within_one_level"]
+        lines.append(
+            f"| `{row['model']}` | {before['raw_limit']:.0f} ({before['best_batch']}) | "
+            f"{now['raw_limit']:.0f} ({now['best_batch']}) | {now['ratio']:.2f}× | "
+            f"{share:.4%} ({agreement['images']:,}) | ≥ {REWRITE_AGREEMENT_GOAL:.1%}: "
+            f"{_verdict(share >= REWRITE_AGREEMENT_GOAL)} | {'; '.join(row['rewrites'])} |"
+        )
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Gap:
     """Where one raw-limit goal stands, in server CPU µs per image (one core, so images/s ∝ 1 ÷ it)."""
@@ -634,6 +669,10 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         "",
         int8_table(results),
         "",
+        REWRITES_TEXT,
+        "",
+        rewrites_table(results),
+        "",
         f"Ratios against peers are taken at c={GOAL_C} for every n and the worst one is shown (∞: the "
         f"peer answered nothing but errors); p99 ratios leave out cells where either side had more "
         f"than {MAX_ERROR_SHARE:.0%} errors, whose latency is that of failures. Latency percentiles "
@@ -821,6 +860,10 @@ def readme_block(results: dict[str, Any], results_dir: str) -> str:
             INT8_TEXT,
             "",
             int8_table(results),
+            "",
+            REWRITES_TEXT,
+            "",
+            rewrites_table(results),
             "",
             GAPS_TEXT,
             "",

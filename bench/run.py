@@ -5,7 +5,9 @@ Steps, each bounded in time:
 
 1. Raw limit: ``bench.raw_ort`` per model, in its own process on the server's CPUs; and every
    int8 variant exported beside its float32 model against that model (``bench.graph_ratio``, one
-   thread, alternated, in thread CPU time), with both cards' quality figures.
+   thread, alternated, in thread CPU time), with both cards' quality figures; and the float32
+   graphs against the ones committed before their rewrites (``bench.rewrites``, the same timing,
+   plus the share of pixels within one level).
 2. Cold start: spawn condgen on the whole model directory ``--cold-starts`` times; seconds from
    spawn to ``/readyz`` 200 and resident memory at that moment.
 3. Load: for each server and model, one warm-up, then a closed loop for every (n, concurrency)
@@ -138,6 +140,7 @@ class Results:
     native_profile: dict[str, Any] = field(default_factory=dict)
     costs: dict[str, Any] = field(default_factory=dict)
     int8: dict[str, Any] = field(default_factory=dict)
+    rewrites: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -398,6 +401,26 @@ def stage_int8(cfg: Config, res: Results) -> None:
             },
         }
         logger.info("int8 %s: %.2f× %s's raw limit", variant, data["graphs"][1]["ratio"], source)
+
+
+def stage_rewrites(cfg: Config, models: list[str], res: Results) -> None:
+    """The float32 graphs against the graphs committed before their rewrites (``bench.rewrites``):
+    raw limit, one thread, alternated, in thread CPU time; pixels within one level."""
+    sources = [source for source, _ in int8_pairs(cfg.models_dir)]
+    names = [m for m in dict.fromkeys([*models, *sources]) if (cfg.models_dir / m / "model.json").is_file()]
+    repo = Path(__file__).resolve().parents[1]  # the checkout whose history holds the baseline
+    cmd = [*pin_prefix(cfg.server_cpus), sys.executable, "-m", "bench.rewrites", *names]
+    cmd += ["--models-dir", str(cfg.models_dir), "--repo", str(repo)]
+    try:
+        res.rewrites = run_json(cmd, timeout_s=900)
+    except Exception as exc:
+        res.problems.append(f"rewrites: {exc}")
+        logger.error("rewrites failed: %s", exc)
+        return
+    for row in res.rewrites["models"]:
+        if row["baseline"] == "ok":
+            now = row["graphs"][1]
+            logger.info("rewrites %s: %.2f× the raw limit before them", row["model"], now["ratio"])
 
 
 def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
@@ -753,6 +776,7 @@ def run(cfg: Config) -> Results:
 
     stage_raw(cfg, models, res)
     stage_int8(cfg, res)
+    stage_rewrites(cfg, models, res)
     if cfg.costs_seconds > 0:
         stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:

@@ -28,6 +28,7 @@ from bench.run import (
     parse_args,
     resolve_models,
     stage_int8,
+    stage_rewrites,
 )
 from tests.bench.conftest import GRAY, RGB, UNCOND
 from tests.service.onnx_fixtures import DIGITS, edit_card, write_model
@@ -246,3 +247,18 @@ def test_every_int8_variant_is_measured_against_its_float32_model(tmp_path: Path
     assert row["graphs"]["clock"] == "cpu"
     assert row["quality"]["cond-a-int8"]["fid_inception"] == {"value": 5.25, "n": 10_000}
     assert row["quality"]["cond-a"]["fid_inception"]["value"] == 5.0
+
+
+def test_the_rewrites_stage_measures_the_bench_models_and_the_int8_sources(tmp_path: Path) -> None:
+    write_model(tmp_path, "cond-a", labels=DIGITS)
+    _as_int8_of(write_model(tmp_path, "cond-b-int8", labels=DIGITS, seed=1), "cond-b", 5.0)
+    write_model(tmp_path, "cond-b", labels=DIGITS, seed=2)
+    cfg = parse_args(
+        ["--models-dir", str(tmp_path), "--small", "cond-a", "--large", "cond-a", "--server-cpus", ""]
+    )
+    res = Results()
+    stage_rewrites(cfg, ["cond-a"], res)
+    assert res.problems == []
+    rows = res.rewrites["models"]
+    assert [r["model"] for r in rows] == ["cond-a", "cond-b"]
+    assert {r["baseline"] for r in rows} == {f"not in the zoo at {res.rewrites['commit']}"}
