@@ -20,6 +20,17 @@ from .recipes import RECIPES
 log = logging.getLogger("trainer")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--limit 0`` would train on nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(n) for n in RECIPES)
     for name, r in sorted(RECIPES.items()):
@@ -173,18 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a recipe (resumes from runs/<name>/checkpoint.pt)")
     p.add_argument("recipe", choices=sorted(RECIPES), metavar="recipe")
-    p.add_argument("--epochs", type=int, help="epochs in all (default: the recipe's)")
+    p.add_argument("--epochs", type=positive_int, help="epochs in all (default: the recipe's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget; stops at an epoch boundary")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", type=Path, help="IDX directory, or the image folder for 64×64 recipes")
     p.add_argument("--download", action="store_true", help="fetch the standard files when online")
     p.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         help="use N training images: the first N; with class folders, N spread over every class by its share",
     )
-    p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
-    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--max-steps", type=positive_int, help="stop after N optimiser steps")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (auto: CUDA when torch sees one)")
     p.add_argument(
         "--name", help="names the run (runs/<name>) and the exported model (default: the recipe's name)"

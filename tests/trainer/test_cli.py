@@ -59,3 +59,16 @@ def test_the_card_takes_the_dataset_name_and_description_given(
 def test_a_bad_name_is_refused_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "dcgan64-folder", "--name", "Not A Name", "--data-dir", str(tmp_path)]) == 2
     assert "--name 'Not A Name'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value"), [("--limit", "0"), ("--epochs", "-1"), ("--max-steps", "x")])
+def test_counts_below_one_are_refused_in_one_line(
+    option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "cdcgan-mnist", "--run-dir", str(tmp_path / "run"), option, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err
+    assert "must be at least 1" in err or "expected a whole number" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
