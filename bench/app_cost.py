@@ -2,7 +2,8 @@
 
 The real app (``service.app.create_app`` with its lifespan: registry, batchers, sessions) is
 driven through the ASGI interface by ``concurrency`` client tasks sending ``POST /generate`` for
-``seconds``; reported are the process's CPU microseconds per request and the requests per second.
+``seconds``; reported are the process's CPU microseconds per request, the requests per second and,
+with sessions, the CPU microseconds per image of the model's session runs themselves.
 Set beside the HTTP cells' CPU per request (``make bench``), the difference is what uvicorn, the
 socket and the kernel add. ``--no-session`` replaces each model's session with one that returns a
 blank batch at once, which leaves condgen's own per-request work: parsing, planning and latents,
@@ -43,6 +44,7 @@ class AppCost:
     seconds: float
     cpu_us_per_request: float
     requests_per_s: float
+    session_cpu_us_per_image: float | None  # the session's own runs, on their thread
 
 
 class BlankRunner:
@@ -58,6 +60,26 @@ class BlankRunner:
 def _blank_factory(model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
     default_runner_factory(model_dir, card, settings)  # the model must still load and check out
     return BlankRunner(card)
+
+
+class TimedRunner:
+    """The real runner, with the CPU time of its runs counted on the thread that runs them.
+
+    With one intra-op thread ONNX Runtime computes on that thread, so this is the session's own
+    CPU per image while serving, to set beside the raw limit's (``bench.raw_ort``): what batching
+    with the app's other work on the same core costs the session itself."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.images = 0
+        self.cpu_s = 0.0
+
+    def run(self, z: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        started = time.thread_time()
+        out = self.runner.run(z, labels)
+        self.cpu_s += time.thread_time() - started
+        self.images += int(z.shape[0])
+        return out
 
 
 def _scope(body: bytes) -> dict[str, Any]:
@@ -108,7 +130,15 @@ async def _request(app: FastAPI, body: bytes) -> int:
 async def _measure(
     settings: Settings, model: str, label: int | None, n: int, concurrency: int, seconds: float, session: bool
 ) -> AppCost:
-    app = create_app(settings, runner_factory=None if session else _blank_factory)
+    timed: list[TimedRunner] = []
+
+    def timed_factory(model_dir: Path, card: ModelCard, settings: Settings) -> Runner:
+        runner = TimedRunner(default_runner_factory(model_dir, card, settings))
+        if card.name == model:
+            timed.append(runner)
+        return runner
+
+    app = create_app(settings, runner_factory=timed_factory if session else _blank_factory)
     fields: dict[str, Any] = {"model": model, "seed": 7, "n": n}
     if label is not None:
         fields["label"] = label
@@ -128,8 +158,10 @@ async def _measure(
         clients = [asyncio.create_task(client()) for _ in range(concurrency)]
         await asyncio.sleep(min(1.0, seconds / 2))  # warm-up: batches settle, caches fill
         count0, cpu0, wall0 = count, time.process_time(), time.perf_counter()
+        session0 = [(r.images, r.cpu_s) for r in timed]
         await asyncio.sleep(seconds)
         count1, cpu1, wall1 = count, time.process_time(), time.perf_counter()
+        session1 = [(r.images, r.cpu_s) for r in timed]
         stop = True
         await asyncio.gather(*clients)
     requests = count1 - count0
@@ -144,7 +176,15 @@ async def _measure(
         seconds=round(wall1 - wall0, 3),
         cpu_us_per_request=round((cpu1 - cpu0) / requests * 1e6, 1),
         requests_per_s=round(requests / (wall1 - wall0), 1),
+        session_cpu_us_per_image=_session_cost(session0, session1),
     )
+
+
+def _session_cost(before: list[tuple[int, float]], after: list[tuple[int, float]]) -> float | None:
+    """CPU µs per image of the timed model's runs in the window (None without a session)."""
+    images = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    cpu_s = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return round(cpu_s / images * 1e6, 1) if images else None
 
 
 def measure(

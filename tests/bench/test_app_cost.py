@@ -16,6 +16,11 @@ def test_requests_are_served_and_costed(tiny_zoo: Path, session: bool) -> None:
     assert cost.session is session
     assert cost.cpu_us_per_request > 0
     assert cost.requests_per_s == pytest.approx(cost.requests / cost.seconds, rel=0.01)
+    if session:  # the session's own CPU per image, counted on the thread its runs use
+        assert cost.session_cpu_us_per_image is not None
+        assert 0 < cost.session_cpu_us_per_image * 4 < cost.cpu_us_per_request
+    else:
+        assert cost.session_cpu_us_per_image is None
 
 
 def test_an_unconditional_model_takes_no_label(tiny_zoo: Path, capsys: pytest.CaptureFixture[str]) -> None:
