@@ -5,7 +5,7 @@ Per class (:mod:`bench.hostile_cases`) a fresh server is started, warmed up, and
 memory and open file descriptors read. A canary in its own process then probes ``/healthz`` and a
 normal ``/generate`` every 50 ms while the class's hostile action runs for a bounded time; memory
 and descriptors are sampled every 20 ms for the peak. After a short settle the server gets SIGTERM
-and the time to its exit is measured. Each class is judged against the acceptance of issue 32:
+and the time to its exit is measured. Each class is judged against the hostile-input goals:
 
 - canary p99 <= 50 ms and its worst single probe <= 250 ms;
 - normal requests all 200 (429/503 with ``Retry-After`` allowed in the overload classes);

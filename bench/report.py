@@ -1,4 +1,4 @@
-"""``results.json`` → ``RESULTS.md`` (tables, the issue's goals as ratios) and a throughput/latency plot.
+"""``results.json`` → ``RESULTS.md`` (tables, the goals as ratios) and a throughput/latency plot.
 
 ``python -m bench.report bench/results/results.json`` re-renders without re-measuring;
 ``--readme README.md`` also refreshes the block between the benchmark markers there.
@@ -101,7 +101,7 @@ def model64(results: dict[str, Any]) -> str | None:
 
 
 def goal_models(results: dict[str, Any]) -> list[str]:
-    """The models the issue's goals are stated for: every model but the 64×64 slot's."""
+    """The models the goals are stated for: every model but the 64×64 slot's."""
     return [m for m in models_of(results) if m != model64(results)]
 
 
@@ -186,32 +186,30 @@ def _throughput_vs(results: dict[str, Any], peer: str, model: str, ns: Iterable[
     return _worst(ratios, lowest=True)
 
 
+def _throughput_goal(
+    results: dict[str, Any], models: list[str], peer: str, ns: list[int], bound: float, where: str
+) -> Goal:
+    v = {m: _throughput_vs(results, peer, m, ns) for m in models}
+    return Goal(
+        f"condgen ÷ {SERVER_LABELS[peer]} images/s at {where}",
+        f"≥ {bound:g}×",
+        v,
+        _all(v.values(), lambda x: x >= bound),
+        "{:.2f}×",
+    )
+
+
 def _peer_goals(results: dict[str, Any], models: list[str]) -> list[Goal]:
     ns = _goal_ns(results)
-    out = []
-    for peer, bound in PEER_TARGETS.items():
-        v = {m: _throughput_vs(results, peer, m, ns) for m in models}
-        out.append(
-            Goal(
-                f"condgen ÷ {SERVER_LABELS[peer]} images/s at c={GOAL_C} (worst n)",
-                f"≥ {bound:g}×",
-                v,
-                _all(v.values(), lambda x, b=bound: x >= b),
-                "{:.2f}×",
-            )
-        )
-    for peer, targets in PEER_N_TARGETS.items():
-        for n, bound in targets:
-            v = {m: _throughput_vs(results, peer, m, [n]) for m in models}
-            out.append(
-                Goal(
-                    f"condgen ÷ {SERVER_LABELS[peer]} images/s at n={n} c={GOAL_C}",
-                    f"≥ {bound:g}×",
-                    v,
-                    _all(v.values(), lambda x, b=bound: x >= b),
-                    "{:.2f}×",
-                )
-            )
+    out = [
+        _throughput_goal(results, models, peer, ns, bound, f"c={GOAL_C} (worst n)")
+        for peer, bound in PEER_TARGETS.items()
+    ]
+    out += [
+        _throughput_goal(results, models, peer, [n], bound, f"n={n} c={GOAL_C}")
+        for peer, targets in PEER_N_TARGETS.items()
+        for n, bound in targets
+    ]
     for peer, (target, test) in P99_PEER_TARGETS.items():
         v = {
             m: _worst(

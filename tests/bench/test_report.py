@@ -68,7 +68,7 @@ def results() -> dict[str, Any]:
     }
 
 
-def test_goals_are_the_issue_ratios() -> None:
+def test_goals_are_the_stated_ratios() -> None:
     by_name = {g.name: g for g in goals(results())}
     n1 = next(g for name, g in by_name.items() if name.startswith("HTTP n=1"))
     assert n1.values["small"] == 0.7

@@ -3,7 +3,7 @@
 ``python -m service`` serves the slow model (:mod:`tests.service.slow_model`: tens of milliseconds
 per run, whatever the batch size) with a tiny queue. The test measures what the server can serve,
 then offers ten times that as an open-loop stream (arrivals do not wait for answers, as with real
-users) for ``OVERLOAD_SECONDS`` (30 s by default; the issue's 2-minute run is
+users) for ``OVERLOAD_SECONDS`` (30 s by default; the full 2-minute run is
 ``OVERLOAD_SECONDS=120 python -m pytest tests/service/test_overload.py``), and checks:
 
 * every request is answered, none later than its deadline: no hang;

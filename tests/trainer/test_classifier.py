@@ -24,7 +24,7 @@ from trainer.classifier import (
 )
 from trainer.data import load_split
 
-# What the issue asks of each committed classifier (test-split accuracy).
+# What each committed classifier must reach (test-split accuracy).
 REQUIRED_ACCURACY = {"mnist": 0.993, "fashion-mnist": 0.92}
 
 
