@@ -477,6 +477,16 @@ def gaps_table(results: dict[str, Any]) -> str:
         ]
         for name in names:
             lines.append(f"| {name} | " + " | ".join(_fmt(g.libraries.get(name)) for g in profiled) + " |")
+    floor = results.get("http_floor")
+    if floor:
+        lines += [
+            "",
+            f"The HTTP floor (`python -m bench.http_floor`, c={floor['concurrency']}): "
+            f"{floor['cpu_us_per_request']:.0f} µs of server CPU per request at "
+            f"{floor['requests_per_s']:,.0f} requests/s, for uvicorn as condgen runs it answering a "
+            "constant body: the event loop, the HTTP protocol, the ASGI hand-off and the kernel's "
+            "socket work, before any of condgen's own code. At n=1 each image pays it once.",
+        ]
     return "\n".join(lines)
 
 

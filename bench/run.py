@@ -141,6 +141,7 @@ class Results:
     costs: dict[str, Any] = field(default_factory=dict)
     int8: dict[str, Any] = field(default_factory=dict)
     rewrites: dict[str, Any] = field(default_factory=dict)
+    http_floor: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -421,6 +422,30 @@ def stage_rewrites(cfg: Config, models: list[str], res: Results) -> None:
         if row["baseline"] == "ok":
             now = row["graphs"][1]
             logger.info("rewrites %s: %.2f× the raw limit before them", row["model"], now["ratio"])
+
+
+FLOOR_CONCURRENCY = 32  # the n=1 goal's concurrency
+
+
+def stage_http_floor(cfg: Config, res: Results) -> None:
+    """Server CPU per request for the HTTP stack alone (``bench.http_floor``), at the goals' c."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.http_floor",
+        "--concurrency",
+        str(FLOOR_CONCURRENCY),
+        "--duration",
+        "5",
+    ]
+    cmd += ["--server-cpus", cfg.server_cpus or "", "--client-cpus", cfg.client_cpus or ""]
+    try:
+        res.http_floor = run_json(cmd, timeout_s=120)
+    except Exception as exc:
+        res.problems.append(f"http floor: {exc}")
+        logger.error("http floor failed: %s", exc)
+        return
+    logger.info("http floor: %.1f µs of server CPU per request", res.http_floor["cpu_us_per_request"])
 
 
 def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
@@ -777,6 +802,8 @@ def run(cfg: Config) -> Results:
     stage_raw(cfg, models, res)
     stage_int8(cfg, res)
     stage_rewrites(cfg, models, res)
+    if "condgen" in cfg.servers:
+        stage_http_floor(cfg, res)
     if cfg.costs_seconds > 0:
         stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:

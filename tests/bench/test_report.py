@@ -210,6 +210,9 @@ def test_gaps_give_the_cpu_per_image_each_raw_goal_needs() -> None:
     assert "| `small` | n=64 c=1 | 0.950 | 0.93 | 1000 | 1022 | – (1000) | – | met |" in table
     assert "| Python interpreter | 280 |" in table
     assert table in render_markdown_report(res)
+    assert "HTTP floor" not in table  # not measured: no line
+    res["http_floor"] = {"concurrency": 32, "requests_per_s": 18051.8, "cpu_us_per_request": 53.2}
+    assert "c=32): 53 µs of server CPU per request at 18,052 requests/s" in gaps_table(res)
 
 
 def test_gaps_need_the_cells_cpu_and_the_raw_limit() -> None:
