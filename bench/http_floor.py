@@ -68,6 +68,16 @@ def serve(port: int) -> None:
     )
 
 
+def floor_spec(port: int) -> ServerSpec:
+    """How the bench starts the constant-answer server."""
+    return ServerSpec(
+        name="http-floor",
+        argv=[sys.executable, "-m", "bench.http_floor", "serve", "--port", str(port)],
+        port=port,
+        ready_path="/healthz",
+    )
+
+
 def measure(
     concurrency: int,
     duration_s: float,
@@ -76,13 +86,8 @@ def measure(
     server_cpus: str | None = None,
     client_cpus: str | None = None,
 ) -> dict[str, float]:
-    port = free_port()
-    spec = ServerSpec(
-        name="http-floor",
-        argv=[sys.executable, "-m", "bench.http_floor", "serve", "--port", str(port)],
-        port=port,
-        ready_path="/healthz",
-    )
+    spec = floor_spec(free_port())
+    port = spec.port
     with ServerProcess(spec, server_cpus, log_dir).start() as server:
         server.wait_ready(timeout_s=60.0)
         warm_up = LoadSpec(port=port, model="floor", concurrency=concurrency, duration_s=1.0)

@@ -359,6 +359,16 @@ def stage_raw(cfg: Config, models: list[str], res: Results) -> None:
         logger.info("raw %s: best %.0f images/s at batch %d", model, best.images_per_s, best.batch)
 
 
+def _measured(res: Results, what: str, cmd: list[str], timeout_s: float) -> dict[str, Any] | None:
+    """A measuring subprocess's JSON; a failure is listed among the run's problems, and None."""
+    try:
+        return run_json(cmd, timeout_s=timeout_s)
+    except Exception as exc:
+        res.problems.append(f"{what}: {exc}")
+        logger.error("%s failed: %s", what, exc)
+        return None
+
+
 def int8_pairs(models_dir: Path) -> list[tuple[str, str]]:
     """(float32 model, int8 variant) for every variant exported beside the model it was made from."""
     pairs = []
@@ -387,11 +397,8 @@ def stage_int8(cfg: Config, res: Results) -> None:
             "--threads",
             "1",
         ]
-        try:
-            data = run_json(cmd, timeout_s=300)
-        except Exception as exc:
-            res.problems.append(f"int8 {variant}: {exc}")
-            logger.error("int8 %s failed: %s", variant, exc)
+        data = _measured(res, f"int8 {variant}", cmd, timeout_s=300)
+        if data is None:
             continue
         res.int8[variant] = {
             "source": source,
@@ -412,13 +419,8 @@ def stage_rewrites(cfg: Config, models: list[str], res: Results) -> None:
     repo = Path(__file__).resolve().parents[1]  # the checkout whose history holds the baseline
     cmd = [*pin_prefix(cfg.server_cpus), sys.executable, "-m", "bench.rewrites", *names]
     cmd += ["--models-dir", str(cfg.models_dir), "--repo", str(repo)]
-    try:
-        res.rewrites = run_json(cmd, timeout_s=900)
-    except Exception as exc:
-        res.problems.append(f"rewrites: {exc}")
-        logger.error("rewrites failed: %s", exc)
-        return
-    for row in res.rewrites["models"]:
+    res.rewrites = _measured(res, "rewrites", cmd, timeout_s=900) or {}
+    for row in res.rewrites.get("models", []):
         if row["baseline"] == "ok":
             now = row["graphs"][1]
             logger.info("rewrites %s: %.2f× the raw limit before them", row["model"], now["ratio"])
@@ -439,13 +441,9 @@ def stage_http_floor(cfg: Config, res: Results) -> None:
         "5",
     ]
     cmd += ["--server-cpus", cfg.server_cpus or "", "--client-cpus", cfg.client_cpus or ""]
-    try:
-        res.http_floor = run_json(cmd, timeout_s=120)
-    except Exception as exc:
-        res.problems.append(f"http floor: {exc}")
-        logger.error("http floor failed: %s", exc)
-        return
-    logger.info("http floor: %.1f µs of server CPU per request", res.http_floor["cpu_us_per_request"])
+    res.http_floor = _measured(res, "http floor", cmd, timeout_s=120) or {}
+    if res.http_floor:
+        logger.info("http floor: %.1f µs of server CPU per request", res.http_floor["cpu_us_per_request"])
 
 
 def stage_costs(cfg: Config, models: list[str], res: Results) -> None:

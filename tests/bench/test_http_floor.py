@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
 
-from bench.http_floor import BODY, measure
-from bench.servers import ServerProcess, ServerSpec, free_port
+from bench.http_floor import BODY, floor_spec, measure
+from bench.servers import ServerProcess, free_port
 
 
 def test_the_floor_server_answers_like_a_generate_response(tmp_path: Path) -> None:
-    port = free_port()
-    spec = ServerSpec(
-        name="http-floor",
-        argv=[sys.executable, "-m", "bench.http_floor", "serve", "--port", str(port)],
-        port=port,
-        ready_path="/healthz",
-    )
+    spec = floor_spec(free_port())
     with ServerProcess(spec, None, tmp_path).start() as server:
         server.wait_ready(timeout_s=60.0)
         response = httpx.post(f"{spec.base_url}/generate", json={"model": "floor", "seed": 1}, timeout=10.0)
