@@ -146,7 +146,8 @@ class OneWriteCycle(RequestResponseCycle):
             head, self.held = self.held, None
             body = message.get("body", b"") if message["type"] == "http.response.body" else b""
             if not 0 < len(body) <= JOINED_BODY_MAX_BYTES:
-                transport.write(head)
+                if not self.disconnected:
+                    transport.write(head)
                 await super().send(message)
                 return
             self.transport = _HeadFirst(transport, head)  # type: ignore[assignment]
@@ -157,7 +158,11 @@ class OneWriteCycle(RequestResponseCycle):
                 await super().send(message)
             finally:
                 self.transport = transport
-            if self.chunked_encoding is False and self.expected_content_length > 0 and not self._head_only():
+            if (
+                self.chunked_encoding is False
+                and self.expected_content_length > 0
+                and self.scope["method"] != "HEAD"
+            ):
                 self.held = capture.head  # a body follows: it takes the head along
             elif capture.head:
                 transport.write(capture.head)
@@ -166,9 +171,6 @@ class OneWriteCycle(RequestResponseCycle):
             await super().send(message)
         finally:
             self.transport = transport
-
-    def _head_only(self) -> bool:
-        return bool(self.scope["method"] == "HEAD")
 
 
 class _Refused(Exception):

@@ -397,9 +397,10 @@ async def test_a_streamed_body_gets_its_head_before_the_first_part() -> None:
     assert len(transport.writes) == 2
 
 
-async def test_a_head_held_for_a_client_that_left_is_dropped() -> None:
+@pytest.mark.parametrize("size", [10, JOINED_BODY_MAX_BYTES + 1])
+async def test_a_head_held_for_a_client_that_left_is_dropped(size: int) -> None:
     cycle = _cycle(OneWriteCycle)
-    start, body = _response(b"x" * 10)
+    start, body = _response(b"x" * size)
     transport = await _exchange(cycle, [start])
     assert transport.writes == []  # held for the body
     cycle.disconnected = True
