@@ -158,10 +158,11 @@ async def _measure(
         clients = [asyncio.create_task(client()) for _ in range(concurrency)]
         await asyncio.sleep(min(1.0, seconds / 2))  # warm-up: batches settle, caches fill
         count0, cpu0, wall0 = count, time.process_time(), time.perf_counter()
-        session0 = [(r.images, r.cpu_s) for r in timed]
+        runners = list(timed)  # a session re-created in the window adds one: these are compared
+        session0 = [(r.images, r.cpu_s) for r in runners]
         await asyncio.sleep(seconds)
         count1, cpu1, wall1 = count, time.process_time(), time.perf_counter()
-        session1 = [(r.images, r.cpu_s) for r in timed]
+        session1 = [(r.images, r.cpu_s) for r in runners]
         stop = True
         await asyncio.gather(*clients)
     requests = count1 - count0

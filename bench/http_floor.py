@@ -24,7 +24,6 @@ import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from bench.load import LoadSpec, run_load
-from bench.run import default_cpus
 from bench.servers import LOOPBACK, ServerProcess, ServerSpec, free_port
 from service.config import Settings
 from service.connections import ConnectionLimits, protocol_class
@@ -114,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--log-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")))
+    from bench.run import default_cpus  # bench.run imports this module
+
     server_cpus, client_cpus = default_cpus()
     parser.add_argument("--server-cpus", default=server_cpus, help="'' for no pinning")
     parser.add_argument("--client-cpus", default=client_cpus)

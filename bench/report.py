@@ -477,17 +477,20 @@ def gaps_table(results: dict[str, Any]) -> str:
         ]
         for name in names:
             lines.append(f"| {name} | " + " | ".join(_fmt(g.libraries.get(name)) for g in profiled) + " |")
-    floor = results.get("http_floor")
-    if floor:
-        lines += [
-            "",
-            f"The HTTP floor (`python -m bench.http_floor`, c={floor['concurrency']}): "
-            f"{floor['cpu_us_per_request']:.0f} µs of server CPU per request at "
-            f"{floor['requests_per_s']:,.0f} requests/s, for uvicorn as condgen runs it answering a "
-            "constant body: the event loop, the HTTP protocol, the ASGI hand-off and the kernel's "
-            "socket work, before any of condgen's own code. At n=1 each image pays it once.",
-        ]
     return "\n".join(lines)
+
+
+def http_floor_line(results: dict[str, Any]) -> str:
+    floor = results.get("http_floor")
+    if not floor:
+        return "(the HTTP floor was not measured)"
+    return (
+        f"The HTTP floor (`python -m bench.http_floor`, c={floor['concurrency']}): "
+        f"{floor['cpu_us_per_request']:.0f} µs of server CPU per request at "
+        f"{floor['requests_per_s']:,.0f} requests/s, for uvicorn as condgen runs it answering a "
+        "constant body: the event loop, the HTTP protocol, the ASGI hand-off and the kernel's "
+        "socket work, before any of condgen's own code. At n=1 each image pays it once."
+    )
 
 
 GAPS_TEXT = (
@@ -690,6 +693,8 @@ def render_markdown_report(results: dict[str, Any]) -> str:
         "",
         gaps_table(results),
         "",
+        http_floor_line(results),
+        "",
         CEILINGS_TEXT,
         "",
         ceilings_table(results),
@@ -876,6 +881,8 @@ def readme_block(results: dict[str, Any], results_dir: str) -> str:
             GAPS_TEXT,
             "",
             gaps_table(results),
+            "",
+            http_floor_line(results),
             "",
             CEILINGS_TEXT,
             "",

@@ -1,10 +1,12 @@
 """The float32 graph rewrites against the graphs they replaced: raw limit and pixels, per model.
 
-The exported graphs carry exact rewrites (``trainer/graph_passes.py``; each card lists its
-``rewrites``). Their baseline is the zoo as committed at :data:`BASELINE_COMMIT`, the last commit
-before the first rewrite: each model's ``model.onnx`` and card from then are read out of git into a
-scratch directory. A model trained again since then has no baseline (its training record differs)
-and is reported as such. Per model, in one process with one intra-op thread:
+The exported graphs carry rewrites (``trainer/graph_passes.py``, exact, and float16 weight
+storage, gated on pixels; each card lists its ``rewrites``). Their baseline is the zoo as committed
+at :data:`BASELINE_COMMIT`, the last commit before the first rewrite: each model's ``model.onnx``
+and card from then are read out of git into a scratch directory (a checkout without that commit,
+such as a shallow clone, fails the whole run in one line). A model trained again since then has
+no baseline (its training record differs) and is reported as such. Per model, in one process with
+one intra-op thread:
 
 - the raw limit of both graphs, alternated and timed in thread CPU time (:mod:`bench.graph_ratio`);
 - how many uint8 pixels of ``images`` outputs (the same latents and labels) lie within one level
@@ -35,6 +37,16 @@ BASELINE_COMMIT = "82f16b4"
 # Images per model behind the pixel agreement: 784,000 pixels for a 28×28 model.
 AGREEMENT_IMAGES = 1000
 AGREEMENT_BATCH = 100
+
+
+def check_commit(repo: Path, commit: str) -> None:
+    """Raise ValueError unless ``repo``'s history holds ``commit``."""
+    found = subprocess.run(
+        ["git", "-C", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True, check=False
+    )
+    if found.returncode != 0:
+        words = found.stderr.decode(errors="replace").strip() or "not found"
+        raise ValueError(f"the baseline commit {commit} is not in {repo}'s history ({words})")
 
 
 def baseline(repo: Path, commit: str, model: str, dest: Path) -> Path | None:
@@ -109,8 +121,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repo", type=Path, default=Path("."), help="the git checkout holding the baseline")
     parser.add_argument("--commit", default=BASELINE_COMMIT)
     args = parser.parse_args(argv)
+    try:
+        check_commit(args.repo, args.commit)
+    except ValueError as exc:
+        parser.exit(2, f"{exc}\n")
+    rows = []
     with tempfile.TemporaryDirectory(prefix="condgen-rewrites-") as scratch:
-        rows = [compare(args.repo, args.models_dir, m, args.commit, Path(scratch)) for m in args.models]
+        for model in args.models:
+            try:
+                rows.append(compare(args.repo, args.models_dir, model, args.commit, Path(scratch)))
+            except Exception as exc:  # one model that does not load must not cost the others' rows
+                rows.append(
+                    {"model": model, "commit": args.commit, "rewrites": [], "baseline": f"failed: {exc}"}
+                )
     sys.stdout.write(json.dumps({"commit": args.commit, "models": rows}) + "\n")
 
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import httpx
 
+from bench import http_floor
 from bench import native_profile as native
 from bench import profile as prof
 from bench.load import LoadResult, LoadSpec, pin_prefix, resolve_loadgen, run_load
@@ -416,6 +417,8 @@ def stage_rewrites(cfg: Config, models: list[str], res: Results) -> None:
     raw limit, one thread, alternated, in thread CPU time; pixels within one level."""
     sources = [source for source, _ in int8_pairs(cfg.models_dir)]
     names = [m for m in dict.fromkeys([*models, *sources]) if (cfg.models_dir / m / "model.json").is_file()]
+    if not names:
+        return
     repo = Path(__file__).resolve().parents[1]  # the checkout whose history holds the baseline
     cmd = [*pin_prefix(cfg.server_cpus), sys.executable, "-m", "bench.rewrites", *names]
     cmd += ["--models-dir", str(cfg.models_dir), "--repo", str(repo)]
@@ -427,23 +430,21 @@ def stage_rewrites(cfg: Config, models: list[str], res: Results) -> None:
 
 
 FLOOR_CONCURRENCY = 32  # the n=1 goal's concurrency
+FLOOR_SECONDS = 5.0
 
 
-def stage_http_floor(cfg: Config, res: Results) -> None:
-    """Server CPU per request for the HTTP stack alone (``bench.http_floor``), at the goals' c."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.http_floor",
-        "--concurrency",
-        str(FLOOR_CONCURRENCY),
-        "--duration",
-        "5",
-    ]
-    cmd += ["--server-cpus", cfg.server_cpus or "", "--client-cpus", cfg.client_cpus or ""]
-    res.http_floor = _measured(res, "http floor", cmd, timeout_s=120) or {}
-    if res.http_floor:
-        logger.info("http floor: %.1f µs of server CPU per request", res.http_floor["cpu_us_per_request"])
+def stage_http_floor(cfg: Config, res: Results, log_dir: Path) -> None:
+    """Server CPU per request for the HTTP stack alone (``bench.http_floor``), at the goals' c,
+    with the cells' load generator and pinning; its server is stopped like the bench's others."""
+    try:
+        res.http_floor = http_floor.measure(
+            FLOOR_CONCURRENCY, FLOOR_SECONDS, cfg.loadgen, log_dir, cfg.server_cpus, cfg.client_cpus
+        )
+    except Exception as exc:
+        res.problems.append(f"http floor: {exc}")
+        logger.error("http floor failed: %s", exc)
+        return
+    logger.info("http floor: %.1f µs of server CPU per request", res.http_floor["cpu_us_per_request"])
 
 
 def stage_costs(cfg: Config, models: list[str], res: Results) -> None:
@@ -800,12 +801,12 @@ def run(cfg: Config) -> Results:
     stage_raw(cfg, models, res)
     stage_int8(cfg, res)
     stage_rewrites(cfg, models, res)
-    if "condgen" in cfg.servers:
-        stage_http_floor(cfg, res)
     if cfg.costs_seconds > 0:
         stage_costs(cfg, models, res)
     if "condgen" in cfg.servers and cfg.cold_starts > 0:
         stage_cold_start(cfg, res, log_dir)
+    if "condgen" in cfg.servers:
+        stage_http_floor(cfg, res, log_dir)
 
     seed0 = 1
     for name in cfg.servers:

@@ -103,13 +103,17 @@ def connection_cap(wanted: int, fd_limit: int) -> int:
 class _HeadCapture:
     """Stands in for the transport while uvicorn writes a response head: keeps it, sends nothing."""
 
-    __slots__ = ("head",)
+    __slots__ = ("head", "transport")
 
-    def __init__(self) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
         self.head = b""
 
     def write(self, data: bytes) -> None:
         self.head += data
+
+    def is_closing(self) -> bool:  # the cycle's receive() may ask while send() awaits a drain
+        return self.transport.is_closing()
 
 
 class _HeadFirst:
@@ -126,6 +130,9 @@ class _HeadFirst:
 
     def close(self) -> None:
         self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
 
 
 class OneWriteCycle(RequestResponseCycle):
@@ -152,7 +159,7 @@ class OneWriteCycle(RequestResponseCycle):
                 return
             self.transport = _HeadFirst(transport, head)  # type: ignore[assignment]
         elif message["type"] == "http.response.start" and not self.response_started:
-            capture = _HeadCapture()
+            capture = _HeadCapture(transport)
             self.transport = capture  # type: ignore[assignment]
             try:
                 await super().send(message)

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_optimize)
 
     p = sub.add_parser("zoo", help="train and export the bundled zoo (resumable)")
-    p.add_argument("--workers", type=int, default=2, help="parallel single-threaded trainings")
+    p.add_argument("--workers", type=positive_int, default=2, help="parallel single-threaded trainings")
     p.add_argument("--only", help="comma-separated recipe names (default: the whole zoo)")
     p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every planned epoch count")
     p.add_argument("--export-to", type=Path, default=Path("exported"))

@@ -12,6 +12,7 @@ from bench.report import (
     gaps_table,
     goals,
     goals_table,
+    http_floor_line,
     int8_table,
     readme_block,
     render_markdown_report,
@@ -210,9 +211,12 @@ def test_gaps_give_the_cpu_per_image_each_raw_goal_needs() -> None:
     assert "| `small` | n=64 c=1 | 0.950 | 0.93 | 1000 | 1022 | – (1000) | – | met |" in table
     assert "| Python interpreter | 280 |" in table
     assert table in render_markdown_report(res)
-    assert "HTTP floor" not in table  # not measured: no line
+    assert http_floor_line(res) == "(the HTTP floor was not measured)"
     res["http_floor"] = {"concurrency": 32, "requests_per_s": 18051.8, "cpu_us_per_request": 53.2}
-    assert "c=32): 53 µs of server CPU per request at 18,052 requests/s" in gaps_table(res)
+    line = http_floor_line(res)
+    assert "c=32): 53 µs of server CPU per request at 18,052 requests/s" in line
+    assert line in render_markdown_report(res)
+    assert line in readme_block(res, "bench/results")
 
 
 def test_gaps_need_the_cells_cpu_and_the_raw_limit() -> None:

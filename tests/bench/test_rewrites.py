@@ -89,3 +89,24 @@ def test_the_cli_prints_one_json_line(repo: Path, capsys: pytest.CaptureFixture[
     out = json.loads(capsys.readouterr().out)
     assert out["commit"] == commit
     assert out["models"][0]["baseline"] == f"not in the zoo at {commit}"
+
+
+def test_a_checkout_without_the_baseline_commit_is_refused_in_one_line(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["kept", "--models-dir", str(repo / "exported"), "--repo", str(repo), "--commit", "0" * 40])
+    assert exit_info.value.code == 2
+    assert f"the baseline commit {'0' * 40} is not in" in capsys.readouterr().err
+
+
+def test_a_model_that_does_not_load_is_a_row_not_a_lost_run(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    commit = _git(repo, "rev-parse", "HEAD")
+    (repo / "exported" / "kept" / "model.onnx").write_bytes(b"not onnx")
+    main(["kept", "new", "--models-dir", str(repo / "exported"), "--repo", str(repo), "--commit", commit])
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert rows[0]["model"] == "kept"
+    assert rows[0]["baseline"].startswith("failed: ")
+    assert rows[1]["baseline"] == f"not in the zoo at {commit}"
