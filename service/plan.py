@@ -22,6 +22,7 @@ from service.latents import MAX_LATENT_INDEX, interpolate, latent_for, latents_f
 from service.schemas import GenerateRequest, GridRequest, InterpolateRequest
 
 DEFAULT_GRID_COLUMNS = 8
+DEFAULT_GRID_ROWS = 4  # an unconditional model's grid: 4 × 8 latents
 # Interpolation strips wrap after this many images so long paths stay viewable.
 MAX_STRIP_COLUMNS = 16
 
@@ -142,10 +143,9 @@ def plan_grid(
     req: GridRequest, card: ModelCard, settings: Settings, seed_source: SeedSource = random_seed
 ) -> Plan:
     if not card.conditional:
-        raise InvalidRequest(
-            f"model: {card.name!r} is unconditional; a grid is labels × latents. "
-            "Use POST /generate with n for a grid of an unconditional model"
-        )
+        return _plan_latent_grid(req, card, settings, seed_source)
+    if req.rows is not None:
+        raise InvalidRequest(f"rows: {card.name!r}'s grid has a row per label; choose them with labels")
     if req.labels is not None:
         row_labels = [_resolve_label(card, lab, f"labels[{i}]") for i, lab in enumerate(req.labels)]
     else:
@@ -181,6 +181,42 @@ def plan_grid(
                 }
             )
     return Plan(z=z, labels=labels, metadata=metadata, layout=(len(row_labels), cols), seed=seed)
+
+
+def _plan_latent_grid(req: GridRequest, card: ModelCard, settings: Settings, seed_source: SeedSource) -> Plan:
+    """An unconditional model's grid: ``rows`` × ``columns`` latents, image (r, c) from latent
+    index r × columns + c of the seed, so the grid is /generate's n images laid out in rows."""
+    if req.labels is not None:
+        raise InvalidRequest(f"labels: {card.name!r} is unconditional and takes no labels")
+    if req.z is not None and req.rows not in (None, 1):
+        raise InvalidRequest("rows: explicit z is one row, one latent per column")
+    rows = 1 if req.z is not None else (req.rows or DEFAULT_GRID_ROWS)
+    cols = len(req.z) if req.z is not None else (req.columns or DEFAULT_GRID_COLUMNS)
+    total = rows * cols
+    if total > settings.max_grid_images:
+        raise InvalidRequest(
+            f"rows: {rows} rows × {cols} columns = {total} images, "
+            f"more than the limit of {settings.max_grid_images}"
+        )
+    seed: int | None = None
+    if req.z is not None:
+        z = _explicit_latents(card, req.z)
+    else:
+        seed = req.seed if req.seed is not None else seed_source()
+        z = latents_for(seed, total, card.latent.dim, truncation=req.truncation)
+    metadata: list[dict[str, object]] = [
+        {
+            "index": i,
+            "label": None,
+            "label_name": None,
+            "seed": seed,
+            "latent_index": i if seed is not None else None,
+            "row": i // cols,
+            "column": i % cols,
+        }
+        for i in range(total)
+    ]
+    return Plan(z=z, labels=None, metadata=metadata, layout=(rows, cols), seed=seed)
 
 
 def plan_interpolate(

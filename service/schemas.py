@@ -160,6 +160,11 @@ class GridRequest(_Body):
         description="Rows; all classes by default.",
     )
     columns: int | None = Field(default=None, ge=1, description="Latents per row (default 8, or len(z)).")
+    rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Unconditional models: rows of latents (default 4). Conditional: one row per label.",
+    )
     seed: Seed | None = Field(
         default=None, description="Column j uses the latent drawn from (seed, j). Random if omitted."
     )

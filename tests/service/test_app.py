@@ -172,6 +172,18 @@ async def test_png_grid_is_near_square_with_padding(client: httpx.AsyncClient) -
     assert (pixels[:, :, 10:12] == 0).all()
 
 
+async def test_an_unconditional_grid_is_generate_laid_out_in_rows(client: httpx.AsyncClient) -> None:
+    body = {"model": UNCOND, "seed": 3}
+    grid = await client.post("/grid", json={**body, "rows": 2, "columns": 3})
+    assert grid.status_code == 200
+    assert grid.headers["content-type"] == "image/png"
+    same = await client.post("/generate", json={**body, "n": 6})  # near-square: also 2 × 3
+    assert grid.content == same.content
+    meta = (await client.post("/grid", json=body, headers=JSON)).json()
+    assert meta["layout"] == [4, 8]
+    assert [im["latent_index"] for im in meta["images"]] == list(range(32))
+
+
 async def test_grid_rows_are_labels_and_columns_share_a_latent(client: httpx.AsyncClient) -> None:
     resp = await client.post(
         "/grid", json={"model": GRAY, "labels": [2, "five"], "seed": 4, "columns": 3}, headers=NPY

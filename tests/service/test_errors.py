@@ -201,7 +201,8 @@ async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> N
 @pytest.mark.parametrize(
     ("path", "body", "needle"),
     [
-        ("/grid", {"model": UNCOND}, "unconditional"),
+        ("/grid", {"model": UNCOND, "labels": [1]}, "takes no labels"),
+        ("/grid", {"model": GRAY, "rows": 2}, "row per label"),
         ("/grid", {"model": GRAY, "columns": 30}, "256"),
         ("/grid", {"model": GRAY, "labels": ["zero", "ten"]}, "labels[1]"),
         ("/grid", {"model": GRAY, "z": [[0.0] * 3]}, "z[0]"),

@@ -72,8 +72,8 @@ def test_grid_defaults_to_every_class_and_checks_its_size(gray: ModelCard, uncon
     assert plan.layout == (10, 4)
     with pytest.raises(InvalidRequest, match="= 50 images"):
         plan_grid(GridRequest(model=GRAY, seed=1, columns=5), gray, SETTINGS)
-    with pytest.raises(InvalidRequest, match="unconditional"):
-        plan_grid(GridRequest(model=UNCOND), uncond, SETTINGS)
+    with pytest.raises(InvalidRequest, match=r"^rows: .* row per label"):
+        plan_grid(GridRequest(model=GRAY, seed=1, rows=2), gray, SETTINGS)
     explicit = plan_grid(GridRequest(model=GRAY, labels=[0], z=[[0.0] * 16, [1.0] * 16]), gray, SETTINGS)
     assert explicit.layout == (1, 2)
     assert explicit.seed is None
@@ -129,3 +129,36 @@ def test_offset_past_the_last_latent_index_names_the_field(gray: ModelCard) -> N
 def test_offset_with_an_explicit_z_is_refused() -> None:
     with pytest.raises(ValueError, match="offset applies to seeded latents"):
         GenerateRequest(model=GRAY, label=1, z=[[0.0] * 16], offset=3)
+
+
+def test_an_unconditional_grid_is_rows_of_consecutive_latents(uncond: ModelCard) -> None:
+    """Image (r, c) is latent r × columns + c of the seed: /generate's n images, laid out in rows."""
+    plan = plan_grid(GridRequest(model=UNCOND, seed=5, rows=2, columns=3), uncond, SETTINGS)
+    assert plan.layout == (2, 3)
+    assert plan.labels is None
+    assert np.array_equal(plan.z, latents_for(5, 6, uncond.latent.dim))
+    assert plan.metadata[4] == {
+        "index": 4,
+        "label": None,
+        "label_name": None,
+        "seed": 5,
+        "latent_index": 4,
+        "row": 1,
+        "column": 1,
+    }
+    assert plan_grid(GridRequest(model=UNCOND, seed=5), uncond, SETTINGS).layout == (4, 8)
+    dim = uncond.latent.dim
+    explicit = plan_grid(GridRequest(model=UNCOND, z=[[0.0] * dim, [1.0] * dim]), uncond, SETTINGS)
+    assert explicit.layout == (1, 2)
+    assert explicit.seed is None
+
+
+def test_an_unconditional_grid_refuses_labels_and_oversize_in_one_line(uncond: ModelCard) -> None:
+    with pytest.raises(InvalidRequest, match=r"^labels: .* takes no labels"):
+        plan_grid(GridRequest(model=UNCOND, labels=[1]), uncond, SETTINGS)
+    with pytest.raises(
+        InvalidRequest, match=r"^rows: 5 rows × 9 columns = 45 images, more than the limit of 40"
+    ):
+        plan_grid(GridRequest(model=UNCOND, rows=5, columns=9), uncond, SETTINGS)
+    with pytest.raises(InvalidRequest, match=r"^rows: explicit z is one row"):
+        plan_grid(GridRequest(model=UNCOND, rows=2, z=[[0.0] * uncond.latent.dim]), uncond, SETTINGS)
