@@ -166,7 +166,11 @@ class GridRequest(_Body):
         description="Unconditional models: rows of latents (default 4). Conditional: one row per label.",
     )
     seed: Seed | None = Field(
-        default=None, description="Column j uses the latent drawn from (seed, j). Random if omitted."
+        default=None,
+        description=(
+            "Column j uses the latent drawn from (seed, j); an unconditional grid's image (r, c) the one "
+            "from (seed, r × columns + c). Random if omitted."
+        ),
     )
     z: Latents | None = Field(
         default=None,
