@@ -151,18 +151,8 @@ def plan_grid(
     else:
         row_labels = list(range(card.num_classes))
     cols = len(req.z) if req.z is not None else (req.columns or DEFAULT_GRID_COLUMNS)
-    total = len(row_labels) * cols
-    if total > settings.max_grid_images:
-        raise InvalidRequest(
-            f"columns: {len(row_labels)} rows × {cols} columns = {total} images, "
-            f"more than the limit of {settings.max_grid_images}"
-        )
-    seed: int | None = None
-    if req.z is not None:
-        column_z = _explicit_latents(card, req.z)
-    else:
-        seed = req.seed if req.seed is not None else seed_source()
-        column_z = latents_for(seed, cols, card.latent.dim, truncation=req.truncation)
+    _check_grid_size("columns", len(row_labels), cols, settings)
+    column_z, seed = _grid_latents(req, card, cols, seed_source)
     # Same latent down each column, so the figure reads label (rows) versus style (columns).
     z = np.tile(column_z, (len(row_labels), 1))
     labels = np.repeat(np.asarray(row_labels, dtype=np.int64), cols)
@@ -183,6 +173,25 @@ def plan_grid(
     return Plan(z=z, labels=labels, metadata=metadata, layout=(len(row_labels), cols), seed=seed)
 
 
+def _check_grid_size(field: str, rows: int, cols: int, settings: Settings) -> None:
+    total = rows * cols
+    if total > settings.max_grid_images:
+        raise InvalidRequest(
+            f"{field}: {rows} rows × {cols} columns = {total} images, "
+            f"more than the limit of {settings.max_grid_images}"
+        )
+
+
+def _grid_latents(
+    req: GridRequest, card: ModelCard, count: int, seed_source: SeedSource
+) -> tuple[np.ndarray, int | None]:
+    """The grid's explicit latents, or ``count`` drawn from its seed (random if none); and the seed."""
+    if req.z is not None:
+        return _explicit_latents(card, req.z), None
+    seed = req.seed if req.seed is not None else seed_source()
+    return latents_for(seed, count, card.latent.dim, truncation=req.truncation), seed
+
+
 def _plan_latent_grid(req: GridRequest, card: ModelCard, settings: Settings, seed_source: SeedSource) -> Plan:
     """An unconditional model's grid: ``rows`` × ``columns`` latents, image (r, c) from latent
     index r × columns + c of the seed, so the grid is /generate's n images laid out in rows."""
@@ -193,17 +202,8 @@ def _plan_latent_grid(req: GridRequest, card: ModelCard, settings: Settings, see
     rows = 1 if req.z is not None else (req.rows or DEFAULT_GRID_ROWS)
     cols = len(req.z) if req.z is not None else (req.columns or DEFAULT_GRID_COLUMNS)
     total = rows * cols
-    if total > settings.max_grid_images:
-        raise InvalidRequest(
-            f"rows: {rows} rows × {cols} columns = {total} images, "
-            f"more than the limit of {settings.max_grid_images}"
-        )
-    seed: int | None = None
-    if req.z is not None:
-        z = _explicit_latents(card, req.z)
-    else:
-        seed = req.seed if req.seed is not None else seed_source()
-        z = latents_for(seed, total, card.latent.dim, truncation=req.truncation)
+    _check_grid_size("rows", rows, cols, settings)
+    z, seed = _grid_latents(req, card, total, seed_source)
     metadata: list[dict[str, object]] = [
         {
             "index": i,
