@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .arg_types import positive_int
+
 IDX_DATASETS = ("mnist", "fashion-mnist")
 FOLDER_KEYS = ("lego", "faces")  # trainer.folder_datasets.FOLDER_KEYS; literals keep parsing import-free
 
@@ -24,7 +26,7 @@ def add_classifier_parser(sub: argparse._SubParsersAction) -> None:
         help="IDX directory, or the root holding the image folders (<root>/lego and <root>/lego-test)",
     )
     p.add_argument("--out", type=Path, help="default: trainer/classifiers/")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
     p.set_defaults(func=cmd_classifier)
 
 

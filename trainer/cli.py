@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .arg_types import positive_int
 from .classifier_cli import add_classifier_parser
 from .datasets.cli import add_data_parser
 from .device import DEVICE_CHOICES
@@ -18,17 +19,6 @@ from .quantize_cli import add_quantize_parser
 from .recipes import RECIPES
 
 log = logging.getLogger("trainer")
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (``--limit 0`` would train on nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -259,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--models", type=Path, default=Path("exported"))
     p.add_argument("--data-dir", type=Path)
-    p.add_argument("--n", type=int, help="generated images to fit on (default: 2000)")
-    p.add_argument("--segments", type=int, help="linear pieces of the curve (default: 16; 1 = levels)")
+    p.add_argument("--n", type=positive_int, help="generated images to fit on (default: 2000)")
+    p.add_argument(
+        "--segments", type=positive_int, help="linear pieces of the curve (default: 16; 1 = levels)"
+    )
     p.add_argument(
         "--one-curve",
         action="store_true",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .arg_types import count, positive_int
 from .device import DEVICE_CHOICES, resolve_device
 
 if TYPE_CHECKING:
@@ -76,25 +77,27 @@ class EvaluatePlan:
 
 def _scoring_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--n", type=int, default=10_000, help="generated images for Inception FID (0 skips it)")
+    p.add_argument("--n", type=count, default=10_000, help="generated images for Inception FID (0 skips it)")
     p.add_argument(
-        "--real-n", type=int, default=10_000, help="real test images behind the Inception statistics"
+        "--real-n", type=positive_int, default=10_000, help="real test images behind the Inception statistics"
     )
     p.add_argument(
         "--classifier-n",
-        type=int,
+        type=count,
         default=10_000,
         help="generated images for the classifier metrics (0 skips)",
     )
     p.add_argument(
-        "--classifier-real-n", type=int, help="real test images for the classifier metrics (default: all)"
+        "--classifier-real-n",
+        type=positive_int,
+        help="real test images for the classifier metrics (default: all)",
     )
     p.add_argument(
         "--data-dir",
         type=Path,
         help="IDX directory, or the root holding the image folders (<root>/lego, <root>/lego-test)",
     )
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
     p.add_argument("--device", default="auto", help=f"where the Inception network runs: {DEVICE_CHOICES}")
     return p
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arg_types import count, positive_int
 from .evaluate import EvalConfig
 
 
@@ -18,8 +19,8 @@ def add_quantize_parser(sub: argparse._SubParsersAction) -> None:
         "model", help="a model directory name under --models, 'all', or 'zoo' (the zoo's int8 sources)"
     )
     p.add_argument("--models", type=Path, default=Path("exported"))
-    p.add_argument("--n-inception", type=int, default=10_000, help="images for Inception FID (0 skips)")
-    p.add_argument("--n-classifier", type=int, default=10_000, help="images for label accuracy (0 skips)")
+    p.add_argument("--n-inception", type=count, default=10_000, help="images for Inception FID (0 skips)")
+    p.add_argument("--n-classifier", type=count, default=10_000, help="images for label accuracy (0 skips)")
     p.add_argument("--fid-bound", type=float, default=0.5, help="largest allowed Inception FID rise")
     p.add_argument(
         "--accuracy-bound",
@@ -27,7 +28,7 @@ def add_quantize_parser(sub: argparse._SubParsersAction) -> None:
         default=0.005,
         help="largest allowed label-accuracy drop (0.005 = 0.5 points)",
     )
-    p.add_argument("--calibration-rows", type=int, default=512)
+    p.add_argument("--calibration-rows", type=positive_int, default=512)
     p.add_argument("--data-dir", type=Path, help="the datasets' directory (default: data/<dataset>)")
     p.set_defaults(func=run_quantize)
 
