@@ -335,8 +335,7 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
     run.state = state = RunState(**ckpt["state"])
     if run.aux is not None and run.opt_aux is not None:
         if ckpt.get("aux") is not None:
-            run.aux.load_state_dict(ckpt["aux"])
-            run.opt_aux.load_state_dict(ckpt["opt_aux"])
+            _load_aux(run.aux, run.opt_aux, ckpt, recipe.name)
         elif state.epoch > recipe.aux_start_epoch:
             raise ValueError(
                 f"{run.ckpt_path} was trained without the auxiliary classifier this recipe uses from "
@@ -355,6 +354,20 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
             state.epochs,
             run.epochs,
         )
+
+
+def _load_aux(aux: nn.Module, opt_aux: torch.optim.Optimizer, ckpt: dict[str, Any], name: str) -> None:
+    """The auxiliary classifier and its optimiser from ``ckpt``; afresh if its shapes have changed.
+
+    It is a training aid, not part of the exported model: a run made with an earlier shape of it
+    goes on with a new one, which learns the classes again from the real images within an epoch.
+    """
+    saved, current = ckpt["aux"], aux.state_dict()
+    if saved.keys() != current.keys() or any(saved[k].shape != v.shape for k, v in current.items()):
+        log.warning("%s: the auxiliary classifier has a new shape; it starts afresh", name)
+        return
+    aux.load_state_dict(saved)
+    opt_aux.load_state_dict(ckpt["opt_aux"])
 
 
 def _save(run: _Run, finished: bool) -> None:

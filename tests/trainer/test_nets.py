@@ -76,6 +76,15 @@ def test_the_auxiliary_classifier_gives_class_logits(channels: int, size: int) -
         AuxClassifier(channels, size + 2, num_classes=10)
 
 
+@pytest.mark.parametrize(("size", "convs", "side"), [(28, 2, 7), (32, 2, 8), (64, 3, 8)])
+def test_the_auxiliary_classifier_reads_out_a_map_of_at_most_8x8(size: int, convs: int, side: int) -> None:
+    aux = AuxClassifier(1, size, num_classes=50)
+    strided = [m for m in aux.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(strided) == convs
+    readout = next(m for m in aux.modules() if isinstance(m, torch.nn.Linear))
+    assert readout.in_features == strided[-1].out_channels * side * side
+
+
 def test_an_auxiliary_class_loss_needs_a_conditional_gan() -> None:
     assert RECIPES["cdcgan-mnist"].aux_weight > 0
     with pytest.raises(ValueError, match="conditional GAN"):

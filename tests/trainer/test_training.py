@@ -14,6 +14,7 @@ from PIL import Image
 
 from trainer.checkpoint import FORMAT
 from trainer.data import CLASS_NAMES
+from trainer.nets.auxiliary import AuxClassifier
 from trainer.recipes import RECIPES, get_recipe
 from trainer.training import (
     CHECKPOINT,
@@ -194,6 +195,28 @@ def test_the_auxiliary_classifier_learns_the_classes_and_resumes(
     torch.save(ckpt, tmp_path / CHECKPOINT)
     with pytest.raises(ValueError, match="auxiliary classifier"):
         train("cdcgan-mnist", _cfg(tmp_path, mnist_dir, epochs=3, limit=1000))
+
+
+def test_a_run_whose_auxiliary_classifier_had_another_shape_goes_on_with_a_fresh_one(
+    tmp_path: Path, in_repo: Path, mnist_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _cfg(tmp_path, mnist_dir, epochs=4, max_steps=10, limit=1000, log_every=1)
+    _, state = train("cdcgan-mnist", cfg)
+    learnt = state.history[-1]["aux_real"]
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT)
+    older = AuxClassifier(1, 28, 10, width=16)  # another shape of it, as an earlier run made
+    ckpt["aux"] = older.state_dict()
+    ckpt["opt_aux"] = torch.optim.Adam(older.parameters()).state_dict()
+    torch.save(ckpt, tmp_path / CHECKPOINT)
+    with caplog.at_level("WARNING", logger="trainer.training"):
+        _, resumed = train("cdcgan-mnist", replace(cfg, max_steps=12))
+    assert "auxiliary classifier has a new shape" in caplog.text
+    # The generator and critics went on; the classifier learns the classes again from chance.
+    assert resumed.step == 12
+    assert resumed.history[-2]["aux_real"] > learnt + 0.3
+    saved = load_checkpoint(tmp_path / CHECKPOINT)["aux"]
+    fresh = AuxClassifier(1, 28, 10).state_dict()
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in fresh.items()}
 
 
 def test_a_late_auxiliary_loss_joins_at_its_epoch_and_a_run_resumed_before_it_begins_it(
