@@ -254,5 +254,9 @@ def test_a_flagship_exports_with_its_tone_curve(tmp_path: Path) -> None:
 def test_calibrate_cli_reports_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["calibrate", "nope", "--models", str(tmp_path)]) == 2
     assert "nope" in capsys.readouterr().err
-    assert cli.main(["calibrate", "nope", "--models", str(tmp_path), "--n", "0"]) == 2
-    assert "at least one generated image" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused by the parser, before the model is looked up
+        cli.main(["calibrate", "nope", "--models", str(tmp_path), "--n", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --n: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ExportError, match="at least one generated image"):  # and by the API, for callers
+        calibrate_exported(tmp_path / "nope", n=0)
